@@ -1,0 +1,73 @@
+"""Exceptions and warnings raised by daskod.
+
+Every exception subclasses a built-in, so ``except ValueError`` in user code keeps working.
+Messages state the rule, the offending value and the fix.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "DaskodError",
+    "InputError",
+    "WCSError",
+    "OutputTooLargeError",
+    "MemoryBudgetError",
+    "StoreError",
+    "DaskodWarning",
+    "SkippedWarning",
+]
+
+
+class DaskodError(Exception):
+    """Base class of every error raised on purpose by daskod."""
+
+
+class InputError(DaskodError, ValueError):
+    """An input exposure (or cube) is malformed; the message names it and the problem.
+
+    Attributes
+    ----------
+    exposure : str or None
+        The name of the offending exposure, when there is one.
+    """
+
+    def __init__(self, msg: str, *, exposure: str | None = None) -> None:
+        super().__init__(msg)
+        self.exposure = exposure
+
+
+class WCSError(InputError):
+    """An exposure's WCS is missing, or cannot map its pixels to the sky and back."""
+
+
+class OutputTooLargeError(DaskodError, ValueError):
+    """The output (median) frame would be absurdly large, usually from bad pointing metadata.
+
+    Attributes
+    ----------
+    shape : tuple of int
+        The output frame shape (ny, nx) that was computed.
+    nbytes : int
+        Bytes one float32 frame of that shape would take.
+    """
+
+    def __init__(self, msg: str, *, shape: tuple[int, int], nbytes: int) -> None:
+        super().__init__(msg)
+        self.shape = shape
+        self.nbytes = nbytes
+
+
+class MemoryBudgetError(DaskodError, MemoryError):
+    """The memory budget cannot be met by any tile size; the message says what would fit."""
+
+
+class StoreError(DaskodError, OSError):
+    """The Zarr working store cannot be created, written or reused."""
+
+
+class DaskodWarning(UserWarning):
+    """Base class of daskod's warnings."""
+
+
+class SkippedWarning(DaskodWarning):
+    """The step was skipped (as the reference does), e.g. fewer than two groups."""

@@ -1,0 +1,1 @@
+"""Flagging: the reference's outlier rules, DQ bits and NaN matching."""
