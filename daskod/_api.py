@@ -1,0 +1,226 @@
+"""The public entry points: :func:`detect_outliers` and :class:`OutlierDetection`."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import warnings
+import weakref
+from typing import Any
+
+import numpy as np
+
+from daskod._exceptions import InputError, SkippedWarning
+from daskod._result import OutlierResult
+from daskod.engine._budget import plan_budget
+from daskod.engine._dispatch import resolve_scheduler, working_directory
+from daskod.exposure import Exposure, validate_exposures
+from daskod.flag._dq import DO_NOT_USE
+from daskod.modes._params import ImagingParams
+from daskod.modes.imaging import build_imaging, group_exposures
+from daskod.options import get_option
+
+__all__ = ["detect_outliers", "OutlierDetection", "MODES"]
+
+log = logging.getLogger(__name__)
+
+MODES = ("imaging",)
+
+
+def detect_outliers(
+    exposures: list[Exposure] | Exposure,
+    *,
+    mode: str | None = "imaging",
+    weight_type: str = "ivm",
+    pixfrac: float = 1.0,
+    kernel: str = "square",
+    fillval: str = "NAN",
+    maskpt: float = 0.7,
+    snr: str | tuple[float, float] = "5.0 4.0",
+    scale: str | tuple[float, float] = "1.2 0.7",
+    backg: float = 0.0,
+    resample_data: bool = True,
+    good_bits: str | int | None = "~DO_NOT_USE",
+    save_intermediate_results: bool = False,
+    in_memory: bool = True,
+    pixmap_stepsize: float | None = None,
+    pixmap_order: int | None = None,
+    memory_limit: int | str | None = None,
+    tile_size: int | None = None,
+    scheduler: Any = None,
+    progress: bool = False,
+    store: str | None = None,
+    compute: bool = True,
+    inplace: bool = False,
+) -> OutlierResult:
+    """Find cosmic rays and other outliers the way the JWST outlier-detection step does.
+
+    Imaging mode (ALGORITHM.md section 2): drizzle each exposure group onto a common sky grid,
+    take the NaN-median of the groups, blot it back onto each exposure, flag pixels by the
+    noise + derivative rule, and set ``DQ |= DO_NOT_USE | OUTLIER`` there. Out of core: every
+    phase works on tiles read from, and written to, a Zarr working store.
+
+    Parameters
+    ----------
+    exposures : list of Exposure
+        The inputs; never modified unless ``inplace=True``.
+    mode : str or None, optional
+        ``"imaging"`` (None guesses it from the inputs: 2-D exposures are imaging).
+    weight_type, pixfrac, kernel, fillval, maskpt, snr, scale, backg, resample_data, good_bits
+        The reference step's parameters, same names, meanings and defaults.
+    save_intermediate_results : bool, optional
+        Keep the working store (drizzled groups, median, DQ) after the run; its path is
+        ``result.store``.
+    in_memory : bool, optional
+        True (the reference's default): results come back as numpy arrays and a temporary
+        store is removed. False: results are Dask arrays reading the store (bounded memory
+        for many exposures); the store lives as long as the result.
+    pixmap_stepsize, pixmap_order : optional
+        Coarse pixel-map grid (default 16 px, cubic: < 1e-5 px error); ``pixmap_stepsize=1``
+        evaluates the WCS on every pixel as the reference does by default.
+    memory_limit : int or str, optional
+        Budget for the run, e.g. ``"1GiB"``; sets tile size and concurrency.
+    tile_size : int, optional
+        Tile edge in pixels (default: derived from ``memory_limit``). Results do not depend
+        on it.
+    scheduler : str or distributed.Client, optional
+        ``"synchronous"``, ``"threads"``, ``"processes"``, a ``tcp://`` address or a client;
+        default: the active distributed client, else threads.
+    progress : bool, optional
+        Show a progress bar per phase (local schedulers).
+    store : str, optional
+        Folder of the Zarr working store (kept). Default: a temporary folder under the
+        ``temp_dir`` option.
+    compute : bool, optional
+        False builds the whole lazy graph and returns at once; nothing is computed until the
+        result's arrays are.
+    inplace : bool, optional
+        Also write the new DQ, and NaN into SCI/ERR/VAR where DO_NOT_USE, into the input
+        numpy arrays (as the reference updates its models).
+
+    Returns
+    -------
+    OutlierResult
+    """
+    params_kwargs = dict(weight_type=weight_type, pixfrac=pixfrac, kernel=kernel,
+                         fillval=fillval, maskpt=maskpt, snr=snr, scale=scale, backg=backg,
+                         resample_data=bool(resample_data), good_bits=good_bits,
+                         pixmap_stepsize=pixmap_stepsize if pixmap_stepsize is not None
+                         else get_option("pixmap_stepsize"),
+                         pixmap_order=pixmap_order if pixmap_order is not None
+                         else get_option("pixmap_order"))
+    if mode is None:
+        mode = "imaging"
+    if mode not in MODES:
+        msg = f"mode must be one of {MODES} (or None to guess), got {mode!r}."
+        raise ValueError(msg)
+    params = ImagingParams(**params_kwargs)
+    items = validate_exposures(exposures, need_wcs=params.resample_data,
+                               same_shape=not params.resample_data)
+    resolved = {**params_kwargs, "mode": mode}
+    groups = group_exposures(items)
+    n_units = len(groups) if params.resample_data else len(items)
+    if n_units < 2:
+        what = "groups" if params.resample_data else "exposures"
+        reason = (f"outlier detection needs at least 2 {what}, got {n_units}; the step is "
+                  "skipped and DQ is unchanged, as the reference does.")
+        warnings.warn(reason, SkippedWarning, stacklevel=2)
+        log.warning("Step skipped: %s", reason)
+        return OutlierResult(status="SKIPPED", reason=reason, params=resolved, exposures=items,
+                             dq=[np.array(e.dq, dtype=np.uint32) for e in items])
+    sched = resolve_scheduler(scheduler)
+    budget = plan_budget(memory_limit=memory_limit, n_groups=n_units,
+                         max_group_members=max(len(g) for g in groups), tile_size=tile_size,
+                         num_workers=sched.num_workers,
+                         separate_processes=sched.name == "processes")
+    sched.num_workers = budget.num_workers if sched.client is None else sched.num_workers
+    keep = save_intermediate_results or not in_memory or not compute or store is not None
+    progress_ctx = _progress(progress, sched)
+    with working_directory(store, keep=keep) as root, progress_ctx:
+        run = build_imaging(items, params, root=root, tile=budget.tile, scheduler=sched,
+                            eager=compute, max_output_pixels=get_option("max_output_pixels"))
+        median_wcs = run.frame.wcs if run.frame is not None else items[0].wcs
+        if compute and in_memory:
+            import dask.array as da
+
+            dq = [np.asarray(d) for d in run.dq]
+            median = np.asarray(da.from_zarr(run.median))
+        else:
+            import dask.array as da
+
+            dq = run.dq
+            median = da.from_zarr(run.median)
+        result = OutlierResult(status="COMPLETE", params=resolved, exposures=items, dq=dq,
+                               median=median, median_wcs=median_wcs, n_flagged=run.counts,
+                               store=root if keep else None, timings=run.timings)
+    if keep and store is None and not save_intermediate_results:
+        # A temporary store that results still read from: remove it with the result.
+        result._keepalive = weakref.finalize(result, shutil.rmtree, root, True)
+    if compute:
+        for row in result.stats:
+            log.info("%s: %d pixels flagged as outliers (%.4f%%)", row["name"], row["n_flagged"],
+                     row["percent"])
+    if inplace:
+        _write_back(exposures if isinstance(exposures, list) else [exposures], result)
+    return result
+
+
+def _progress(progress: bool, sched: Any) -> Any:
+    import contextlib
+
+    if not progress or sched.client is not None:
+        return contextlib.nullcontext()
+    from dask.diagnostics import ProgressBar
+
+    return ProgressBar(minimum=1.0)
+
+
+def _write_back(originals: list[Exposure], result: OutlierResult) -> None:
+    for exp, dq in zip(originals, result.dq, strict=True):
+        if not isinstance(exp.dq, np.ndarray):
+            msg = (f"inplace=True needs numpy arrays, but exposure {exp.name!r} holds a "
+                   f"{type(exp.dq).__name__}; use result.updated_exposures() instead.")
+            raise InputError(msg, exposure=exp.name)
+        new = np.asarray(dq)
+        exp.dq[...] = new
+        bad = (new & DO_NOT_USE) != 0
+        for name in ("sci", "err", "var_rnoise", "var_poisson", "var_flat"):
+            arr = getattr(exp, name)
+            if isinstance(arr, np.ndarray):
+                arr[bad] = np.nan
+
+
+class OutlierDetection:
+    """The stateful form of :func:`detect_outliers`: parameters once, many runs.
+
+    Parameters
+    ----------
+    **params
+        Any keyword parameter of :func:`detect_outliers`.
+
+    Examples
+    --------
+    >>> step = OutlierDetection(snr="5.0 4.0", memory_limit="1GiB")  # doctest: +SKIP
+    >>> result = step.run(exposures)  # doctest: +SKIP
+    """
+
+    def __init__(self, **params: Any) -> None:
+        import inspect
+
+        allowed = set(inspect.signature(detect_outliers).parameters) - {"exposures"}
+        unknown = set(params) - allowed
+        if unknown:
+            msg = (f"Unknown parameter(s) {sorted(unknown)} for OutlierDetection; known: "
+                   f"{sorted(allowed)}.")
+            raise TypeError(msg)
+        self.params = dict(params)
+
+    def run(self, exposures: list[Exposure] | Exposure, **overrides: Any) -> OutlierResult:
+        """Run on ``exposures`` with the stored parameters (``overrides`` win)."""
+        return detect_outliers(exposures, **{**self.params, **overrides})
+
+    __call__ = run
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{k}={v!r}" for k, v in sorted(self.params.items()))
+        return f"OutlierDetection({inner})"

@@ -1,0 +1,143 @@
+"""The result of a run: updated DQ (and SCI/ERR/VAR views), the median, statistics."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from daskod.exposure import Exposure
+from daskod.flag._dq import DO_NOT_USE
+
+__all__ = ["OutlierResult"]
+
+_FLOATS = ("sci", "err", "var_rnoise", "var_poisson", "var_flat")
+
+
+@dataclass
+class OutlierResult:
+    """What :func:`daskod.detect_outliers` returns.
+
+    Attributes
+    ----------
+    status : str
+        ``"COMPLETE"``, or ``"SKIPPED"`` when the reference would skip (fewer than two groups);
+        then ``dq`` holds copies of the input DQ.
+    reason : str or None
+        Why the step was skipped.
+    dq : list of array
+        Updated DQ per exposure, in input order: numpy (``in_memory=True``) or Dask arrays
+        (lazy; ``compute=False`` or ``in_memory=False``).
+    median : array or None
+        The median frame (output frame, or detector grid when ``resample_data=False``).
+    median_wcs : gwcs.WCS or None
+        WCS of the median frame.
+    n_flagged : list of int
+        Pixels newly flagged as outliers per exposure (lazy Delayed when not computed).
+    exposures : list of Exposure
+        The inputs (validated copies: names and group ids filled in).
+    params : dict
+        Resolved parameters.
+    store : str or None
+        The Zarr working store that holds the median and DQ (None once removed).
+    timings : dict
+        Seconds per phase.
+    """
+
+    status: str
+    dq: list[Any]
+    exposures: list[Exposure]
+    params: dict[str, Any]
+    reason: str | None = None
+    median: Any = None
+    median_wcs: Any = None
+    n_flagged: list[Any] = field(default_factory=list)
+    store: str | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+    _keepalive: Any = field(default=None, repr=False)
+
+    @property
+    def skipped(self) -> bool:
+        return self.status != "COMPLETE"
+
+    @property
+    def stats(self) -> list[dict[str, Any]]:
+        """Per exposure: name, group, pixels flagged, percent of the detector."""
+        out = []
+        for exp, n in zip(self.exposures, self.n_flagged or [0] * len(self.exposures),
+                          strict=True):
+            n = int(n) if not hasattr(n, "compute") else int(n.compute())
+            size = int(np.prod(exp.shape))
+            out.append({"name": exp.name, "group_id": exp.group_id, "n_flagged": n,
+                        "percent": 100.0 * n / size if size else 0.0})
+        return out
+
+    def updated_exposures(self) -> list[Exposure]:
+        """Exposures with the new DQ and NaN in SCI/ERR/VAR where DO_NOT_USE (as the reference).
+
+        Arrays are numpy when the DQ is numpy, else lazy Dask.
+        """
+        out = []
+        for exp, dq in zip(self.exposures, self.dq, strict=True):
+            changes: dict[str, Any] = {"dq": dq}
+            lazy = hasattr(dq, "dask")
+            bad = (dq & DO_NOT_USE) != 0
+            for name in _FLOATS:
+                value = getattr(exp, name)
+                if value is None:
+                    continue
+                if lazy:
+                    import dask.array as da
+
+                    arr = da.asarray(value, chunks=dq.chunks) if not hasattr(value, "dask") \
+                        else value.rechunk(dq.chunks)
+                    changes[name] = da.where(bad, np.float32(np.nan), arr.astype(np.float32))
+                else:
+                    changes[name] = np.where(bad, np.float32(np.nan),
+                                             np.asarray(value, dtype=np.float32))
+            out.append(exp.copy_with(**changes))
+        return out
+
+    def to_xarray(self) -> Any:
+        """An ``xarray.Dataset`` view: ``dq`` (exposure, y, x) and the median (my, mx).
+
+        Exposures of different shapes cannot share the ``(exposure, y, x)`` cube; then each gets
+        its own variable ``dq_<k>``.
+        """
+        import xarray as xr
+
+        names = [e.name for e in self.exposures]
+        shapes = {tuple(np.shape(d)) for d in self.dq}
+        data_vars: dict[str, Any] = {}
+        coords: dict[str, Any] = {"exposure": names,
+                                  "group_id": ("exposure", [e.group_id for e in self.exposures])}
+        if len(shapes) == 1:
+            lazy = any(hasattr(d, "dask") for d in self.dq)
+            if lazy:
+                import dask.array as da
+
+                cube = da.stack([da.asarray(d) for d in self.dq])
+            else:
+                cube = np.stack(self.dq)
+            data_vars["dq"] = (("exposure", "y", "x"), cube)
+        else:
+            for k, d in enumerate(self.dq):
+                data_vars[f"dq_{k}"] = ((f"y_{k}", f"x_{k}"), d)
+        if self.median is not None:
+            data_vars["median"] = (("median_y", "median_x"), self.median)
+        if self.n_flagged and not any(hasattr(n, "compute") for n in self.n_flagged):
+            data_vars["n_flagged"] = ("exposure", np.asarray(self.n_flagged, dtype=np.int64))
+        return xr.Dataset(data_vars, coords=coords, attrs={"status": self.status,
+                                                           **{k: str(v) for k, v in
+                                                              self.params.items()}})
+
+    def summary(self) -> str:
+        """A short text table of the per-exposure statistics."""
+        if self.skipped:
+            return f"Step skipped: {self.reason}"
+        lines = [f"{'exposure':<32} {'group':<28} {'flagged':>10} {'%':>8}"]
+        for row in self.stats:
+            lines.append(f"{row['name']:<32} {row['group_id']!s:<28} "
+                         f"{row['n_flagged']:>10d} {row['percent']:>8.4f}")
+        return "\n".join(lines)

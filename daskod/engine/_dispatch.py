@@ -1,0 +1,160 @@
+"""The one dispatcher: scheduler choice, worker count from the memory budget, working stores.
+
+Every phase of every mode computes through :func:`compute` so that one place decides how
+work runs: ``synchronous``, ``threads``, ``processes`` or a ``distributed`` cluster (an active
+client, a ``Client`` object, or a ``tcp://`` address).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import dask
+
+from daskod._exceptions import StoreError
+from daskod.options import default_temp_dir
+
+__all__ = ["Scheduler", "resolve_scheduler", "compute", "working_directory"]
+
+log = logging.getLogger(__name__)
+
+_LOCAL = {"synchronous", "sync", "single-threaded", "threads", "threading", "processes",
+          "multiprocessing"}
+
+
+@dataclass
+class Scheduler:
+    """How to run a graph: a dask scheduler name or a distributed client, and its width."""
+
+    name: str
+    num_workers: int
+    client: Any = None
+
+    @property
+    def is_distributed(self) -> bool:
+        return self.client is not None
+
+    @property
+    def shares_memory(self) -> bool:
+        """True when tasks run in this process (numpy inputs need no copy)."""
+        return self.client is None and self.name in {"synchronous", "threads"}
+
+    def compute_kwargs(self) -> dict[str, Any]:
+        if self.client is not None:
+            return {"scheduler": self.client}
+        if self.name == "synchronous":
+            return {"scheduler": "synchronous"}
+        return {"scheduler": self.name, "num_workers": self.num_workers}
+
+
+def _active_client() -> Any:
+    try:
+        from distributed import get_client
+    except ImportError:  # pragma: no cover - distributed is a dependency
+        return None
+    try:
+        return get_client()
+    except ValueError:
+        return None
+
+
+def resolve_scheduler(scheduler: Any = None, *, num_workers: int | None = None) -> Scheduler:
+    """Turn the user's ``scheduler=`` into a :class:`Scheduler`.
+
+    Parameters
+    ----------
+    scheduler : None, str or distributed.Client
+        None: an active distributed client if there is one, else ``"threads"``.
+        ``"synchronous"``, ``"threads"``, ``"processes"``, a ``tcp://host:port`` address, or a
+        ``distributed.Client``.
+    num_workers : int, optional
+        Worker threads/processes for local schedulers (default: the CPU count).
+    """
+    workers = max(1, int(num_workers or os.cpu_count() or 1))
+    if scheduler is None:
+        client = _active_client()
+        if client is not None:
+            return Scheduler("distributed", _client_width(client), client)
+        return Scheduler("threads", workers)
+    if isinstance(scheduler, str):
+        name = scheduler.strip().lower()
+        if name in {"sync", "single-threaded", "synchronous"}:
+            return Scheduler("synchronous", 1)
+        if name in {"threads", "threading"}:
+            return Scheduler("threads", workers)
+        if name in {"processes", "multiprocessing"}:
+            return Scheduler("processes", workers)
+        if "://" in name or ":" in name:
+            from distributed import Client
+
+            try:
+                client = Client(scheduler, timeout="10s", set_as_default=False)
+            except OSError as err:
+                msg = (f"Could not reach the Dask scheduler at {scheduler!r} ({err}); start "
+                       "it or pass scheduler='threads' to run locally.")
+                raise ConnectionError(msg) from err
+            return Scheduler("distributed", _client_width(client), client)
+        msg = (f"scheduler must be 'synchronous', 'threads', 'processes', a 'tcp://' address "
+               f"or a distributed.Client, got {scheduler!r}.")
+        raise ValueError(msg)
+    if hasattr(scheduler, "submit") and hasattr(scheduler, "scheduler_info"):
+        return Scheduler("distributed", _client_width(scheduler), scheduler)
+    msg = f"scheduler must be a string or a distributed.Client, got {type(scheduler).__name__}."
+    raise ValueError(msg)
+
+
+def _client_width(client: Any) -> int:
+    try:
+        info = client.scheduler_info()
+        return max(1, sum(w.get("nthreads", 1) for w in info.get("workers", {}).values()))
+    except Exception:
+        return 1
+
+
+def compute(*collections: Any, scheduler: Scheduler) -> tuple[Any, ...]:
+    """``dask.compute`` on the chosen scheduler."""
+    return dask.compute(*collections, **scheduler.compute_kwargs())
+
+
+@contextlib.contextmanager
+def working_directory(store: str | os.PathLike | None, *, keep: bool) -> Iterator[str]:
+    """Yield the folder of the Zarr working store, creating a temporary one if needed.
+
+    A temporary store (``store=None``) lives under the ``temp_dir`` option and is removed on
+    failure, and on success unless ``keep``. A store given by the user is never removed.
+    """
+    if store is not None:
+        path = os.fspath(store)
+        try:
+            os.makedirs(path, exist_ok=True)
+        except OSError as err:
+            msg = f"Cannot create the working store {path!r}: {err}."
+            raise StoreError(msg) from err
+        if not os.access(path, os.W_OK):
+            msg = f"The working store {path!r} is not writable; choose another store=."
+            raise StoreError(msg)
+        yield path
+        return
+    parent = default_temp_dir()
+    try:
+        os.makedirs(parent, exist_ok=True)
+        path = tempfile.mkdtemp(prefix=f"daskod-work-{uuid.uuid4().hex[:8]}-", dir=parent)
+    except OSError as err:
+        msg = f"Cannot create a working store under temp_dir={parent!r}: {err}."
+        raise StoreError(msg) from err
+    log.info("Working store: %s", path)
+    ok = False
+    try:
+        yield path
+        ok = True
+    finally:
+        if not ok or not keep:
+            shutil.rmtree(path, ignore_errors=True)

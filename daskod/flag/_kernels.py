@@ -1,0 +1,161 @@
+"""The reference's flagging rules on one tile (pure numpy; ALGORITHM.md sections 2.8-2.10)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from scipy import ndimage
+
+from daskod.flag._dq import DO_NOT_USE, OUTLIER_FLAGS
+
+__all__ = [
+    "abs_deriv",
+    "flag_resampled_crs",
+    "flag_crs",
+    "flag_cr",
+    "parse_pair",
+    "apply_outlier_flags",
+    "match_nans_and_flags",
+]
+
+
+def parse_pair(value: Any, name: str) -> tuple[float, float]:
+    """Parse the reference's two-number strings (``"5.0 4.0"``) or a pair of numbers."""
+    if isinstance(value, str):
+        parts = value.replace(",", " ").split()
+    else:
+        try:
+            parts = list(value)
+        except TypeError:
+            parts = [value]
+    try:
+        pair = tuple(float(p) for p in parts)
+    except (TypeError, ValueError):
+        pair = ()
+    if len(pair) != 2 or not all(math.isfinite(p) for p in pair):
+        msg = (f"{name} must be two finite numbers like '5.0 4.0', got {value!r}.")
+        raise ValueError(msg)
+    return pair  # type: ignore[return-value]
+
+
+def abs_deriv(array: np.ndarray) -> np.ndarray:
+    """Largest absolute difference between each pixel and its 4 in-bounds neighbours.
+
+    As stcal's ``_abs_deriv``: neighbour differences that are not finite are ignored, the
+    result is NaN where the pixel itself is NaN, 0 on a flat image, in the input's dtype.
+
+    Parameters
+    ----------
+    array : ndarray, 2-D
+        Typically the blotted median.
+
+    Returns
+    -------
+    ndarray
+        Same shape and dtype as ``array``.
+    """
+    arr = np.asarray(array)
+    out = np.zeros(arr.shape, dtype=arr.dtype)
+    with np.errstate(invalid="ignore"):
+        for axis in (0, 1):
+            diff = np.abs(np.diff(arr, axis=axis))
+            diff[~np.isfinite(diff)] = 0
+            lo = [slice(None)] * 2
+            hi = [slice(None)] * 2
+            lo[axis] = slice(None, -1)
+            hi[axis] = slice(1, None)
+            np.maximum(out[tuple(lo)], diff, out=out[tuple(lo)])
+            np.maximum(out[tuple(hi)], diff, out=out[tuple(hi)])
+    out[np.isnan(arr)] = np.nan
+    return out
+
+
+def flag_resampled_crs(sci: np.ndarray, err: np.ndarray, blot: np.ndarray, *, snr1: float,
+                       snr2: float, scale1: float, scale2: float, backg: float) -> np.ndarray:
+    """The resampled rule: two thresholds with the blot's derivative, first pass grown 3x3.
+
+    ``R = |S - B - b|``; ``M1 = R > scale1*D + snr1*E0``; ``M2 = R > scale2*D + snr2*E0``;
+    ``CR = dilate3x3(M1) & M2`` with ``D = abs_deriv(B)``, ``E0 = nan_to_num(err)``.
+    Any NaN makes every comparison False: such pixels are never flagged.
+
+    Returns
+    -------
+    ndarray of bool
+    """
+    err0 = np.nan_to_num(np.asarray(err))
+    deriv = abs_deriv(np.asarray(blot))
+    with np.errstate(invalid="ignore"):
+        resid = np.abs(np.asarray(sci) - np.asarray(blot) - backg)
+        mask1 = resid > scale1 * deriv + snr1 * err0
+        mask2 = resid > scale2 * deriv + snr2 * err0
+    grown = ndimage.binary_dilation(mask1, structure=np.ones((3, 3), dtype=bool))
+    return grown & mask2
+
+
+def flag_crs(sci: np.ndarray, err: np.ndarray, median: np.ndarray, *, snr1: float
+             ) -> np.ndarray:
+    """The rule without resampling: ``|S - median| > snr1 * nan_to_num(err)``."""
+    with np.errstate(invalid="ignore"):
+        return np.abs(np.asarray(sci) - np.asarray(median)) > snr1 * np.nan_to_num(
+            np.asarray(err))
+
+
+def flag_cr(sci: np.ndarray, err: np.ndarray, blot: np.ndarray, *,
+            snr: str | tuple[float, float] = "5.0 4.0",
+            scale: str | tuple[float, float] = "1.2 0.7", backg: float = 0.0,
+            resample_data: bool = True) -> np.ndarray:
+    """Outlier mask of one exposure against its blotted median (the reference's ``flag_cr``).
+
+    Parameters
+    ----------
+    sci, err : ndarray
+        The exposure's science and error arrays.
+    blot : ndarray
+        The median blotted onto the exposure (or the plain median without resampling).
+    snr, scale : str or pair of float
+        ``"snr1 snr2"`` and ``"scale1 scale2"`` as the reference's parameters.
+    backg : float
+        Background added to the blot.
+    resample_data : bool
+        False uses the plain rule ``|S - median| > snr1 * err``.
+
+    Returns
+    -------
+    ndarray of bool
+        True at outliers.
+    """
+    snr1, snr2 = parse_pair(snr, "snr")
+    if not resample_data:
+        return flag_crs(sci, err, blot, snr1=snr1)
+    scale1, scale2 = parse_pair(scale, "scale")
+    return flag_resampled_crs(sci, err, blot, snr1=snr1, snr2=snr2, scale1=scale1,
+                              scale2=scale2, backg=backg)
+
+
+def apply_outlier_flags(dq: np.ndarray, cr_mask: np.ndarray) -> np.ndarray:
+    """``dq | 17`` at outliers (DO_NOT_USE | OUTLIER), as a new uint32 array."""
+    out = np.asarray(dq).astype(np.uint32, copy=True)
+    out[np.asarray(cr_mask, dtype=bool)] |= np.uint32(OUTLIER_FLAGS)
+    return out
+
+
+def match_nans_and_flags(dq: np.ndarray, arrays: dict[str, np.ndarray]
+                         ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """NaN in any array or DO_NOT_USE -> DO_NOT_USE in DQ and NaN in every array.
+
+    Returns new arrays; the inputs are not modified.
+    """
+    new_dq = np.asarray(dq).astype(np.uint32, copy=True)
+    invalid = (new_dq & DO_NOT_USE) != 0
+    for value in arrays.values():
+        invalid |= np.isnan(np.asarray(value))
+    new_dq[invalid] |= np.uint32(DO_NOT_USE)
+    out = {}
+    for name, value in arrays.items():
+        arr = np.array(value, dtype=np.result_type(np.asarray(value).dtype, np.float32),
+                       copy=True)
+        arr[invalid] = np.nan
+        out[name] = arr
+    return new_dq, out

@@ -1,0 +1,294 @@
+"""Imaging mode: resample groups, median, blot, flag (ALGORITHM.md section 2).
+
+The graph is built from small task functions of the stage rooms; each phase is either
+computed at once through the dispatcher (``eager=True``: bounded memory, checkpoints in the
+working store, one log line per phase) or left lazy so that the caller composes it.
+"""
+
+from __future__ import annotations
+
+import logging
+import operator
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+import dask
+import dask.array as da
+import numpy as np
+
+from daskod.engine._dispatch import Scheduler, compute
+from daskod.exposure import Exposure
+from daskod.flag._graph import blot_and_flag_tile, flag_tile_against_median
+from daskod.geometry._frame import OutputFrame, compute_output_frame
+from daskod.geometry._pixel_map import PixelMap, compute_pixel_map
+from daskod.geometry._tiles import Tiling
+from daskod.io._store import create_array, ingest_tasks, is_zarr_array
+from daskod.median._graph import (
+    exposure_weight_threshold,
+    median_of_exposures_tile,
+    median_of_resampled_tile,
+)
+from daskod.modes._params import ImagingParams
+from daskod.resample._graph import (
+    GroupMember,
+    group_weight_threshold,
+    plan_group_tiles,
+    resample_group_tile,
+)
+from daskod.resample._kernels import pad_for_kernel
+
+__all__ = ["ImagingGraph", "group_exposures", "build_imaging"]
+
+log = logging.getLogger(__name__)
+
+_ARRAYS = ("sci", "err", "dq", "var_rnoise", "var_poisson", "var_flat")
+
+
+def group_exposures(exposures: list[Exposure]) -> list[list[int]]:
+    """Exposure indices per group id, groups in order of first appearance (as the reference)."""
+    groups: OrderedDict[str, list[int]] = OrderedDict()
+    for k, exp in enumerate(exposures):
+        groups.setdefault(str(exp.group_id), []).append(k)
+    return list(groups.values())
+
+
+@dataclass
+class ImagingGraph:
+    """The built (and, when eager, computed) imaging run."""
+
+    exposures: list[Exposure]
+    params: ImagingParams
+    groups: list[list[int]]
+    tile: int
+    root: str
+    frame: OutputFrame | None = None
+    pixel_maps: list[PixelMap] = field(default_factory=list)
+    median: Any = None
+    dq: list[Any] = field(default_factory=list)
+    counts: list[Any] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+    outputs: list[Any] = field(default_factory=list)
+
+
+class _Phases:
+    """Runs each phase at once (eager) or hands its Delayed objects on (lazy)."""
+
+    def __init__(self, scheduler: Scheduler, eager: bool, timings: dict[str, float]) -> None:
+        self.scheduler = scheduler
+        self.eager = eager
+        self.timings = timings
+
+    def run(self, name: str, tasks: list[Any]) -> list[Any]:
+        if not self.eager or not tasks:
+            return tasks
+        start = time.perf_counter()
+        results = list(compute(*tasks, scheduler=self.scheduler))
+        self.timings[name] = time.perf_counter() - start
+        log.info("Phase %s: %d tasks in %.2f s", name, len(tasks), self.timings[name])
+        return results
+
+
+def _barrier(*_args: Any) -> None:
+    return None
+
+
+def _sources(exposures: list[Exposure], root: str, tile: int, scheduler: Scheduler
+             ) -> tuple[list[dict[str, Any]], list[Any]]:
+    """Where tasks read each exposure array from, and the ingest tasks that fill the store.
+
+    Zarr arrays are read in place; numpy arrays are read in place when tasks share this
+    process's memory; everything else is copied into the working store chunk by chunk.
+    """
+    sources: list[dict[str, Any]] = []
+    tasks: list[Any] = []
+    for k, exp in enumerate(exposures):
+        entry: dict[str, Any] = {}
+        for name in _ARRAYS:
+            value = getattr(exp, name)
+            if value is None:
+                continue
+            if is_zarr_array(value) or (isinstance(value, np.ndarray) and scheduler.shares_memory):
+                entry[name] = value
+                continue
+            dtype = np.uint32 if name == "dq" else np.float32
+            target = create_array(root, f"inputs/{k}/{name}", tuple(np.shape(value)), dtype,
+                                  (tile, tile), 0 if name == "dq" else np.nan)
+            source = value if hasattr(value, "dask") else np.asarray(value)
+            tasks.extend(ingest_tasks(source, target, (tile, tile)))
+            entry[name] = target
+        sources.append(entry)
+    return sources, tasks
+
+
+def build_imaging(
+    exposures: list[Exposure],
+    params: ImagingParams,
+    *,
+    root: str,
+    tile: int,
+    scheduler: Scheduler,
+    eager: bool,
+    max_output_pixels: int,
+) -> ImagingGraph:
+    """Build (and with ``eager`` run) imaging outlier detection into the store at ``root``."""
+    groups = group_exposures(exposures)
+    run = ImagingGraph(exposures=exposures, params=params, groups=groups, tile=tile, root=root)
+    phases = _Phases(scheduler, eager, run.timings)
+    if params.resample_data:
+        start = time.perf_counter()
+        names = [e.name for e in exposures]
+        run.frame = compute_output_frame([e.wcs for e in exposures], [e.shape for e in exposures],
+                                         names=names, max_output_pixels=max_output_pixels)
+        run.pixel_maps = [
+            compute_pixel_map(e.wcs, run.frame.wcs, e.shape, stepsize=params.pixmap_stepsize,
+                              order=params.pixmap_order) for e in exposures]
+        run.timings["geometry"] = time.perf_counter() - start
+        log.info("Phase geometry: output frame %s and %d pixel maps in %.2f s",
+                 run.frame.shape, len(exposures), run.timings["geometry"])
+    sources, ingest = _sources(exposures, root, tile, scheduler)
+    ingested = phases.run("ingest", ingest)
+    after_ingest = dask.delayed(_barrier, pure=False)(*ingested) if not eager else None
+    if params.resample_data:
+        median_done = _resampled_median(run, sources, phases, after_ingest)
+        flags = _flag_resampled(run, sources, median_done)
+    else:
+        median_done = _direct_median(run, sources, phases, after_ingest)
+        flags = _flag_direct(run, sources, median_done)
+    _finish(run, flags, phases)
+    return run
+
+
+def _resampled_median(run: ImagingGraph, sources: list[dict[str, Any]], phases: _Phases,
+                      after: Any) -> Any:
+    params, frame, tile = run.params, run.frame, run.tile
+    assert frame is not None
+    tiling = Tiling(frame.shape, (tile, tile))
+    pad = pad_for_kernel(params.kernel)
+    n_groups = len(run.groups)
+    data = create_array(run.root, "resampled/data", (n_groups, *frame.shape), np.float32,
+                        (1, tile, tile), np.nan, attributes={"kind": "drizzled group images"})
+    wht = create_array(run.root, "resampled/wht", (n_groups, *frame.shape), np.float32,
+                       (1, tile, tile), 0.0, attributes={"kind": "drizzle weights"})
+    run.median = create_array(run.root, "median", frame.shape, np.float32, (tile, tile), np.nan,
+                              attributes={"kind": "median frame"})
+    plan = plan_group_tiles(run.pixel_maps, run.groups, tiling, pad)
+    pm_keys = [dask.delayed(pm, name=f"pixel-map-{k}-{dask.base.tokenize(pm.X, pm.Y)}")
+               for k, pm in enumerate(run.pixel_maps)]
+    exposures = run.exposures
+    resample_tasks: dict[tuple[int, Any], Any] = {}
+    for (g, t), entries in plan.items():
+        members = [GroupMember(index=k, sources=sources[k], box=box,
+                               exposure_time=float(exposures[k].exposure_time or 1.0),
+                               sky=exposures[k].sky_to_subtract()) for k, box in entries]
+        resample_tasks[(g, t)] = dask.delayed(resample_group_tile, pure=False)(
+            members, [pm_keys[k] for k, _ in entries], t, g, pad=pad, kernel=params.kernel,
+            pixfrac=params.pixfrac, fillval=params.fillval, weight_type=params.weight_type,
+            bad_mask=params.bad_mask, out_data=data, out_wht=wht, after=after)
+    keys = list(resample_tasks)
+    done = phases.run("resample", [resample_tasks[key] for key in keys])
+    resampled = dict(zip(keys, done, strict=True))
+    tiles_of_group: dict[int, list[Any]] = {g: [] for g in range(n_groups)}
+    for g, t in keys:
+        tiles_of_group[g].append(t)
+    threshold_tasks = [
+        dask.delayed(group_weight_threshold, pure=False)(
+            wht, g, tiles_of_group[g], params.maskpt,
+            *[resampled[(g, t)] for t in tiles_of_group[g]])
+        for g in range(n_groups)]
+    thresholds = phases.run("threshold", threshold_tasks)
+    median_tasks = []
+    for t in tiling:
+        groups_here = [g for g in range(n_groups) if (g, t) in resampled]
+        if not groups_here:
+            continue
+        median_tasks.append(dask.delayed(median_of_resampled_tile, pure=False)(
+            t, groups_here, [thresholds[g] for g in groups_here], data=data, wht=wht,
+            median=run.median, after=[resampled[(g, t)] for g in groups_here]))
+    medians = phases.run("median", median_tasks)
+    return None if phases.eager else dask.delayed(_barrier, pure=False)(*medians)
+
+
+def _direct_median(run: ImagingGraph, sources: list[dict[str, Any]], phases: _Phases,
+                   after: Any) -> Any:
+    params, tile = run.params, run.tile
+    shape = run.exposures[0].shape
+    tiling = Tiling(shape, (tile, tile))
+    tiles = list(tiling)
+    run.median = create_array(run.root, "median", shape, np.float32, (tile, tile), np.nan,
+                              attributes={"kind": "median frame (no resampling)"})
+    times = [float(e.exposure_time or 1.0) for e in run.exposures]
+    thr_tasks = [dask.delayed(exposure_weight_threshold, pure=False)(
+        src, tiles, maskpt=params.maskpt, weight_type=params.weight_type,
+        bad_mask=params.bad_mask, exposure_time=texp)
+        for src, texp in zip(sources, times, strict=True)]
+    if after is not None:
+        thr_tasks = [dask.delayed(_first, pure=False)(t, after) for t in thr_tasks]
+    thresholds = phases.run("threshold", thr_tasks)
+    median_tasks = [dask.delayed(median_of_exposures_tile, pure=False)(
+        t, sources, thresholds, times, weight_type=params.weight_type, bad_mask=params.bad_mask,
+        median=run.median, after=after) for t in tiles]
+    medians = phases.run("median", median_tasks)
+    return None if phases.eager else dask.delayed(_barrier, pure=False)(*medians)
+
+
+def _first(value: Any, *_after: Any) -> Any:
+    return value
+
+
+def _flag_resampled(run: ImagingGraph, sources: list[dict[str, Any]], median_done: Any
+                    ) -> list[dict[Any, Any]]:
+    params, frame = run.params, run.frame
+    assert frame is not None
+    out = []
+    for k, exp in enumerate(run.exposures):
+        pm_key = dask.delayed(run.pixel_maps[k], name=f"pixel-map-flag-{k}-"
+                              f"{dask.base.tokenize(run.pixel_maps[k].X)}")
+        per_tile = {}
+        for t in Tiling(exp.shape, (run.tile, run.tile)):
+            per_tile[t] = dask.delayed(blot_and_flag_tile, pure=False)(
+                sources[k], pm_key, t, shape=exp.shape, median=run.median,
+                median_shape=frame.shape, snr=params.snr_pair, scale=params.scale_pair,
+                backg=exp.background_for_flagging(params.backg), after=median_done)
+        out.append(per_tile)
+    return out
+
+
+def _flag_direct(run: ImagingGraph, sources: list[dict[str, Any]], median_done: Any
+                 ) -> list[dict[Any, Any]]:
+    snr1 = run.params.snr_pair[0]
+    out = []
+    for k, exp in enumerate(run.exposures):
+        out.append({t: dask.delayed(flag_tile_against_median, pure=False)(
+            sources[k], t, median=run.median, snr1=snr1, after=median_done)
+            for t in Tiling(exp.shape, (run.tile, run.tile))})
+    return out
+
+
+def _finish(run: ImagingGraph, flags: list[dict[Any, Any]], phases: _Phases) -> None:
+    """DQ arrays per exposure (lazy, or stored and reopened when eager) and flag counts."""
+    lazy_dq = []
+    counts = []
+    for k, per_tile in enumerate(flags):
+        shape = run.exposures[k].shape
+        tiling = Tiling(shape, (run.tile, run.tile))
+        rows: list[list[Any]] = [[None] * tiling.nblocks[1] for _ in range(tiling.nblocks[0])]
+        for t, task in per_tile.items():
+            rows[t.i][t.j] = da.from_delayed(
+                dask.delayed(operator.getitem, pure=True)(task, "dq"), shape=t.shape,
+                dtype=np.uint32, meta=np.empty((0, 0), dtype=np.uint32))
+        lazy_dq.append(da.block(rows))
+        counts.append(dask.delayed(sum, pure=True)(
+            [dask.delayed(operator.getitem, pure=True)(task, "n") for task in per_tile.values()]))
+    if not phases.eager:
+        run.dq = lazy_dq
+        run.counts = counts
+        return
+    targets = [create_array(run.root, f"outputs/{k}/dq", run.exposures[k].shape, np.uint32,
+                            (run.tile, run.tile), 0) for k in range(len(flags))]
+    stored = da.store(lazy_dq, targets, lock=False, compute=False, return_stored=False)
+    result = phases.run("flag", [stored, *counts])
+    run.counts = [int(n) for n in result[1:]]
+    run.outputs = targets
+    run.dq = [da.from_zarr(t) for t in targets]

@@ -1,0 +1,64 @@
+"""Drizzle one output tile (pure numpy + the drizzle C library; no Dask)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+
+__all__ = ["KERNEL_PAD", "drizzle_tile", "pad_for_kernel"]
+
+#: Output pixels of padding per kernel that make tile-by-tile drizzling equal to a
+#: whole-frame run (measured: notes/resampling.md section 2.2; doubled for distortion).
+KERNEL_PAD = {"square": 4, "point": 4, "turbo": 4, "gaussian": 8, "lanczos2": 8, "lanczos3": 8}
+
+
+def pad_for_kernel(kernel: str) -> int:
+    """Tile padding (output pixels) for a drizzle kernel."""
+    try:
+        return KERNEL_PAD[kernel]
+    except KeyError:
+        msg = f"kernel must be one of {sorted(KERNEL_PAD)}, got {kernel!r}."
+        raise ValueError(msg) from None
+
+
+def drizzle_tile(
+    inputs: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray, float]],
+    out_shape: tuple[int, int],
+    *,
+    kernel: str = "square",
+    pixfrac: float = 1.0,
+    fillval: str | float = "NAN",
+) -> tuple[np.ndarray, np.ndarray]:
+    """Drizzle several input sub-images onto one (padded) output tile.
+
+    Parameters
+    ----------
+    inputs : iterable of (data, weight, pixmap, exptime)
+        ``data`` and ``weight`` are 2-D float32 sub-images, ``pixmap`` their
+        ``(ny, nx, 2)`` map into *tile* pixel coordinates, ``exptime`` > 0.
+    out_shape : tuple of int
+        Padded tile shape.
+    kernel, pixfrac, fillval
+        As the reference's drizzle parameters.
+
+    Returns
+    -------
+    img, wht : ndarray of float32
+        Weighted-mean image (``fillval`` where nothing landed) and summed weight.
+    """
+    from drizzle.resample import Drizzle
+
+    driz = Drizzle(kernel=kernel, fillval=fillval, out_shape=out_shape, disable_ctx=True)
+    for data, weight, pixmap, exptime in inputs:
+        driz.add_image(
+            np.ascontiguousarray(data, dtype=np.float32),
+            exptime=float(exptime) if exptime > 0 else 1.0,
+            pixmap=pixmap,
+            weight_map=np.ascontiguousarray(weight, dtype=np.float32),
+            wht_scale=1.0,
+            pixfrac=pixfrac,
+            in_units="cps",
+            iscale=1.0,
+        )
+    return driz.out_img, driz.out_wht

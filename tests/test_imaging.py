@@ -1,0 +1,124 @@
+"""Imaging mode end to end: tiling invariance, schedulers, laziness, science on the simulator."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import daskod
+from daskod.flag._dq import OUTLIER
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+def _flags(result):
+    return [np.asarray(d) for d in result.dq]
+
+
+def test_tiled_equals_single_tile(small_observation):
+    exps = small_observation.exposures
+    whole = daskod.detect_outliers(exps, tile_size=4096, scheduler="synchronous")
+    tiled = daskod.detect_outliers(exps, tile_size=48, scheduler="synchronous")
+    assert whole.median.shape == tiled.median.shape
+    finite = np.isfinite(whole.median)
+    np.testing.assert_array_equal(finite, np.isfinite(tiled.median))
+    np.testing.assert_allclose(tiled.median[finite], whole.median[finite], rtol=1e-5, atol=1e-6)
+    for a, b in zip(_flags(whole), _flags(tiled), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert sum(whole.n_flagged) > 0
+
+
+def test_tiled_drizzle_equals_whole_frame(small_observation, tmp_path):
+    import zarr
+
+    exps = small_observation.exposures
+    daskod.detect_outliers(exps, tile_size=4096, scheduler="synchronous",
+                           store=str(tmp_path / "whole"))
+    daskod.detect_outliers(exps, tile_size=40, scheduler="synchronous",
+                           store=str(tmp_path / "tiled"))
+    for name in ("resampled/data", "resampled/wht"):
+        a = zarr.open_array(str(tmp_path / "whole"), path=name)[:]
+        b = zarr.open_array(str(tmp_path / "tiled"), path=name)[:]
+        np.testing.assert_array_equal(np.isfinite(a), np.isfinite(b))
+        ok = np.isfinite(a)
+        np.testing.assert_allclose(b[ok], a[ok], rtol=1e-5, atol=1e-5 * np.nanmax(np.abs(a)))
+
+
+@pytest.mark.parametrize("scheduler", ["threads", "processes"])
+def test_same_flags_on_every_local_scheduler(small_observation, scheduler):
+    exps = small_observation.exposures
+    ref = daskod.detect_outliers(exps, tile_size=64, scheduler="synchronous")
+    other = daskod.detect_outliers(exps, tile_size=64, scheduler=scheduler)
+    for a, b in zip(_flags(ref), _flags(other), strict=True):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(ref.median, other.median)
+
+
+def test_same_flags_on_local_cluster(small_observation):
+    distributed = pytest.importorskip("distributed")
+    exps = small_observation.exposures
+    ref = daskod.detect_outliers(exps, tile_size=64, scheduler="synchronous")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster, \
+            distributed.Client(cluster) as client:
+        other = daskod.detect_outliers(exps, tile_size=64, scheduler=client)
+    for a, b in zip(_flags(ref), _flags(other), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_building_the_graph_computes_nothing(small_observation, raise_if_dask_computes):
+    exps = small_observation.exposures
+    with raise_if_dask_computes(0):
+        result = daskod.detect_outliers(exps, tile_size=64, compute=False)
+    assert all(hasattr(d, "dask") for d in result.dq)
+    eager = daskod.detect_outliers(exps, tile_size=64, scheduler="synchronous")
+    lazy = [np.asarray(d) for d in result.dq]
+    for a, b in zip(lazy, _flags(eager), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_recall_and_star_cores(science_observation):
+    sim = science_observation
+    result = daskod.detect_outliers(sim.exposures, scheduler="threads")
+    recalled = bright = core_hits = 0
+    for k, exp in enumerate(sim.exposures):
+        dq_in = np.asarray(exp.dq)
+        new = ((result.dq[k] & OUTLIER) != 0) & ((dq_in & OUTLIER) == 0)
+        crs = sim.cr_pixels[k]
+        usable = (dq_in[crs["y"], crs["x"]] & 1) == 0
+        sel = (crs["snr"] > 10) & usable
+        bright += int(sel.sum())
+        recalled += int(new[crs["y"][sel], crs["x"][sel]].sum())
+        sx, sy = sim.star_pixels(k)
+        ok = ~np.asarray(sim.stars["saturated"])
+        ny, nx = exp.shape
+        for x, y in zip(np.round(sx[ok]).astype(int), np.round(sy[ok]).astype(int), strict=True):
+            if 1 <= x < nx - 1 and 1 <= y < ny - 1:
+                core_hits += int(new[y - 1:y + 2, x - 1:x + 2].sum())
+    assert bright > 50
+    assert recalled / bright >= 0.99
+    assert core_hits == 0
+
+
+def test_inputs_are_not_modified(small_observation):
+    exps = small_observation.exposures
+    before = [(np.array(e.sci, copy=True), np.array(e.dq, copy=True)) for e in exps]
+    result = daskod.detect_outliers(exps, tile_size=64, scheduler="synchronous")
+    assert sum(result.n_flagged) > 0
+    for (sci, dq), e in zip(before, exps, strict=True):
+        np.testing.assert_array_equal(np.asarray(e.dq), dq)
+        np.testing.assert_array_equal(np.asarray(e.sci), sci)
+
+
+def test_outliers_get_17_and_nan(small_observation):
+    exps = small_observation.exposures
+    result = daskod.detect_outliers(exps, tile_size=64, scheduler="synchronous")
+    updated = result.updated_exposures()
+    for exp, new in zip(exps, updated, strict=True):
+        flagged = (new.dq & 16) != 0
+        assert np.all(new.dq[flagged] & 17 == 17)
+        assert np.all(np.isnan(new.sci[(new.dq & 1) != 0]))
+        assert np.all(np.isfinite(new.sci[(new.dq & 1) == 0]))
+        assert np.all(np.isnan(new.err[(new.dq & 1) != 0]))
+        # Only DO_NOT_USE and OUTLIER bits are ever added.
+        assert np.all((new.dq & ~np.asarray(exp.dq)) & ~np.uint32(17) == 0)
