@@ -64,7 +64,7 @@ def run_demo(
         echo(f"Outlier detection: {t_run:.1f} s  (phases: " + ", ".join(
             f"{k} {v:.1f}s" for k, v in result.timings.items()) + ")")
         echo("")
-        echo(f"{'exposure':<24} {'flagged':>9} {'%':>8} {"CR px >10sig":>12} {'recall':>8} "
+        echo(f"{'exposure':<24} {'flagged':>9} {'%':>8} {'CR px >10sig':>12} {'recall':>8} "
              f"{'false +':>8} {'star hits':>10}")
         scores = []
         sat = np.asarray(sim.stars["saturated"], dtype=bool)

@@ -137,7 +137,6 @@ class OutlierResult:
         if self.skipped:
             return f"Step skipped: {self.reason}"
         lines = [f"{'exposure':<32} {'group':<28} {'flagged':>10} {'%':>8}"]
-        for row in self.stats:
-            lines.append(f"{row['name']:<32} {row['group_id']!s:<28} "
-                         f"{row['n_flagged']:>10d} {row['percent']:>8.4f}")
+        lines.extend(f"{row['name']:<32} {row['group_id']!s:<28} "
+                     f"{row['n_flagged']:>10d} {row['percent']:>8.4f}" for row in self.stats)
         return "\n".join(lines)
