@@ -136,7 +136,7 @@ def detect_outliers(
     sched.num_workers = budget.num_workers if sched.client is None else sched.num_workers
     keep = save_intermediate_results or not in_memory or not compute or store is not None
     progress_ctx = _progress(progress, sched)
-    with working_directory(store, keep=keep) as root, progress_ctx:
+    with working_directory(store, keep=keep) as root, progress_ctx, sched.session():
         run = build_imaging(items, params, root=root, tile=budget.tile, scheduler=sched,
                             eager=compute, max_output_pixels=get_option("max_output_pixels"))
         median_wcs = run.frame.wcs if run.frame is not None else items[0].wcs

@@ -75,7 +75,8 @@ def run_demo(
             sx, sy = sim.star_pixels(k)
             s = score_exposure(exp.name, dq_in, dq_out, np.asarray(crs["y"]),
                                np.asarray(crs["x"]), np.asarray(crs["snr"]),
-                               np.asarray(sx)[~sat], np.asarray(sy)[~sat])
+                               np.asarray(sx)[~sat], np.asarray(sy)[~sat],
+                               cr_coverage=np.asarray(crs["coverage"]))
             scores.append(s)
             pct = 100.0 * s.n_flagged / dq_in.size
             echo(f"{exp.name:<24} {s.n_flagged:>9d} {pct:>8.4f} {s.n_true_bright:>11d} "

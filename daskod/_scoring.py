@@ -43,7 +43,9 @@ def score_exposure(
     star_x: np.ndarray,
     star_y: np.ndarray,
     *,
+    cr_coverage: np.ndarray | None = None,
     snr_cut: float = 10.0,
+    min_coverage: int = 3,
 ) -> ExposureScore:
     """Compare new outlier flags with the truth.
 
@@ -55,14 +57,20 @@ def score_exposure(
         Injected cosmic-ray pixels and their signal-to-noise.
     star_x, star_y : ndarray
         Detector positions of unsaturated stars; a flag within 1 px of one is a core hit.
+    cr_coverage : ndarray, optional
+        Exposures that see each CR pixel's sky position.
     snr_cut : float
-        Recall is measured on CR pixels above this signal-to-noise.
+        Recall is measured on CR pixels above this signal-to-noise ...
+    min_coverage : int
+        ... seen by at least this many exposures (a median of fewer cannot reject a hit).
     """
     new = ((dq_out & OUTLIER) != 0) & ((dq_in & OUTLIER) == 0)
     usable = (dq_in & DO_NOT_USE) == 0
     truth = np.zeros(dq_in.shape, dtype=bool)
     truth[cr_y, cr_x] = True
     bright = (cr_snr > snr_cut) & usable[cr_y, cr_x]
+    if cr_coverage is not None:
+        bright &= np.asarray(cr_coverage) >= min_coverage
     recalled = int(np.count_nonzero(new[cr_y[bright], cr_x[bright]]))
     core_hits = 0
     ny, nx = dq_in.shape

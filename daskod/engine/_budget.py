@@ -24,6 +24,9 @@ DRIZZLE_BYTES_PER_INPUT = 72
 FLAG_BYTES = 120
 #: Headroom for allocator fragmentation, zarr buffers and Dask bookkeeping.
 SAFETY = 1.6
+#: Resident memory of a fresh worker process after importing the task modules (measured
+#: 176 MiB with Python 3.11, numpy 2.4, astropy 8, zarr 3.1, dask 2026.8).
+WORKER_BASELINE = 190 * 2**20
 MIN_TILE = 64
 MAX_TILE = 2048
 
@@ -94,7 +97,7 @@ def plan_budget(
     per_px = bytes_per_tile_pixel(n_groups, max_group_members)
     available = limit - baseline - 48 * 2**20
     workers = max(1, num_workers)
-    worker_base = baseline if separate_processes else 0
+    worker_base = WORKER_BASELINE if separate_processes else 0
     if separate_processes:
         # Each worker process carries roughly the same imports as this one.
         while workers > 1 and available - workers * worker_base < workers * per_px * MIN_TILE**2:

@@ -37,6 +37,7 @@ class Scheduler:
     name: str
     num_workers: int
     client: Any = None
+    pool: Any = None
 
     @property
     def is_distributed(self) -> bool:
@@ -52,7 +53,31 @@ class Scheduler:
             return {"scheduler": self.client}
         if self.name == "synchronous":
             return {"scheduler": "synchronous"}
+        if self.pool is not None:
+            return {"scheduler": self.name, "pool": self.pool}
         return {"scheduler": self.name, "num_workers": self.num_workers}
+
+    @contextlib.contextmanager
+    def session(self) -> Iterator[Scheduler]:
+        """Keep one worker pool for all phases of a run (``processes`` only).
+
+        Workers are forked from a ``forkserver`` that has imported the task modules once, so
+        a run pays the interpreter start-up once, not once per phase and worker.
+        """
+        if self.name != "processes" or self.pool is not None:
+            yield self
+            return
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload(["daskod._worker_imports"])
+        with ProcessPoolExecutor(max_workers=self.num_workers, mp_context=ctx) as pool:
+            self.pool = pool
+            try:
+                yield self
+            finally:
+                self.pool = None
 
 
 def _active_client() -> Any:
