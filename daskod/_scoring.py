@@ -56,7 +56,8 @@ def score_exposure(
     cr_y, cr_x, cr_snr : ndarray
         Injected cosmic-ray pixels and their signal-to-noise.
     star_x, star_y : ndarray
-        Detector positions of unsaturated stars; a flag within 1 px of one is a core hit.
+        Detector positions of unsaturated stars; a false flag (not an injected cosmic ray)
+        within 1 px of one is a core hit.
     cr_coverage : ndarray, optional
         Exposures that see each CR pixel's sky position.
     snr_cut : float
@@ -77,7 +78,7 @@ def score_exposure(
     for x, y in zip(np.round(star_x).astype(int), np.round(star_y).astype(int), strict=True):
         y0, y1, x0, x1 = max(y - 1, 0), min(y + 2, ny), max(x - 1, 0), min(x + 2, nx)
         if y0 < y1 and x0 < x1:
-            core_hits += int(np.count_nonzero(new[y0:y1, x0:x1]))
+            core_hits += int(np.count_nonzero(new[y0:y1, x0:x1] & ~truth[y0:y1, x0:x1]))
     return ExposureScore(
         name=name,
         n_flagged=int(np.count_nonzero(new)),

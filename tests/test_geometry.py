@@ -73,7 +73,7 @@ def test_overlap_table_boxes_are_supersets(wcs_pair):
     for (g, tile), entries in plan.items():
         if g != 1:
             continue
-        (k, (iy0, iy1, ix0, ix1)), = entries
+        (_k, (iy0, iy1, ix0, ix1)), = entries
         inside = ((full[..., 0] >= tile.x0 - pad - 1) & (full[..., 0] < tile.x1 + pad + 1)
                   & (full[..., 1] >= tile.y0 - pad - 1) & (full[..., 1] < tile.y1 + pad + 1))
         ys, xs = np.nonzero(inside)
