@@ -10,7 +10,8 @@ from daskod.geometry._tiles import Tile
 from daskod.median._kernels import nanmedian_stack
 from daskod.resample._weights import build_driz_weight, compute_weight_threshold
 
-__all__ = ["median_of_resampled_tile", "median_of_exposures_tile", "exposure_weight_threshold"]
+__all__ = ["median_of_resampled_tile", "median_of_exposures_tile", "exposure_weight_threshold",
+           "count_usable_pixels"]
 
 
 def median_of_resampled_tile(
@@ -49,6 +50,17 @@ def exposure_weight_threshold(sources: dict[str, Any], tiles: list[Tile], *, mas
         parts.append(weight[np.isfinite(weight) & (weight != 0)])
     values = np.concatenate(parts) if parts else np.empty(0, dtype=np.float32)
     return float(compute_weight_threshold(values, maskpt))
+
+
+def count_usable_pixels(sources: dict[str, Any], tiles: list[Tile], *, weight_type: str,
+                        bad_mask: int, exposure_time: float) -> int:
+    """Pixels of one exposure with a finite SCI value and a non-zero weight."""
+    n = 0
+    for tile in tiles:
+        weight = _tile_weight(sources, tile, weight_type, bad_mask, exposure_time)
+        sci = np.asarray(sources["sci"][tile.slices])
+        n += int(np.count_nonzero(np.isfinite(sci) & (weight > 0)))
+    return n
 
 
 def _tile_weight(sources: dict[str, Any], tile: Tile, weight_type: str, bad_mask: int,

@@ -57,7 +57,8 @@ class ImagingParams:
                 and math.isfinite(self.pixmap_stepsize) and self.pixmap_stepsize >= 1):
             msg = f"pixmap_stepsize must be a number >= 1, got {self.pixmap_stepsize!r}."
             raise ValueError(msg)
-        self.snr_pair  # noqa: B018 - validates
+        self.fill_value  # noqa: B018 - validates
+        self.snr_pair  # noqa: B018
         self.scale_pair  # noqa: B018
         self.bad_mask  # noqa: B018
 

@@ -18,6 +18,7 @@ import dask
 import dask.array as da
 import numpy as np
 
+from daskod._exceptions import InputError
 from daskod.engine._dispatch import Scheduler, compute
 from daskod.exposure import Exposure
 from daskod.flag._graph import blot_and_flag_tile, flag_tile_against_median
@@ -26,6 +27,7 @@ from daskod.geometry._pixel_map import PixelMap, compute_pixel_map
 from daskod.geometry._tiles import Tiling
 from daskod.io._store import create_array, ingest_tasks, is_zarr_array
 from daskod.median._graph import (
+    count_usable_pixels,
     exposure_weight_threshold,
     median_of_exposures_tile,
     median_of_resampled_tile,
@@ -150,6 +152,8 @@ def build_imaging(
     sources, ingest = _sources(exposures, root, tile, scheduler)
     ingested = phases.run("ingest", ingest)
     after_ingest = dask.delayed(_barrier, pure=False)(*ingested) if not eager else None
+    if eager:
+        _check_usable(run, sources, phases)
     if params.resample_data:
         median_done = _resampled_median(run, sources, phases, after_ingest)
         flags = _flag_resampled(run, sources, median_done)
@@ -158,6 +162,27 @@ def build_imaging(
         flags = _flag_direct(run, sources, median_done)
     _finish(run, flags, phases)
     return run
+
+
+def _check_usable(run: ImagingGraph, sources: list[dict[str, Any]], phases: _Phases) -> None:
+    """Refuse exposures with no usable pixel (all NaN, all flagged or zero weight).
+
+    One cheap read of SCI, DQ and VAR_RNOISE before the heavy phases; such an exposure is
+    almost always a processing failure upstream, and the reference would silently carry it.
+    """
+    params = run.params
+    tasks = [dask.delayed(count_usable_pixels, pure=False)(
+        src, list(Tiling(exp.shape, (run.tile, run.tile))), weight_type=params.weight_type,
+        bad_mask=params.bad_mask, exposure_time=float(exp.exposure_time or 1.0))
+        for src, exp in zip(sources, run.exposures, strict=True)]
+    counts = phases.run("validate", tasks)
+    empty = [exp.name for exp, n in zip(run.exposures, counts, strict=True) if n == 0]
+    if empty:
+        what = "weight" if params.weight_type == "ivm" else "exposure time"
+        msg = (f"Exposure(s) {empty} have no usable pixel (SCI all NaN, every pixel flagged "
+               f"by good_bits={params.good_bits!r}, or zero {what}); remove them from the "
+               "inputs or fix their DQ/variance arrays.")
+        raise InputError(msg, exposure=empty[0])
 
 
 def _resampled_median(run: ImagingGraph, sources: list[dict[str, Any]], phases: _Phases,
