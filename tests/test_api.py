@@ -115,7 +115,7 @@ def test_missing_wcs_names_the_exposure():
 def test_wcs_that_cannot_map_pixels():
     exps = datasets.make_simple_exposures(n_exposures=3)
     exps[1].wcs = object()
-    with pytest.raises(daskod.WCSError, match="'test1'.*cannot map pixels"):
+    with pytest.raises(daskod.WCSError, match=r"'test1'.*cannot map pixels"):
         daskod.detect_outliers(exps)
 
 

@@ -160,6 +160,15 @@ class TestFlagRule:
         assert not cr[2, 2]
         assert cr.sum() == 2
 
+    def test_growth_equals_reference_convolution(self):
+        from daskod.flag._kernels import _grow_3x3
+
+        rng = np.random.default_rng(8)
+        m = rng.random((37, 29)) < 0.05
+        m[0, 0] = m[-1, -1] = m[0, -1] = True
+        ref = ndimage.convolve(m.astype(int), np.ones((3, 3), int), mode="nearest") > 0
+        np.testing.assert_array_equal(_grow_3x3(m), ref)
+
     def test_derivative_raises_the_threshold(self):
         sci = np.zeros((5, 5), np.float32)
         sci[2, 2] = 10.0

@@ -79,7 +79,7 @@ def blot_tile(
     coords = np.empty((2, *gx.shape), dtype=np.float64)
     np.subtract(gy, origin[0], out=coords[0])
     np.subtract(gx, origin[1], out=coords[1])
-    np.nan_to_num(coords, copy=False, nan=0.0)
+    np.copyto(coords, 0.0, where=np.isnan(coords))
     # mode="nearest" clamps the neighbour past the last row/column, as tblot does.
     out = ndimage.map_coordinates(np.asarray(window, dtype=np.float32), coords, order=1,
                                   mode="nearest", prefilter=False, output=np.float32)

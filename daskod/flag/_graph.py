@@ -41,16 +41,24 @@ def blot_region(pixel_map: PixelMap, box: tuple[int, int, int, int], median: Any
     return blot_tile(np.asarray(median[y0:y1, x0:x1]), pixmap, (y0, x0), median_shape)
 
 
-def _finish(sources: dict[str, Any], tile: Tile, cr: np.ndarray) -> dict[str, Any]:
+def _finish(sources: dict[str, Any], tile: Tile, cr: np.ndarray, out: Any,
+            arrays: dict[str, np.ndarray]) -> dict[str, Any]:
+    """New DQ of the tile; written to ``out`` (then only the count is returned) or returned."""
     dq = np.asarray(sources["dq"][tile.slices]).astype(np.uint32)
     dq = apply_outlier_flags(dq, cr)
-    arrays = {"sci": np.asarray(sources["sci"][tile.slices]),
-              "err": np.asarray(sources["err"][tile.slices])}
     for key in _VARIANCES:
         if sources.get(key) is not None:
             arrays[key] = np.asarray(sources[key][tile.slices])
     dq, _ = match_nans_and_flags(dq, arrays)
-    return {"dq": dq, "n": int(np.count_nonzero(cr))}
+    n = int(np.count_nonzero(cr))
+    if out is not None:
+        out[tile.slices] = dq
+        return {"n": n}
+    return {"dq": dq, "n": n}
+
+
+def _crop(a: np.ndarray, tile: Tile, y0: int, x0: int) -> np.ndarray:
+    return a[tile.y0 - y0:tile.y1 - y0, tile.x0 - x0:tile.x1 - x0]
 
 
 def blot_and_flag_tile(
@@ -64,6 +72,7 @@ def blot_and_flag_tile(
     snr: tuple[float, float],
     scale: tuple[float, float],
     backg: float,
+    out: Any = None,
     after: Any = None,
 ) -> dict[str, Any]:
     """The reference's resampled flag rule on one detector tile.
@@ -71,7 +80,8 @@ def blot_and_flag_tile(
     Returns
     -------
     dict
-        ``dq``: the updated DQ tile (uint32); ``n``: pixels flagged as outliers.
+        ``dq``: the updated DQ tile (uint32; absent when written to ``out``); ``n``: pixels
+        flagged as outliers.
     """
     box = _halo_box(tile, shape, FLAG_HALO)
     y0, y1, x0, x1 = box
@@ -80,16 +90,17 @@ def blot_and_flag_tile(
     err = np.asarray(sources["err"][y0:y1, x0:x1])
     cr = flag_resampled_crs(sci, err, blot, snr1=snr[0], snr2=snr[1], scale1=scale[0],
                             scale2=scale[1], backg=backg)
-    cr = cr[tile.y0 - y0:tile.y1 - y0, tile.x0 - x0:tile.x1 - x0]
-    return _finish(sources, tile, cr)
+    arrays = {"sci": _crop(sci, tile, y0, x0), "err": _crop(err, tile, y0, x0)}
+    return _finish(sources, tile, _crop(cr, tile, y0, x0), out, arrays)
 
 
 def flag_tile_against_median(
-    sources: dict[str, Any], tile: Tile, *, median: Any, snr1: float, after: Any = None
+    sources: dict[str, Any], tile: Tile, *, median: Any, snr1: float, out: Any = None,
+    after: Any = None,
 ) -> dict[str, Any]:
     """``resample_data=False``: ``|S - median| > snr1 * err`` on one detector tile."""
     sci = np.asarray(sources["sci"][tile.slices])
     err = np.asarray(sources["err"][tile.slices])
     med = np.asarray(median[tile.slices])
     cr = flag_crs(sci, err, med, snr1=snr1)
-    return _finish(sources, tile, cr)
+    return _finish(sources, tile, cr, out, {"sci": sci, "err": err})

@@ -156,11 +156,18 @@ def build_imaging(
         _check_usable(run, sources, phases)
     if params.resample_data:
         median_done = _resampled_median(run, sources, phases, after_ingest)
-        flags = _flag_resampled(run, sources, median_done)
     else:
         median_done = _direct_median(run, sources, phases, after_ingest)
-        flags = _flag_direct(run, sources, median_done)
-    _finish(run, flags, phases)
+    targets = [None] * len(exposures)
+    if eager:
+        # Flag tasks write their DQ tiles straight into the store: no tile travels back.
+        targets = [create_array(root, f"outputs/{k}/dq", e.shape, np.uint32, (tile, tile), 0)
+                   for k, e in enumerate(exposures)]
+    if params.resample_data:
+        flags = _flag_resampled(run, sources, median_done, targets)
+    else:
+        flags = _flag_direct(run, sources, median_done, targets)
+    _finish(run, flags, phases, targets)
     return run
 
 
@@ -262,8 +269,8 @@ def _first(value: Any, *_after: Any) -> Any:
     return value
 
 
-def _flag_resampled(run: ImagingGraph, sources: list[dict[str, Any]], median_done: Any
-                    ) -> list[dict[Any, Any]]:
+def _flag_resampled(run: ImagingGraph, sources: list[dict[str, Any]], median_done: Any,
+                    targets: list[Any]) -> list[dict[Any, Any]]:
     params, frame = run.params, run.frame
     assert frame is not None
     out = []
@@ -275,45 +282,42 @@ def _flag_resampled(run: ImagingGraph, sources: list[dict[str, Any]], median_don
             per_tile[t] = dask.delayed(blot_and_flag_tile, pure=False)(
                 sources[k], pm_key, t, shape=exp.shape, median=run.median,
                 median_shape=frame.shape, snr=params.snr_pair, scale=params.scale_pair,
-                backg=exp.background_for_flagging(params.backg), after=median_done)
+                backg=exp.background_for_flagging(params.backg), out=targets[k],
+                after=median_done)
         out.append(per_tile)
     return out
 
 
-def _flag_direct(run: ImagingGraph, sources: list[dict[str, Any]], median_done: Any
-                 ) -> list[dict[Any, Any]]:
+def _flag_direct(run: ImagingGraph, sources: list[dict[str, Any]], median_done: Any,
+                 targets: list[Any]) -> list[dict[Any, Any]]:
     snr1 = run.params.snr_pair[0]
     out = []
     for k, exp in enumerate(run.exposures):
         out.append({t: dask.delayed(flag_tile_against_median, pure=False)(
-            sources[k], t, median=run.median, snr1=snr1, after=median_done)
+            sources[k], t, median=run.median, snr1=snr1, out=targets[k], after=median_done)
             for t in Tiling(exp.shape, (run.tile, run.tile))})
     return out
 
 
-def _finish(run: ImagingGraph, flags: list[dict[Any, Any]], phases: _Phases) -> None:
+def _finish(run: ImagingGraph, flags: list[dict[Any, Any]], phases: _Phases,
+            targets: list[Any]) -> None:
     """DQ arrays per exposure (lazy, or stored and reopened when eager) and flag counts."""
+    counts = [dask.delayed(sum, pure=True)(
+        [dask.delayed(operator.getitem, pure=True)(task, "n") for task in per_tile.values()])
+        for per_tile in flags]
+    if phases.eager:
+        run.counts = [int(n) for n in phases.run("flag", counts)]
+        run.outputs = targets
+        run.dq = [da.from_zarr(t) for t in targets]
+        return
     lazy_dq = []
-    counts = []
     for k, per_tile in enumerate(flags):
-        shape = run.exposures[k].shape
-        tiling = Tiling(shape, (run.tile, run.tile))
+        tiling = Tiling(run.exposures[k].shape, (run.tile, run.tile))
         rows: list[list[Any]] = [[None] * tiling.nblocks[1] for _ in range(tiling.nblocks[0])]
         for t, task in per_tile.items():
             rows[t.i][t.j] = da.from_delayed(
                 dask.delayed(operator.getitem, pure=True)(task, "dq"), shape=t.shape,
                 dtype=np.uint32, meta=np.empty((0, 0), dtype=np.uint32))
         lazy_dq.append(da.block(rows))
-        counts.append(dask.delayed(sum, pure=True)(
-            [dask.delayed(operator.getitem, pure=True)(task, "n") for task in per_tile.values()]))
-    if not phases.eager:
-        run.dq = lazy_dq
-        run.counts = counts
-        return
-    targets = [create_array(run.root, f"outputs/{k}/dq", run.exposures[k].shape, np.uint32,
-                            (run.tile, run.tile), 0) for k in range(len(flags))]
-    stored = da.store(lazy_dq, targets, lock=False, compute=False, return_stored=False)
-    result = phases.run("flag", [stored, *counts])
-    run.counts = [int(n) for n in result[1:]]
-    run.outputs = targets
-    run.dq = [da.from_zarr(t) for t in targets]
+    run.dq = lazy_dq
+    run.counts = counts
