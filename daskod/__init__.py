@@ -3,26 +3,37 @@
 The JWST calibration pipeline's outlier-detection science (drizzle each exposure group onto
 a common grid, median, blot back, flag) as a chunked Dask engine over Zarr: the same answer,
 in a fixed memory budget, on one core or a cluster.
+
+Public names are imported on first use, so that worker processes, which only need the task
+modules, start quickly and small.
 """
 
-from daskod import options
-from daskod._api import OutlierDetection, detect_outliers
-from daskod._exceptions import (
-    DaskodError,
-    DaskodWarning,
-    InputError,
-    MemoryBudgetError,
-    OutputTooLargeError,
-    SkippedWarning,
-    StoreError,
-    WCSError,
-)
-from daskod._result import OutlierResult
-from daskod.exposure import Exposure
-from daskod.flag._kernels import abs_deriv, flag_cr
-from daskod.options import set_options
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
+
+_LAZY = {
+    "detect_outliers": "daskod._api",
+    "OutlierDetection": "daskod._api",
+    "OutlierResult": "daskod._result",
+    "Exposure": "daskod.exposure",
+    "flag_cr": "daskod.flag._kernels",
+    "abs_deriv": "daskod.flag._kernels",
+    "set_options": "daskod.options",
+    "options": "daskod.options",
+    "datasets": "daskod.datasets",
+    "DaskodError": "daskod._exceptions",
+    "InputError": "daskod._exceptions",
+    "WCSError": "daskod._exceptions",
+    "OutputTooLargeError": "daskod._exceptions",
+    "MemoryBudgetError": "daskod._exceptions",
+    "StoreError": "daskod._exceptions",
+    "DaskodWarning": "daskod._exceptions",
+    "SkippedWarning": "daskod._exceptions",
+}
 
 __all__ = [
     "detect_outliers",
@@ -33,6 +44,7 @@ __all__ = [
     "abs_deriv",
     "set_options",
     "options",
+    "datasets",
     "DaskodError",
     "InputError",
     "WCSError",
@@ -43,3 +55,18 @@ __all__ = [
     "SkippedWarning",
     "__version__",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        msg = f"module 'daskod' has no attribute {name!r}"
+        raise AttributeError(msg)
+    mod = importlib.import_module(module)
+    value = mod if module.endswith("." + name) else getattr(mod, name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -1,7 +1,12 @@
 """Imported once by the forkserver of the ``processes`` scheduler, so that its forked
-workers start with the task modules already loaded."""
+workers start with the task modules (and only those) already loaded."""
 
+import astropy.stats
+import bottleneck
+import drizzle.resample
+import zarr
+
+import daskod.engine._tasks
 import daskod.flag._graph
 import daskod.median._graph
-import daskod.modes.imaging
-import daskod.resample._graph  # noqa: F401
+import daskod.resample._graph

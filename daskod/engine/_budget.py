@@ -25,8 +25,8 @@ FLAG_BYTES = 120
 #: Headroom for allocator fragmentation, zarr buffers and Dask bookkeeping.
 SAFETY = 1.6
 #: Resident memory of a fresh worker process after importing the task modules (measured
-#: 176 MiB with Python 3.11, numpy 2.4, astropy 8, zarr 3.1, dask 2026.8).
-WORKER_BASELINE = 190 * 2**20
+#: 102 MiB with Python 3.11, numpy 2.4, astropy 8, zarr 3.1, dask 2026.8; plus headroom).
+WORKER_BASELINE = 130 * 2**20
 MIN_TILE = 64
 MAX_TILE = 2048
 

@@ -11,7 +11,7 @@ from daskod.flag._kernels import (
     apply_outlier_flags,
     flag_crs,
     flag_resampled_crs,
-    match_nans_and_flags,
+    nan_or_unusable_flags,
 )
 from daskod.geometry._pixel_map import PixelMap
 from daskod.geometry._tiles import Tile
@@ -49,7 +49,7 @@ def _finish(sources: dict[str, Any], tile: Tile, cr: np.ndarray, out: Any,
     for key in _VARIANCES:
         if sources.get(key) is not None:
             arrays[key] = np.asarray(sources[key][tile.slices])
-    dq, _ = match_nans_and_flags(dq, arrays)
+    dq = nan_or_unusable_flags(dq, arrays)
     n = int(np.count_nonzero(cr))
     if out is not None:
         out[tile.slices] = dq

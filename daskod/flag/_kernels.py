@@ -17,6 +17,7 @@ __all__ = [
     "parse_pair",
     "apply_outlier_flags",
     "match_nans_and_flags",
+    "nan_or_unusable_flags",
 ]
 
 
@@ -148,6 +149,19 @@ def apply_outlier_flags(dq: np.ndarray, cr_mask: np.ndarray) -> np.ndarray:
     """``dq | 17`` at outliers (DO_NOT_USE | OUTLIER), as a new uint32 array."""
     out = np.asarray(dq).astype(np.uint32, copy=True)
     out[np.asarray(cr_mask, dtype=bool)] |= np.uint32(OUTLIER_FLAGS)
+    return out
+
+
+def nan_or_unusable_flags(dq: np.ndarray, arrays: dict[str, np.ndarray]) -> np.ndarray:
+    """The DQ half of :func:`match_nans_and_flags`: DO_NOT_USE wherever any array is NaN.
+
+    (The arrays' NaN half follows from the returned DQ, so the engine never copies them.)
+    """
+    invalid = np.zeros(np.shape(dq), dtype=bool)
+    for value in arrays.values():
+        invalid |= np.isnan(value)
+    out = np.asarray(dq).astype(np.uint32, copy=True)
+    out[invalid] |= np.uint32(DO_NOT_USE)
     return out
 
 

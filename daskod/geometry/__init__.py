@@ -1,15 +1,27 @@
 """Geometry: the output frame, coarse pixel maps, and tile/exposure overlap tables."""
 
-from daskod.geometry._frame import OutputFrame, compute_output_frame, make_tan_wcs
-from daskod.geometry._pixel_map import PixelMap, compute_pixel_map, evaluate_wcs_pixel_map
-from daskod.geometry._tiles import Tiling
+from __future__ import annotations
 
-__all__ = [
-    "OutputFrame",
-    "compute_output_frame",
-    "make_tan_wcs",
-    "PixelMap",
-    "compute_pixel_map",
-    "evaluate_wcs_pixel_map",
-    "Tiling",
-]
+import importlib
+from typing import Any
+
+_LAZY = {
+    "OutputFrame": "daskod.geometry._frame",
+    "compute_output_frame": "daskod.geometry._frame",
+    "make_tan_wcs": "daskod.geometry._frame",
+    "PixelMap": "daskod.geometry._pixel_map",
+    "compute_pixel_map": "daskod.geometry._pixel_map",
+    "evaluate_wcs_pixel_map": "daskod.geometry._pixel_map",
+    "Tiling": "daskod.geometry._tiles",
+}
+
+__all__ = list(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        msg = f"module 'daskod.geometry' has no attribute {name!r}"
+        raise AttributeError(msg)
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+    globals()[name] = value
+    return value

@@ -20,6 +20,7 @@ import numpy as np
 
 from daskod._exceptions import InputError
 from daskod.engine._dispatch import Scheduler, compute
+from daskod.engine._tasks import barrier, first
 from daskod.exposure import Exposure
 from daskod.flag._graph import blot_and_flag_tile, flag_tile_against_median
 from daskod.geometry._frame import OutputFrame, compute_output_frame
@@ -92,10 +93,6 @@ class _Phases:
         return results
 
 
-def _barrier(*_args: Any) -> None:
-    return None
-
-
 def _sources(exposures: list[Exposure], root: str, tile: int, scheduler: Scheduler
              ) -> tuple[list[dict[str, Any]], list[Any]]:
     """Where tasks read each exposure array from, and the ingest tasks that fill the store.
@@ -151,7 +148,7 @@ def build_imaging(
                  run.frame.shape, len(exposures), run.timings["geometry"])
     sources, ingest = _sources(exposures, root, tile, scheduler)
     ingested = phases.run("ingest", ingest)
-    after_ingest = dask.delayed(_barrier, pure=False)(*ingested) if not eager else None
+    after_ingest = dask.delayed(barrier, pure=False)(*ingested) if not eager else None
     if eager:
         _check_usable(run, sources, phases)
     if params.resample_data:
@@ -239,7 +236,7 @@ def _resampled_median(run: ImagingGraph, sources: list[dict[str, Any]], phases: 
             t, groups_here, [thresholds[g] for g in groups_here], data=data, wht=wht,
             median=run.median, after=[resampled[(g, t)] for g in groups_here]))
     medians = phases.run("median", median_tasks)
-    return None if phases.eager else dask.delayed(_barrier, pure=False)(*medians)
+    return None if phases.eager else dask.delayed(barrier, pure=False)(*medians)
 
 
 def _direct_median(run: ImagingGraph, sources: list[dict[str, Any]], phases: _Phases,
@@ -256,17 +253,13 @@ def _direct_median(run: ImagingGraph, sources: list[dict[str, Any]], phases: _Ph
         bad_mask=params.bad_mask, exposure_time=texp)
         for src, texp in zip(sources, times, strict=True)]
     if after is not None:
-        thr_tasks = [dask.delayed(_first, pure=False)(t, after) for t in thr_tasks]
+        thr_tasks = [dask.delayed(first, pure=False)(t, after) for t in thr_tasks]
     thresholds = phases.run("threshold", thr_tasks)
     median_tasks = [dask.delayed(median_of_exposures_tile, pure=False)(
         t, sources, thresholds, times, weight_type=params.weight_type, bad_mask=params.bad_mask,
         median=run.median, after=after) for t in tiles]
     medians = phases.run("median", median_tasks)
-    return None if phases.eager else dask.delayed(_barrier, pure=False)(*medians)
-
-
-def _first(value: Any, *_after: Any) -> Any:
-    return value
+    return None if phases.eager else dask.delayed(barrier, pure=False)(*medians)
 
 
 def _flag_resampled(run: ImagingGraph, sources: list[dict[str, Any]], median_done: Any,
