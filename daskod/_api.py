@@ -24,13 +24,13 @@ __all__ = ["detect_outliers", "OutlierDetection", "MODES"]
 
 log = logging.getLogger(__name__)
 
-MODES = ("imaging",)
+MODES = ("imaging", "tso", "coron")
 
 
 def detect_outliers(
     exposures: list[Exposure] | Exposure,
     *,
-    mode: str | None = "imaging",
+    mode: str | None = None,
     weight_type: str = "ivm",
     pixfrac: float = 1.0,
     kernel: str = "square",
@@ -45,6 +45,8 @@ def detect_outliers(
     in_memory: bool = True,
     pixmap_stepsize: float | None = None,
     pixmap_order: int | None = None,
+    rolling_window_width: int = 25,
+    rolling_nan_policy: str = "propagate",
     memory_limit: int | str | None = None,
     tile_size: int | None = None,
     scheduler: Any = None,
@@ -57,15 +59,20 @@ def detect_outliers(
 
     Imaging mode (ALGORITHM.md section 2): drizzle each exposure group onto a common sky grid,
     take the NaN-median of the groups, blot it back onto each exposure, flag pixels by the
-    noise + derivative rule, and set ``DQ |= DO_NOT_USE | OUTLIER`` there. Out of core: every
-    phase works on tiles read from, and written to, a Zarr working store.
+    noise + derivative rule, and set ``DQ |= DO_NOT_USE | OUTLIER`` there. Time-series
+    (``"tso"``) and coronagraphic (``"coron"``) modes take one :class:`daskod.Cube` and compare
+    each integration with a rolling median (TSO) or the median over integrations (section 3).
+    Out of core: every phase works on tiles or chunks of integrations read from, and written
+    to, a Zarr working store.
 
     Parameters
     ----------
-    exposures : list of Exposure
+    exposures : list of Exposure, or Cube
         The inputs; never modified unless ``inplace=True``.
     mode : str or None, optional
-        ``"imaging"`` (None guesses it from the inputs: 2-D exposures are imaging).
+        ``"imaging"``, ``"tso"`` or ``"coron"``. None guesses as the reference: a list of
+        exposures is imaging; a cube is coronagraphic by its ``exp_type``, else a time series
+        when its visit is one (``tso_visit``) or its exposure type is.
     weight_type, pixfrac, kernel, fillval, maskpt, snr, scale, backg, resample_data, good_bits
         The reference step's parameters, same names, meanings and defaults.
     save_intermediate_results : bool, optional
@@ -78,6 +85,14 @@ def detect_outliers(
     pixmap_stepsize, pixmap_order : optional
         Coarse pixel-map grid (default 16 px, cubic: < 1e-5 px error); ``pixmap_stepsize=1``
         evaluates the WCS on every pixel as the reference does by default.
+    rolling_window_width : int, optional
+        TSO: integrations in the rolling median (default 25); 0, 1, or at least the number
+        of integrations use the plain median over all integrations (without the DQ mask, as
+        the reference does).
+    rolling_nan_policy : {"propagate", "omit"}, optional
+        TSO: ``"propagate"`` (the reference) makes a window's median NaN when any sample in it
+        is DQ-masked, so nothing near a masked sample is flagged; ``"omit"`` leaves masked
+        samples out of the window instead.
     memory_limit : int or str, optional
         Budget for the run, e.g. ``"1GiB"``; sets tile size and concurrency.
     tile_size : int, optional
@@ -109,11 +124,32 @@ def detect_outliers(
                          else get_option("pixmap_stepsize"),
                          pixmap_order=pixmap_order if pixmap_order is not None
                          else get_option("pixmap_order"))
+    from daskod.cube import Cube
+
     if mode is None:
-        mode = "imaging"
+        if isinstance(exposures, Cube):
+            mode = exposures.guess_mode()
+            if mode is None:
+                msg = (f"Cannot tell the mode of cube {exposures.name!r}: it is neither a time "
+                       "series (tso_visit, exp_type) nor coronagraphic; pass mode='tso' or "
+                       "mode='coron'.")
+                raise ValueError(msg)
+        else:
+            mode = "imaging"
     if mode not in MODES:
         msg = f"mode must be one of {MODES} (or None to guess), got {mode!r}."
         raise ValueError(msg)
+    if mode in ("tso", "coron"):
+        return _detect_in_cube(
+            exposures, mode=mode, maskpt=maskpt, snr=snr, good_bits=good_bits,
+            rolling_window_width=rolling_window_width, rolling_nan_policy=rolling_nan_policy,
+            save_intermediate_results=save_intermediate_results, in_memory=in_memory,
+            memory_limit=memory_limit, tile_size=tile_size, scheduler=scheduler,
+            progress=progress, store=store, compute=compute, inplace=inplace)
+    if isinstance(exposures, Cube):
+        msg = (f"mode='imaging' takes a list of daskod.Exposure, got the cube "
+               f"{exposures.name!r}; use mode='tso' or mode='coron' for cubes.")
+        raise TypeError(msg)
     params = ImagingParams(**params_kwargs)
     items = validate_exposures(exposures, need_wcs=params.resample_data,
                                same_shape=not params.resample_data)
@@ -165,6 +201,56 @@ def detect_outliers(
     return result
 
 
+def _detect_in_cube(cube: Any, *, mode: str, maskpt: float, snr: Any, good_bits: Any,
+                    rolling_window_width: int, rolling_nan_policy: str,
+                    save_intermediate_results: bool, in_memory: bool, memory_limit: Any,
+                    tile_size: int | None, scheduler: Any, progress: bool, store: Any,
+                    compute: bool, inplace: bool) -> OutlierResult:
+    """TSO / coronagraphic modes (ALGORITHM.md section 3)."""
+    from daskod.cube import validate_cube
+    from daskod.engine._budget import plan_task_budget
+    from daskod.modes.cube import CubeParams, build_cube_mode
+
+    params = CubeParams(maskpt=maskpt, snr=snr, good_bits=good_bits,
+                        rolling_window_width=rolling_window_width,
+                        rolling_nan_policy=rolling_nan_policy)
+    item = validate_cube(cube, mode=mode)
+    resolved = {"mode": mode, "maskpt": maskpt, "snr": snr, "good_bits": good_bits,
+                "rolling_window_width": rolling_window_width,
+                "rolling_nan_policy": rolling_nan_policy}
+    sched = resolve_scheduler(scheduler)
+    per_task, workers = plan_task_budget(memory_limit=memory_limit,
+                                         num_workers=sched.num_workers,
+                                         separate_processes=sched.name == "processes")
+    if sched.client is None:
+        sched.num_workers = workers
+    keep = save_intermediate_results or not in_memory or not compute or store is not None
+    with working_directory(store, keep=keep) as root, _progress(progress, sched), \
+            sched.session():
+        run = build_cube_mode(item, params, mode, root=root, budget_bytes=per_task,
+                              scheduler=sched, eager=compute,
+                              save_median=save_intermediate_results, time_chunk=tile_size)
+        import dask.array as da
+
+        median = None if run.median is None else da.from_zarr(run.median)
+        dq = run.dq
+        if compute and in_memory:
+            dq = np.asarray(dq)
+            median = None if median is None else np.asarray(median)
+        result = OutlierResult(status="COMPLETE", params=resolved, exposures=[item], dq=[dq],
+                               median=median, n_flagged=[run.count],
+                               store=root if keep else None, timings=run.timings)
+    if keep and store is None and not save_intermediate_results:
+        result._keepalive = weakref.finalize(result, shutil.rmtree, root, True)
+    if compute:
+        n = int(run.count)
+        log.info("%s: %d pixels flagged as outliers (%.4f%% of %d integrations)", item.name, n,
+                 100.0 * n / max(1, int(np.prod(item.shape))), item.shape[0])
+    if inplace:
+        _write_back([cube], result)
+    return result
+
+
 def _progress(progress: bool, sched: Any) -> Any:
     import contextlib
 
@@ -175,7 +261,7 @@ def _progress(progress: bool, sched: Any) -> Any:
     return ProgressBar(minimum=1.0)
 
 
-def _write_back(originals: list[Exposure], result: OutlierResult) -> None:
+def _write_back(originals: list[Any], result: OutlierResult) -> None:
     for exp, dq in zip(originals, result.dq, strict=True):
         if not isinstance(exp.dq, np.ndarray):
             msg = (f"inplace=True needs numpy arrays, but exposure {exp.name!r} holds a "

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -96,7 +96,7 @@ class OutlierResult:
                 else:
                     changes[name] = np.where(bad, np.float32(np.nan),
                                              np.asarray(value, dtype=np.float32))
-            out.append(exp.copy_with(**changes))
+            out.append(replace(exp, **changes))
         return out
 
     def to_xarray(self) -> Any:

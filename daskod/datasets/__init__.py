@@ -1,5 +1,6 @@
 """Seeded simulators with ground truth, for tests, the demo, benchmarks and notebooks."""
 
+from daskod.datasets._cubes import SimulatedCube, make_coron_cube, make_tso_cube
 from daskod.datasets._imaging import SimulatedImaging, make_dithered_imaging
 from daskod.datasets._simple import make_simple_exposures
 from daskod.datasets._wcs import make_detector_wcs, make_simple_wcs
@@ -10,4 +11,7 @@ __all__ = [
     "make_detector_wcs",
     "make_simple_wcs",
     "make_simple_exposures",
+    "make_tso_cube",
+    "make_coron_cube",
+    "SimulatedCube",
 ]

@@ -129,5 +129,28 @@ def plan_budget(
     return budget
 
 
+def plan_task_budget(*, memory_limit: int | str | None, num_workers: int,
+                     separate_processes: bool) -> tuple[int, int]:
+    """Bytes one task may hold, and the worker count, for modes sized by bytes, not tiles."""
+    limit = parse_bytes(memory_limit if memory_limit is not None
+                        else get_option("memory_limit")) or default_memory_limit()
+    baseline = process_rss()
+    available = limit - baseline - 48 * 2**20
+    workers = max(1, num_workers)
+    if separate_processes:
+        while workers > 1 and available - workers * WORKER_BASELINE < workers * 32 * 2**20:
+            workers -= 1
+        available -= workers * WORKER_BASELINE
+    per_task = int(available / workers / SAFETY)
+    if per_task < 8 * 2**20:
+        msg = (f"memory_limit={limit / 2**20:.0f} MiB leaves {max(per_task, 0) / 2**20:.1f} MiB "
+               f"per task on top of the {baseline / 2**20:.0f} MiB this process uses; give at "
+               f"least {math.ceil((baseline + 48 * 2**20 + SAFETY * 8 * 2**20) / 2**20)} MiB.")
+        raise MemoryBudgetError(msg)
+    log.info("Budget: memory_limit=%d MiB, %d workers, %d MiB per task", limit // 2**20,
+             workers, per_task // 2**20)
+    return per_task, workers
+
+
 def cpu_count() -> int:
     return os.cpu_count() or 1

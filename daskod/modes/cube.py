@@ -1,0 +1,284 @@
+"""Time-series (``tso``) and coronagraphic (``coron``) modes: one cube, no resampling.
+
+ALGORITHM.md section 3. TSO compares each integration with a rolling median over
+``rolling_window_width`` integrations (computed per chunk of integrations with the halo the
+window needs, so chunked equals unchunked exactly); with a window not inside ``(1, nints)``
+it falls back to the plain median over all integrations, *without* the DQ mask, as the
+reference does. Coronagraphy uses the DQ-masked median over all integrations. Both flag
+``|S_t - M_t| > snr1 * err_t``, set ``DQ |= 17`` and NaN-match.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import operator
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import dask
+import dask.array as da
+import numpy as np
+
+from daskod.cube import Cube
+from daskod.engine._dispatch import Scheduler, compute
+from daskod.engine._tasks import barrier
+from daskod.flag._dq import interpret_good_bits
+from daskod.flag._kernels import apply_outlier_flags, nan_or_unusable_flags, parse_pair
+from daskod.io._store import create_array, ingest_tasks, is_zarr_array
+from daskod.median._kernels import nanmedian_stack, rolling_median, rolling_window_span
+
+__all__ = ["CubeParams", "CubeGraph", "build_cube_mode", "plan_cube_chunks"]
+
+log = logging.getLogger(__name__)
+
+_ARRAYS = ("sci", "err", "dq", "var_rnoise", "var_poisson", "var_flat")
+
+
+@dataclass(frozen=True)
+class CubeParams:
+    """Parameters of the cube modes (reference names and defaults)."""
+
+    maskpt: float = 0.7
+    snr: str | tuple[float, float] = "5.0 4.0"
+    good_bits: str | int | None = "~DO_NOT_USE"
+    rolling_window_width: int = 25
+    rolling_nan_policy: str = "propagate"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.maskpt, int | float) or not math.isfinite(self.maskpt) or (
+                self.maskpt < 0):
+            msg = f"maskpt must be a finite number >= 0, got {self.maskpt!r}."
+            raise ValueError(msg)
+        if isinstance(self.rolling_window_width, bool) or not isinstance(
+                self.rolling_window_width, int | np.integer):
+            msg = ("rolling_window_width must be an integer (0 or 1: plain median), got "
+                   f"{self.rolling_window_width!r}.")
+            raise ValueError(msg)
+        if self.rolling_window_width < 0:
+            msg = f"rolling_window_width must be >= 0, got {self.rolling_window_width!r}."
+            raise ValueError(msg)
+        if self.rolling_nan_policy not in ("propagate", "omit"):
+            msg = ("rolling_nan_policy must be 'propagate' (the reference) or 'omit' "
+                   f"(NaN-robust), got {self.rolling_nan_policy!r}.")
+            raise ValueError(msg)
+        parse_pair(self.snr, "snr")
+        interpret_good_bits(self.good_bits)
+
+    @property
+    def snr1(self) -> float:
+        return parse_pair(self.snr, "snr")[0]
+
+    @property
+    def bad_mask(self) -> int:
+        return interpret_good_bits(self.good_bits)
+
+
+@dataclass
+class CubeGraph:
+    """The built (and when eager, computed) cube run."""
+
+    mode: str
+    cube: Cube
+    params: CubeParams
+    root: str
+    time_chunk: int
+    rolling: bool
+    median: Any = None
+    dq: Any = None
+    count: Any = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def plan_cube_chunks(shape: tuple[int, int, int], window: int, budget_bytes: int
+                     ) -> tuple[int, int]:
+    """Integrations per time chunk, and rows per spatial block of the all-integration median.
+
+    A time-chunk task holds ~48 bytes per cube pixel for its integrations plus the window's
+    halo; a median block holds all integrations of its rows (~12 bytes per pixel).
+    """
+    nints, ny, nx = shape
+    plane = ny * nx
+    halo = max(window, 1)
+    nt = int(budget_bytes // (48 * plane)) - halo
+    nt = max(1, min(nints, nt))
+    rows = int(budget_bytes // (12 * nints * nx))
+    rows = max(1, min(ny, rows))
+    return nt, rows
+
+
+def _threshold(dq: Any, bad_mask: int, maskpt: float) -> float:
+    """The reference's cube-wide threshold on 0/1 DQ weights: maskpt, or NaN if no good pixel.
+
+    (``compute_weight_threshold`` of weights that are all 1 after dropping zeros is exactly
+    ``maskpt * 1.0``.) Reads DQ planes only until a good pixel shows up.
+    """
+    nints = int(np.shape(dq)[0])
+    for t in range(nints):
+        plane = np.asarray(dq[t])
+        if np.any((plane & np.uint32(bad_mask)) == 0):
+            return float(maskpt)
+    return math.nan
+
+
+def _masked(sci: np.ndarray, dq: np.ndarray, bad_mask: int, thr: float) -> np.ndarray:
+    """``sci`` with NaN where the 0/1 weight is below ``thr`` (as the reference masks)."""
+    weight = ((dq & np.uint32(bad_mask)) == 0).astype(np.float32)
+    out = np.array(sci, dtype=np.float32, copy=True)
+    with np.errstate(invalid="ignore"):
+        out[weight < thr] = np.nan
+    return out
+
+
+def _flag_block(sources: dict[str, Any], t0: int, t1: int, median: np.ndarray, snr1: float,
+                out: Any) -> dict[str, Any]:
+    sci = np.asarray(sources["sci"][t0:t1], dtype=np.float32)
+    err = np.asarray(sources["err"][t0:t1])
+    with np.errstate(invalid="ignore"):
+        cr = np.abs(sci - median) > snr1 * np.nan_to_num(err)
+    dq = apply_outlier_flags(np.asarray(sources["dq"][t0:t1]), cr)
+    arrays = {"sci": sci, "err": err}
+    for key in ("var_rnoise", "var_poisson", "var_flat"):
+        if sources.get(key) is not None:
+            arrays[key] = np.asarray(sources[key][t0:t1])
+    dq = nan_or_unusable_flags(dq, arrays)
+    n = int(np.count_nonzero(cr))
+    if out is not None:
+        out[t0:t1] = dq
+        return {"n": n}
+    return {"dq": dq, "n": n}
+
+
+def rolling_flag_chunk(sources: dict[str, Any], t0: int, t1: int, *, nints: int, window: int,
+                       bad_mask: int, thr: float, snr1: float, nan_policy: str,
+                       out: Any = None, median_out: Any = None, after: Any = None
+                       ) -> dict[str, Any]:
+    """TSO rolling-median branch for integrations ``[t0, t1)`` (reads the window's halo)."""
+    a, b = rolling_window_span(t0, t1, window, nints, parity=nan_policy == "propagate")
+    sci = np.asarray(sources["sci"][a:b], dtype=np.float32)
+    dq = np.asarray(sources["dq"][a:b])
+    masked = _masked(sci, dq, bad_mask, thr)
+    del sci, dq
+    median = rolling_median(masked, window, t0, t1, nints, origin=a, nan_policy=nan_policy)
+    del masked
+    if median_out is not None:
+        median_out[t0:t1] = median
+    return _flag_block(sources, t0, t1, median, snr1, out)
+
+
+def median_rows(sources: dict[str, Any], y0: int, y1: int, *, use_mask: bool, bad_mask: int,
+                thr: float, median: Any, after: Any = None) -> None:
+    """Median over all integrations of rows ``[y0, y1)``, DQ-masked or not, into the store."""
+    sci = np.asarray(sources["sci"][:, y0:y1], dtype=np.float32)
+    if use_mask:
+        sci = _masked(sci, np.asarray(sources["dq"][:, y0:y1]), bad_mask, thr)
+    median[y0:y1] = nanmedian_stack(sci)
+
+
+def flag_against_median(sources: dict[str, Any], t0: int, t1: int, *, median: Any,
+                        snr1: float, out: Any = None, after: Any = None) -> dict[str, Any]:
+    """Flag integrations ``[t0, t1)`` against one 2-D median frame."""
+    return _flag_block(sources, t0, t1, np.asarray(median[:]), snr1, out)
+
+
+def _sources(cube: Cube, root: str, nt: int, scheduler: Scheduler) -> tuple[dict, list]:
+    entry: dict[str, Any] = {}
+    tasks: list[Any] = []
+    for name in _ARRAYS:
+        value = getattr(cube, name)
+        if value is None:
+            continue
+        if is_zarr_array(value) or (isinstance(value, np.ndarray) and scheduler.shares_memory):
+            entry[name] = value
+            continue
+        shape = tuple(np.shape(value))
+        dtype = np.uint32 if name == "dq" else np.float32
+        chunks = (nt, *shape[1:])
+        target = create_array(root, f"inputs/{name}", shape, dtype, chunks,
+                              0 if name == "dq" else np.nan)
+        source = value if hasattr(value, "dask") else np.asarray(value)
+        if hasattr(source, "dask"):
+            tasks.extend(ingest_tasks(source, target, chunks))
+        else:
+            for t0 in range(0, shape[0], nt):
+                region = (slice(t0, min(t0 + nt, shape[0])),)
+                tasks.append(dask.delayed(_write, pure=False)(target, region, source[region]))
+        entry[name] = target
+    return entry, tasks
+
+
+def _write(target: Any, region: Any, block: Any) -> None:
+    target[region] = np.asarray(block)
+
+
+def _run(tasks: list[Any], name: str, scheduler: Scheduler, eager: bool,
+         timings: dict[str, float]) -> list[Any]:
+    if not eager or not tasks:
+        return tasks
+    start = time.perf_counter()
+    out = list(compute(*tasks, scheduler=scheduler))
+    timings[name] = time.perf_counter() - start
+    log.info("Phase %s: %d tasks in %.2f s", name, len(tasks), timings[name])
+    return out
+
+
+def build_cube_mode(cube: Cube, params: CubeParams, mode: str, *, root: str,
+                    budget_bytes: int, scheduler: Scheduler, eager: bool,
+                    save_median: bool = False, time_chunk: int | None = None) -> CubeGraph:
+    """Build (and with ``eager`` run) TSO or coronagraphic outlier detection."""
+    nints, ny, nx = cube.shape
+    window = int(params.rolling_window_width)
+    rolling = mode == "tso" and 1 < window < nints
+    nt, rows = plan_cube_chunks(cube.shape, window if rolling else 1, budget_bytes)
+    if time_chunk is not None:
+        nt = max(1, min(nints, int(time_chunk)))
+    run = CubeGraph(mode=mode, cube=cube, params=params, root=root, time_chunk=nt,
+                    rolling=rolling)
+    log.info("%s: cube %s, %s, %d integrations per chunk", mode, cube.shape,
+             f"rolling median of {window}" if rolling else "median over all integrations", nt)
+    sources, ingest = _sources(cube, root, nt, scheduler)
+    ingested = _run(ingest, "ingest", scheduler, eager, run.timings)
+    after = None if eager else dask.delayed(barrier, pure=False)(*ingested)
+    start = time.perf_counter()
+    thr = _threshold(cube.dq, params.bad_mask, params.maskpt)
+    run.timings["threshold"] = time.perf_counter() - start
+    bad_mask, snr1 = params.bad_mask, params.snr1
+    out = None
+    if eager:
+        out = create_array(root, "outputs/dq", cube.shape, np.uint32, (nt, ny, nx), 0)
+    chunks = [(t0, min(t0 + nt, nints)) for t0 in range(0, nints, nt)]
+    if rolling:
+        median_out = None
+        if save_median:
+            median_out = create_array(root, "median", cube.shape, np.float32, (nt, ny, nx),
+                                      np.nan, attributes={"kind": "rolling median"})
+            run.median = median_out
+        tasks = [dask.delayed(rolling_flag_chunk, pure=False)(
+            sources, t0, t1, nints=nints, window=window, bad_mask=bad_mask, thr=thr, snr1=snr1,
+            nan_policy=params.rolling_nan_policy, out=out, median_out=median_out, after=after)
+            for t0, t1 in chunks]
+    else:
+        run.median = create_array(root, "median", (ny, nx), np.float32, (rows, nx), np.nan,
+                                  attributes={"kind": "median over integrations"})
+        median_tasks = [dask.delayed(median_rows, pure=False)(
+            sources, y0, min(y0 + rows, ny), use_mask=mode == "coron", bad_mask=bad_mask,
+            thr=thr, median=run.median, after=after) for y0 in range(0, ny, rows)]
+        done = _run(median_tasks, "median", scheduler, eager, run.timings)
+        median_done = None if eager else dask.delayed(barrier, pure=False)(*done)
+        tasks = [dask.delayed(flag_against_median, pure=False)(
+            sources, t0, t1, median=run.median, snr1=snr1, out=out, after=median_done)
+            for t0, t1 in chunks]
+    counts = dask.delayed(sum, pure=True)(
+        [dask.delayed(operator.getitem, pure=True)(t, "n") for t in tasks])
+    if eager:
+        (run.count,) = _run([counts], "flag", scheduler, eager, run.timings)
+        run.dq = da.from_zarr(out)
+        return run
+    blocks = [da.from_delayed(dask.delayed(operator.getitem, pure=True)(t, "dq"),
+                              shape=(t1 - t0, ny, nx), dtype=np.uint32,
+                              meta=np.empty((0, 0, 0), dtype=np.uint32))
+              for t, (t0, t1) in zip(tasks, chunks, strict=True)]
+    run.dq = da.concatenate(blocks, axis=0)
+    run.count = counts
+    return run
