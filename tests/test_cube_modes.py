@@ -148,7 +148,7 @@ def test_cube_graph_is_lazy(raise_if_dask_computes):
 
 def test_cube_modes_bad_input():
     image = datasets.make_simple_exposures(n_exposures=1)[0]
-    with pytest.raises(TypeError, match="takes one daskod.Cube"):
+    with pytest.raises(TypeError, match=r"takes one daskod\.Cube"):
         daskod.detect_outliers([image], mode="tso")
     flat = daskod.Cube(sci=np.zeros((4, 5)), err=np.zeros((4, 5)),
                        dq=np.zeros((4, 5), np.uint32), name="flat")
