@@ -66,7 +66,8 @@ def _psf(shape: tuple[int, int], yx: tuple[float, float], sigma: float) -> np.nd
 def _simulate(nints: int, shape: tuple[int, int], scene: np.ndarray, light_curve: np.ndarray,
               star: np.ndarray, *, seed: int, read_noise: float, n_cr: int, sky: float,
               store: str | None, time_chunk: int, name: str, tso: bool | None,
-              exp_type: str) -> SimulatedCube:
+              exp_type: str, chunk_rows: int | None = None,
+              with_variance: bool = True) -> SimulatedCube:
     rng = np.random.default_rng(seed)
     ny, nx = shape
     # Cosmic rays: (t, y, x) events, singles and 2x2 clusters, 3 to 1000 sigma.
@@ -85,10 +86,12 @@ def _simulate(nints: int, shape: tuple[int, int], scene: np.ndarray, light_curve
 
         for key, dtype, fill in (("sci", "f4", np.nan), ("err", "f4", np.nan),
                                  ("dq", "u4", 0), ("var_rnoise", "f4", np.nan)):
+            if key == "var_rnoise" and not with_variance:
+                continue
             arrays[key] = zarr.create_array(
                 store=os.fspath(store), name=key, shape=(nints, ny, nx), dtype=dtype,
-                chunks=(min(time_chunk, nints), ny, nx), compressors=None, fill_value=fill,
-                overwrite=True)
+                chunks=(min(time_chunk, nints), min(chunk_rows or ny, ny), nx),
+                compressors=None, fill_value=fill, overwrite=True)
     else:
         arrays = {"sci": np.empty((nints, ny, nx), np.float32),
                   "err": np.empty((nints, ny, nx), np.float32),
@@ -121,10 +124,12 @@ def _simulate(nints: int, shape: tuple[int, int], scene: np.ndarray, light_curve
         vr = np.full(model.shape, var_rn, np.float32)
         vr[bad] = np.nan
         for key, block in (("sci", sci), ("err", err), ("dq", dq), ("var_rnoise", vr)):
-            arrays[key][t0:t1] = block
+            if key in arrays:
+                arrays[key][t0:t1] = block
     crs = np.array(sorted(set(cr_rows)), dtype=CR_DTYPE) if cr_rows else np.zeros(0, CR_DTYPE)
     cube = Cube(sci=arrays["sci"], err=arrays["err"], dq=arrays["dq"],
-                var_rnoise=arrays["var_rnoise"], tso_visit=tso, exp_type=exp_type, name=name)
+                var_rnoise=arrays.get("var_rnoise"), tso_visit=tso, exp_type=exp_type,
+                name=name)
     return SimulatedCube(cube=cube, cr_pixels=crs, light_curve=light_curve,
                          star_yx=(ny / 2.0, nx / 2.0))
 
@@ -132,12 +137,14 @@ def _simulate(nints: int, shape: tuple[int, int], scene: np.ndarray, light_curve
 def make_tso_cube(nints: int = 200, shape: tuple[int, int] = (32, 128), *, seed: int = 0,
                   star_flux: float = 2.0e5, transit_depth: float = 0.02, psf_sigma: float = 1.5,
                   read_noise: float = 10.0, sky: float = 20.0, cr_per_frame: float = 0.5,
-                  store: str | os.PathLike | None = None, time_chunk: int = 64) -> SimulatedCube:
+                  store: str | os.PathLike | None = None, time_chunk: int = 64,
+                  chunk_rows: int | None = None, with_variance: bool = True) -> SimulatedCube:
     """A time-series cube: a star whose flux follows a transit light curve, noise, CRs.
 
     Units are electrons per integration (Gaussian approximation of Poisson noise, so very large
     cubes simulate fast). With ``store=`` the cube is written straight into a Zarr group in
-    blocks of ``time_chunk`` integrations and the arrays returned are zarr arrays.
+    blocks of ``time_chunk`` integrations (Zarr chunks ``(time_chunk, chunk_rows, nx)``) and
+    the arrays returned are zarr arrays; ``with_variance=False`` leaves out VAR_RNOISE.
     """
     star = _psf(shape, (shape[0] / 2.0, shape[1] / 2.0), psf_sigma) * np.float32(star_flux)
     scene = np.zeros(shape, np.float32)
@@ -145,7 +152,8 @@ def make_tso_cube(nints: int = 200, shape: tuple[int, int] = (32, 128), *, seed:
     return _simulate(nints, shape, scene, lc, star, seed=seed, read_noise=read_noise,
                      n_cr=max(1, int(cr_per_frame * nints)), sky=sky,
                      store=None if store is None else os.fspath(store), time_chunk=time_chunk,
-                     name="sim_tso", tso=True, exp_type="NRC_TSIMAGE")
+                     name="sim_tso", tso=True, exp_type="NRC_TSIMAGE", chunk_rows=chunk_rows,
+                     with_variance=with_variance)
 
 
 def make_coron_cube(nints: int = 8, shape: tuple[int, int] = (96, 96), *, seed: int = 0,

@@ -91,21 +91,28 @@ class CubeGraph:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-def plan_cube_chunks(shape: tuple[int, int, int], window: int, budget_bytes: int
-                     ) -> tuple[int, int]:
-    """Integrations per time chunk, and rows per spatial block of the all-integration median.
+def plan_cube_chunks(shape: tuple[int, int, int], window: int, budget_bytes: int, *,
+                     block_rows: int | None = None) -> tuple[int, int, int]:
+    """Work units of the cube modes: ``(integrations, rows)`` per flag task, rows per median task.
 
-    A time-chunk task holds ~48 bytes per cube pixel for its integrations plus the window's
-    halo; a median block holds all integrations of its rows (~12 bytes per pixel).
+    A flag task holds ~16 bytes per pixel over its integrations plus the window's halo
+    (SCI, DQ, the masked copy, the rolling median) and ~24 more over its own integrations
+    (ERR, DQ, variances); rows follow the input's chunking when it has one, so no chunk is
+    read twice. A median task holds all integrations of its rows (~12 bytes per pixel).
     """
     nints, ny, nx = shape
-    plane = ny * nx
-    halo = max(window, 1)
-    nt = int(budget_bytes // (48 * plane)) - halo
+    halo = max(window, 1) - 1
+    rows = ny if block_rows is None else max(1, min(ny, int(block_rows)))
+    while True:
+        row_px = rows * nx
+        nt = int((budget_bytes / row_px - 16 * halo) // 40)
+        if nt >= min(nints, 4 * max(halo, 1)) or rows == 1:
+            break
+        rows = max(1, rows // 2)
     nt = max(1, min(nints, nt))
-    rows = int(budget_bytes // (12 * nints * nx))
-    rows = max(1, min(ny, rows))
-    return nt, rows
+    median_rows = int(budget_bytes // (12 * nints * nx))
+    median_rows = max(1, min(ny, median_rows))
+    return nt, rows, median_rows
 
 
 def _threshold(dq: Any, bad_mask: int, maskpt: float) -> float:
@@ -131,40 +138,41 @@ def _masked(sci: np.ndarray, dq: np.ndarray, bad_mask: int, thr: float) -> np.nd
     return out
 
 
-def _flag_block(sources: dict[str, Any], t0: int, t1: int, median: np.ndarray, snr1: float,
-                out: Any) -> dict[str, Any]:
-    sci = np.asarray(sources["sci"][t0:t1], dtype=np.float32)
-    err = np.asarray(sources["err"][t0:t1])
+def _flag_block(sources: dict[str, Any], region: tuple[slice, slice], median: np.ndarray,
+                snr1: float, out: Any) -> dict[str, Any]:
+    sci = np.asarray(sources["sci"][region], dtype=np.float32)
+    err = np.asarray(sources["err"][region])
     with np.errstate(invalid="ignore"):
         cr = np.abs(sci - median) > snr1 * np.nan_to_num(err)
-    dq = apply_outlier_flags(np.asarray(sources["dq"][t0:t1]), cr)
+    dq = apply_outlier_flags(np.asarray(sources["dq"][region]), cr)
     arrays = {"sci": sci, "err": err}
     for key in ("var_rnoise", "var_poisson", "var_flat"):
         if sources.get(key) is not None:
-            arrays[key] = np.asarray(sources[key][t0:t1])
+            arrays[key] = np.asarray(sources[key][region])
     dq = nan_or_unusable_flags(dq, arrays)
     n = int(np.count_nonzero(cr))
     if out is not None:
-        out[t0:t1] = dq
+        out[region] = dq
         return {"n": n}
     return {"dq": dq, "n": n}
 
 
-def rolling_flag_chunk(sources: dict[str, Any], t0: int, t1: int, *, nints: int, window: int,
-                       bad_mask: int, thr: float, snr1: float, nan_policy: str,
-                       out: Any = None, median_out: Any = None, after: Any = None
-                       ) -> dict[str, Any]:
-    """TSO rolling-median branch for integrations ``[t0, t1)`` (reads the window's halo)."""
+def rolling_flag_chunk(sources: dict[str, Any], t0: int, t1: int, y0: int, y1: int, *,
+                       nints: int, window: int, bad_mask: int, thr: float, snr1: float,
+                       nan_policy: str, out: Any = None, median_out: Any = None,
+                       after: Any = None) -> dict[str, Any]:
+    """TSO rolling-median branch for integrations ``[t0, t1)`` and rows ``[y0, y1)`` (reads
+    the window's halo of integrations)."""
     a, b = rolling_window_span(t0, t1, window, nints, parity=nan_policy == "propagate")
-    sci = np.asarray(sources["sci"][a:b], dtype=np.float32)
-    dq = np.asarray(sources["dq"][a:b])
+    sci = np.asarray(sources["sci"][a:b, y0:y1], dtype=np.float32)
+    dq = np.asarray(sources["dq"][a:b, y0:y1])
     masked = _masked(sci, dq, bad_mask, thr)
     del sci, dq
     median = rolling_median(masked, window, t0, t1, nints, origin=a, nan_policy=nan_policy)
     del masked
     if median_out is not None:
-        median_out[t0:t1] = median
-    return _flag_block(sources, t0, t1, median, snr1, out)
+        median_out[t0:t1, y0:y1] = median
+    return _flag_block(sources, (slice(t0, t1), slice(y0, y1)), median, snr1, out)
 
 
 def median_rows(sources: dict[str, Any], y0: int, y1: int, *, use_mask: bool, bad_mask: int,
@@ -176,10 +184,12 @@ def median_rows(sources: dict[str, Any], y0: int, y1: int, *, use_mask: bool, ba
     median[y0:y1] = nanmedian_stack(sci)
 
 
-def flag_against_median(sources: dict[str, Any], t0: int, t1: int, *, median: Any,
-                        snr1: float, out: Any = None, after: Any = None) -> dict[str, Any]:
-    """Flag integrations ``[t0, t1)`` against one 2-D median frame."""
-    return _flag_block(sources, t0, t1, np.asarray(median[:]), snr1, out)
+def flag_against_median(sources: dict[str, Any], t0: int, t1: int, y0: int, y1: int, *,
+                        median: Any, snr1: float, out: Any = None, after: Any = None
+                        ) -> dict[str, Any]:
+    """Flag integrations ``[t0, t1)``, rows ``[y0, y1)`` against one 2-D median frame."""
+    return _flag_block(sources, (slice(t0, t1), slice(y0, y1)), np.asarray(median[y0:y1]),
+                       snr1, out)
 
 
 def _sources(cube: Cube, root: str, nt: int, scheduler: Scheduler) -> tuple[dict, list]:
@@ -230,13 +240,19 @@ def build_cube_mode(cube: Cube, params: CubeParams, mode: str, *, root: str,
     nints, ny, nx = cube.shape
     window = int(params.rolling_window_width)
     rolling = mode == "tso" and 1 < window < nints
-    nt, rows = plan_cube_chunks(cube.shape, window if rolling else 1, budget_bytes)
+    input_chunks = getattr(cube.sci, "chunks", None)
+    block_rows = None
+    if is_zarr_array(cube.sci) and input_chunks is not None:
+        block_rows = int(input_chunks[1])
+    nt, block_rows, rows = plan_cube_chunks(cube.shape, window if rolling else 1, budget_bytes,
+                                            block_rows=block_rows)
     if time_chunk is not None:
         nt = max(1, min(nints, int(time_chunk)))
     run = CubeGraph(mode=mode, cube=cube, params=params, root=root, time_chunk=nt,
                     rolling=rolling)
-    log.info("%s: cube %s, %s, %d integrations per chunk", mode, cube.shape,
-             f"rolling median of {window}" if rolling else "median over all integrations", nt)
+    log.info("%s: cube %s, %s, %d integrations x %d rows per task", mode, cube.shape,
+             f"rolling median of {window}" if rolling else "median over all integrations", nt,
+             block_rows)
     sources, ingest = _sources(cube, root, nt, scheduler)
     ingested = _run(ingest, "ingest", scheduler, eager, run.timings)
     after = None if eager else dask.delayed(barrier, pure=False)(*ingested)
@@ -246,18 +262,20 @@ def build_cube_mode(cube: Cube, params: CubeParams, mode: str, *, root: str,
     bad_mask, snr1 = params.bad_mask, params.snr1
     out = None
     if eager:
-        out = create_array(root, "outputs/dq", cube.shape, np.uint32, (nt, ny, nx), 0)
-    chunks = [(t0, min(t0 + nt, nints)) for t0 in range(0, nints, nt)]
+        out = create_array(root, "outputs/dq", cube.shape, np.uint32, (nt, block_rows, nx), 0)
+    chunks = [(t0, min(t0 + nt, nints), y0, min(y0 + block_rows, ny))
+              for t0 in range(0, nints, nt) for y0 in range(0, ny, block_rows)]
     if rolling:
         median_out = None
         if save_median:
-            median_out = create_array(root, "median", cube.shape, np.float32, (nt, ny, nx),
-                                      np.nan, attributes={"kind": "rolling median"})
+            median_out = create_array(root, "median", cube.shape, np.float32,
+                                      (nt, block_rows, nx), np.nan,
+                                      attributes={"kind": "rolling median"})
             run.median = median_out
         tasks = [dask.delayed(rolling_flag_chunk, pure=False)(
-            sources, t0, t1, nints=nints, window=window, bad_mask=bad_mask, thr=thr, snr1=snr1,
-            nan_policy=params.rolling_nan_policy, out=out, median_out=median_out, after=after)
-            for t0, t1 in chunks]
+            sources, t0, t1, y0, y1, nints=nints, window=window, bad_mask=bad_mask, thr=thr,
+            snr1=snr1, nan_policy=params.rolling_nan_policy, out=out, median_out=median_out,
+            after=after) for t0, t1, y0, y1 in chunks]
     else:
         run.median = create_array(root, "median", (ny, nx), np.float32, (rows, nx), np.nan,
                                   attributes={"kind": "median over integrations"})
@@ -267,18 +285,20 @@ def build_cube_mode(cube: Cube, params: CubeParams, mode: str, *, root: str,
         done = _run(median_tasks, "median", scheduler, eager, run.timings)
         median_done = None if eager else dask.delayed(barrier, pure=False)(*done)
         tasks = [dask.delayed(flag_against_median, pure=False)(
-            sources, t0, t1, median=run.median, snr1=snr1, out=out, after=median_done)
-            for t0, t1 in chunks]
+            sources, t0, t1, y0, y1, median=run.median, snr1=snr1, out=out, after=median_done)
+            for t0, t1, y0, y1 in chunks]
     counts = dask.delayed(sum, pure=True)(
         [dask.delayed(operator.getitem, pure=True)(t, "n") for t in tasks])
     if eager:
         (run.count,) = _run([counts], "flag", scheduler, eager, run.timings)
         run.dq = da.from_zarr(out)
         return run
+    n_rows = len(range(0, ny, block_rows))
     blocks = [da.from_delayed(dask.delayed(operator.getitem, pure=True)(t, "dq"),
-                              shape=(t1 - t0, ny, nx), dtype=np.uint32,
+                              shape=(t1 - t0, y1 - y0, nx), dtype=np.uint32,
                               meta=np.empty((0, 0, 0), dtype=np.uint32))
-              for t, (t0, t1) in zip(tasks, chunks, strict=True)]
-    run.dq = da.concatenate(blocks, axis=0)
+              for t, (t0, t1, y0, y1) in zip(tasks, chunks, strict=True)]
+    run.dq = da.concatenate([da.concatenate(blocks[i:i + n_rows], axis=1)
+                             for i in range(0, len(blocks), n_rows)], axis=0)
     run.count = counts
     return run
