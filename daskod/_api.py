@@ -188,7 +188,8 @@ def detect_outliers(
             median = da.from_zarr(run.median)
         result = OutlierResult(status="COMPLETE", params=resolved, exposures=items, dq=dq,
                                median=median, median_wcs=median_wcs, n_flagged=run.counts,
-                               store=root if keep else None, timings=run.timings)
+                               store=root if keep else None, timings=run.timings,
+                               groups=groups, _pixel_maps=run.pixel_maps)
     if keep and store is None and not save_intermediate_results:
         # A temporary store that results still read from: remove it with the result.
         result._keepalive = weakref.finalize(result, shutil.rmtree, root, True)

@@ -55,6 +55,8 @@ class OutlierResult:
     n_flagged: list[Any] = field(default_factory=list)
     store: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    groups: list[list[int]] = field(default_factory=list)
+    _pixel_maps: list[Any] = field(default_factory=list, repr=False)
     _keepalive: Any = field(default=None, repr=False)
 
     @property
@@ -98,6 +100,38 @@ class OutlierResult:
                                              np.asarray(value, dtype=np.float32))
             out.append(replace(exp, **changes))
         return out
+
+    def blot(self, k: int, *, tile: int = 1024) -> np.ndarray:
+        """The median blotted onto exposure ``k``'s detector (imaging with resampling).
+
+        Computed tile by tile from the median and the exposure's pixel map, as the flag phase
+        does (bilinear, NaN outside the median).
+        """
+        from daskod.flag._graph import blot_region
+        from daskod.geometry._tiles import Tiling
+
+        if not self._pixel_maps or self.median is None:
+            msg = "blot() needs an imaging result computed with resample_data=True."
+            raise ValueError(msg)
+        shape = self.exposures[k].shape
+        median = self.median
+        out = np.empty(shape, dtype=np.float32)
+        for t in Tiling(shape, (tile, tile)):
+            out[t.slices] = blot_region(self._pixel_maps[k], (t.y0, t.y1, t.x0, t.x1), median,
+                                        tuple(np.shape(median)))
+        return out
+
+    def resampled(self, g: int) -> tuple[np.ndarray, np.ndarray]:
+        """Drizzled image and weight of group ``g`` (from the working store)."""
+        import zarr
+
+        if self.store is None:
+            msg = ("The drizzled groups live in the working store, which is gone; run with "
+                   "save_intermediate_results=True or store=.")
+            raise ValueError(msg)
+        data = zarr.open_array(self.store, path="resampled/data", mode="r")
+        wht = zarr.open_array(self.store, path="resampled/wht", mode="r")
+        return np.asarray(data[g]), np.asarray(wht[g])
 
     def to_xarray(self) -> Any:
         """An ``xarray.Dataset`` view: ``dq`` (exposure, y, x) and the median (my, mx).

@@ -47,6 +47,44 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--tile-size", type=int, default=None, help="tile edge in pixels")
     demo.add_argument("-o", "--output-dir", default=".", help="where the PNG goes")
     demo.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    run = sub.add_parser(
+        "run", help="JWST association or *_cal.fits files in, *_crf.fits out",
+        description="Outlier detection on JWST level-2 products (an association JSON, or "
+                    "*_cal.fits / *_calints.fits files). Writes one *_crf.fits (imaging) or "
+                    "*_crfints.fits (time series, coronagraphy) per science input into OUTDIR; "
+                    "inputs are never modified. Parameters keep the reference step's names "
+                    "and defaults.")
+    run.add_argument("inputs", nargs="+", metavar="ASN_OR_FILES",
+                     help="association .json file(s) and/or product files")
+    run.add_argument("-o", "--output-dir", required=True, help="folder for the products")
+    run.add_argument("--mode", choices=["imaging", "tso", "coron"], default=None,
+                     help="default: guessed from the exposure type, as the reference does")
+    ref = run.add_argument_group("reference parameters")
+    ref.add_argument("--weight-type", choices=["ivm", "exptime"], default="ivm")
+    ref.add_argument("--pixfrac", type=float, default=1.0)
+    ref.add_argument("--kernel", default="square",
+                     choices=["square", "point", "turbo", "gaussian", "lanczos2", "lanczos3"])
+    ref.add_argument("--fillval", default="NAN")
+    ref.add_argument("--maskpt", type=float, default=0.7)
+    ref.add_argument("--snr", default="5.0 4.0", help='two numbers, e.g. "5.0 4.0"')
+    ref.add_argument("--scale", default="1.2 0.7", help='two numbers, e.g. "1.2 0.7"')
+    ref.add_argument("--backg", type=float, default=0.0)
+    ref.add_argument("--resample-data", default=True, action=argparse.BooleanOptionalAction)
+    ref.add_argument("--good-bits", default="~DO_NOT_USE")
+    ref.add_argument("--rolling-window-width", type=int, default=25)
+    ref.add_argument("--pixmap-stepsize", type=float, default=None,
+                     help="coarse pixel-map step (default 16; 1 = every pixel)")
+    ref.add_argument("--pixmap-order", type=int, choices=[1, 3], default=None)
+    eng = run.add_argument_group("engine")
+    eng.add_argument("--memory-limit", default=None, help='budget, e.g. "1GiB"')
+    eng.add_argument("--scheduler", default=None,
+                     help="synchronous | threads | processes | tcp://host:port")
+    eng.add_argument("--tile-size", type=int, default=None)
+    eng.add_argument("--save-intermediate-results", action="store_true",
+                     help="also write median, blot and drizzled-group products")
+    eng.add_argument("--progress", default=True, action=argparse.BooleanOptionalAction,
+                     help="progress bar on long phases")
     return parser
 
 
@@ -54,7 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``daskod`` console script."""
     parser = _parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+    verbose = args.verbose or args.command == "run"
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="%(asctime)s %(name)s %(levelname)s: %(message)s")
     if args.version:
         import daskod
@@ -75,8 +114,25 @@ def main(argv: list[str] | None = None) -> int:
                      tile_size=args.tile_size, output_dir=args.output_dir,
                      progress=not args.no_progress)
             return 0
-    except (ValueError, OSError, MemoryError, ConnectionError) as err:
-        print(f"daskod {args.command}: error: {err}", file=sys.stderr)
+        if args.command == "run":
+            from daskod._run_files import run_files
+
+            params = {
+                "mode": args.mode, "weight_type": args.weight_type, "pixfrac": args.pixfrac,
+                "kernel": args.kernel, "fillval": args.fillval, "maskpt": args.maskpt,
+                "snr": args.snr, "scale": args.scale, "backg": args.backg,
+                "resample_data": args.resample_data, "good_bits": args.good_bits,
+                "rolling_window_width": args.rolling_window_width,
+                "pixmap_stepsize": args.pixmap_stepsize, "pixmap_order": args.pixmap_order,
+            }
+            run_files(args.inputs, args.output_dir, params=params,
+                      memory_limit=args.memory_limit, scheduler=args.scheduler,
+                      tile_size=args.tile_size,
+                      save_intermediate_results=args.save_intermediate_results,
+                      progress=args.progress)
+            return 0
+    except (ValueError, OSError, MemoryError, ConnectionError, TypeError, ImportError) as err:
+        print(f"daskod {args.command}: error: {err}".splitlines()[0], file=sys.stderr)
         return 1
     return 2  # pragma: no cover
 

@@ -2,6 +2,7 @@
 
 from daskod.datasets._cubes import SimulatedCube, make_coron_cube, make_tso_cube
 from daskod.datasets._imaging import SimulatedImaging, make_dithered_imaging
+from daskod.datasets._jwst_files import write_cal_files
 from daskod.datasets._simple import make_simple_exposures
 from daskod.datasets._wcs import make_detector_wcs, make_simple_wcs
 
@@ -14,4 +15,5 @@ __all__ = [
     "make_tso_cube",
     "make_coron_cube",
     "SimulatedCube",
+    "write_cal_files",
 ]

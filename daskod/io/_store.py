@@ -29,13 +29,21 @@ def is_zarr_array(obj: Any) -> bool:
     return isinstance(obj, zarr.Array)
 
 
+_DIMS = {2: ("y", "x"), 3: ("plane", "y", "x")}
+
+
 def create_array(root: str, name: str, shape: tuple[int, ...], dtype: Any,
                  chunks: tuple[int, ...], fill_value: Any, *,
-                 attributes: dict | None = None) -> Any:
-    """Create (overwrite) one uncompressed, unsharded array in the working store."""
+                 attributes: dict | None = None,
+                 dimension_names: tuple[str, ...] | None = None) -> Any:
+    """Create (overwrite) one uncompressed, unsharded array in the working store.
+
+    Arrays carry dimension names, so ``xarray.open_zarr(store, group=...)`` reads them.
+    """
     import zarr
 
     return zarr.create_array(
+        dimension_names=dimension_names or _DIMS.get(len(shape)),
         store=root,
         name=name,
         shape=shape,
@@ -53,19 +61,34 @@ def write_block(target: Any, region: tuple[slice, ...], block: Any, *_after: Any
     target[region] = np.asarray(block)
 
 
-def ingest_tasks(source: Any, target: Any, tile: tuple[int, int]) -> list[Any]:
-    """Delayed tasks that copy a numpy or Dask 2-D array into ``target`` block by block."""
+def copy_block(target: Any, region: tuple[slice, ...], source: Any) -> None:
+    """Read ``source[region]`` inside the task (lazy sources) and write it."""
+    target[region] = np.asarray(source[region])
+
+
+def ingest_tasks(source: Any, target: Any, chunks: tuple[int, ...]) -> list[Any]:
+    """Delayed tasks that copy an array into ``target`` block by block.
+
+    Dask arrays are stored (rechunked to ``chunks``); numpy arrays are sliced now (views);
+    any other sliceable (a lazy FITS extension, a zarr array) is read inside each task.
+    """
+    import itertools
+
     import dask
 
     if hasattr(source, "dask") and hasattr(source, "chunks"):
         import dask.array as da
 
-        arr = source if source.chunksize == tile else source.rechunk(tile)
+        arr = source if source.chunksize == tuple(chunks) else source.rechunk(chunks)
         return [da.store(arr, target, lock=False, compute=False, return_stored=False)]
-    ny, nx = np.shape(source)
+    shape = tuple(np.shape(source))
+    starts = [range(0, n, c) for n, c in zip(shape, chunks, strict=True)]
     tasks = []
-    for y0 in range(0, ny, tile[0]):
-        for x0 in range(0, nx, tile[1]):
-            region = (slice(y0, min(y0 + tile[0], ny)), slice(x0, min(x0 + tile[1], nx)))
+    for corner in itertools.product(*starts):
+        region = tuple(slice(a, min(a + c, n)) for a, c, n in zip(corner, chunks, shape,
+                                                                  strict=True))
+        if isinstance(source, np.ndarray):
             tasks.append(dask.delayed(write_block, pure=False)(target, region, source[region]))
+        else:
+            tasks.append(dask.delayed(copy_block, pure=False)(target, region, source))
     return tasks

@@ -207,19 +207,9 @@ def _sources(cube: Cube, root: str, nt: int, scheduler: Scheduler) -> tuple[dict
         chunks = (nt, *shape[1:])
         target = create_array(root, f"inputs/{name}", shape, dtype, chunks,
                               0 if name == "dq" else np.nan)
-        source = value if hasattr(value, "dask") else np.asarray(value)
-        if hasattr(source, "dask"):
-            tasks.extend(ingest_tasks(source, target, chunks))
-        else:
-            for t0 in range(0, shape[0], nt):
-                region = (slice(t0, min(t0 + nt, shape[0])),)
-                tasks.append(dask.delayed(_write, pure=False)(target, region, source[region]))
+        tasks.extend(ingest_tasks(value, target, chunks))
         entry[name] = target
     return entry, tasks
-
-
-def _write(target: Any, region: Any, block: Any) -> None:
-    target[region] = np.asarray(block)
 
 
 def _run(tasks: list[Any], name: str, scheduler: Scheduler, eager: bool,

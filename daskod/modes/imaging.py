@@ -114,8 +114,7 @@ def _sources(exposures: list[Exposure], root: str, tile: int, scheduler: Schedul
             dtype = np.uint32 if name == "dq" else np.float32
             target = create_array(root, f"inputs/{k}/{name}", tuple(np.shape(value)), dtype,
                                   (tile, tile), 0 if name == "dq" else np.nan)
-            source = value if hasattr(value, "dask") else np.asarray(value)
-            tasks.extend(ingest_tasks(source, target, (tile, tile)))
+            tasks.extend(ingest_tasks(value, target, (tile, tile)))
             entry[name] = target
         sources.append(entry)
     return sources, tasks

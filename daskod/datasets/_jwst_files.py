@@ -1,0 +1,87 @@
+"""Write simulated exposures as real JWST level-2 products (needs ``stdatamodels``)."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import numpy as np
+
+__all__ = ["write_cal_files"]
+
+
+def write_cal_files(exposures: list[Any], folder: str | os.PathLike, *,
+                    exp_type: str = "NRC_IMAGE", asn_name: str | None = "test_asn.json",
+                    product_name: str = "jw01234-o001_t001_nircam_clear-f200w") -> dict[str, Any]:
+    """Save exposures as ``*_cal.fits`` ImageModels (with gwcs and metadata) and an association.
+
+    Parameters
+    ----------
+    exposures : list of Exposure
+        E.g. ``make_dithered_imaging(...).exposures``; arrays may be zarr (read one at a time).
+    folder : path
+        Where to write.
+    exp_type : str
+        ``meta.exposure.type``.
+    asn_name : str or None
+        Association file name (None: no association).
+    product_name : str
+        The association's product name.
+
+    Returns
+    -------
+    dict
+        ``files`` (paths, input order) and ``asn`` (path or None).
+    """
+    from stdatamodels.jwst import datamodels
+
+    folder = os.fspath(folder)
+    os.makedirs(folder, exist_ok=True)
+    files = []
+    for k, exp in enumerate(exposures):
+        model = datamodels.ImageModel(
+            data=np.asarray(exp.sci[...], dtype=np.float32),
+            err=np.asarray(exp.err[...], dtype=np.float32),
+            dq=np.asarray(exp.dq[...], dtype=np.uint32))
+        for name in ("var_rnoise", "var_poisson", "var_flat"):
+            value = getattr(exp, name)
+            if value is not None:
+                setattr(model, name, np.asarray(value[...], dtype=np.float32))
+        model.area = np.ones(exp.shape, dtype=np.float32)
+        meta = model.meta
+        meta.wcs = exp.wcs
+        meta.telescope = "JWST"
+        meta.instrument.name = "NIRCAM"
+        meta.instrument.detector = "NRCB1"
+        meta.instrument.filter = "F200W"
+        meta.instrument.pupil = "CLEAR"
+        meta.exposure.type = exp_type
+        meta.exposure.exposure_time = float(exp.exposure_time)
+        meta.exposure.measurement_time = float(exp.exposure_time)
+        meta.exposure.nints = 1
+        meta.background.level = (None if exp.background_level is None
+                                 else float(exp.background_level))
+        meta.background.subtracted = bool(exp.background_subtracted)
+        obs = meta.observation
+        obs.program_number = "01234"
+        obs.observation_number = "001"
+        obs.visit_number = "001"
+        obs.visit_group = "02"
+        obs.sequence_id = "1"
+        obs.activity_id = "01"
+        obs.exposure_number = f"{k + 1:05d}"
+        stem = f"jw01234001001_02101_{k + 1:05d}_nrcb1"
+        meta.filename = f"{stem}_cal.fits"
+        path = os.path.join(folder, meta.filename)
+        model.save(path)
+        model.close()
+        files.append(path)
+    asn = None
+    if asn_name:
+        asn = os.path.join(folder, asn_name)
+        members = [{"expname": os.path.basename(p), "exptype": "science"} for p in files]
+        with open(asn, "w", encoding="utf-8") as f:
+            json.dump({"asn_type": "image3", "asn_id": "o001", "asn_pool": "sim",
+                       "products": [{"name": product_name, "members": members}]}, f, indent=1)
+    return {"files": files, "asn": asn}

@@ -1,0 +1,285 @@
+"""JWST level-2 products in: associations, ``*_cal.fits`` / ``*_calints.fits`` files.
+
+Metadata and the WCS come through ``stdatamodels`` (extra ``daskod[jwst]``); pixel arrays are
+read memory-mapped with astropy and copied into the Zarr working store chunk by chunk, so no
+exposure is ever held whole in memory.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from daskod._exceptions import InputError, WCSError
+from daskod.cube import CORON_EXP_TYPES, TSO_EXP_TYPES, Cube
+from daskod.exposure import Exposure
+
+__all__ = ["Member", "FitsArray", "require_stdatamodels", "gather_members", "read_members",
+           "guess_mode", "IMAGING_EXP_TYPES"]
+
+log = logging.getLogger(__name__)
+
+IMAGING_EXP_TYPES = ("NRC_IMAGE", "MIR_IMAGE", "NRS_IMAGE", "NIS_IMAGE", "FGS_IMAGE")
+_EXTENSIONS = {"sci": "SCI", "err": "ERR", "dq": "DQ", "var_rnoise": "VAR_RNOISE",
+               "var_poisson": "VAR_POISSON", "var_flat": "VAR_FLAT"}
+
+
+@dataclass(frozen=True)
+class Member:
+    """One input file, with the group id its association gave it (if any)."""
+
+    path: str
+    group_id: str | None = None
+    exptype: str = "science"
+    asn: str | None = None
+    product: str | None = None
+
+
+def require_stdatamodels() -> Any:
+    """Import ``stdatamodels.jwst.datamodels`` or say which extra installs it."""
+    try:
+        from stdatamodels.jwst import datamodels
+    except ImportError as err:
+        msg = ("Reading JWST files needs stdatamodels: pip install 'daskod[jwst]' "
+               f"({err}).")
+        raise ImportError(msg) from err
+    return datamodels
+
+
+def _read_association(path: str) -> list[Member]:
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        with open(path, encoding="utf-8") as f:
+            asn = json.load(f)
+    except (OSError, json.JSONDecodeError) as err:
+        msg = f"{path}: not a readable association file ({err})."
+        raise InputError(msg) from err
+    products = asn.get("products") if isinstance(asn, dict) else None
+    if not isinstance(products, list) or not products:
+        msg = f"{path}: an association needs a non-empty 'products' list."
+        raise InputError(msg)
+    members = []
+    for product in products:
+        product_name = product.get("name")
+        for m in product.get("members", []):
+            if str(m.get("exptype", "")).lower() != "science":
+                continue
+            name = m.get("expname")
+            if not name:
+                msg = f"{path}: a science member has no 'expname'."
+                raise InputError(msg)
+            full = os.path.realpath(os.path.join(folder, name))
+            if os.path.commonpath([full, os.path.realpath(folder)]) != os.path.realpath(folder):
+                msg = (f"{path}: member {name!r} points outside the association's folder "
+                       f"({folder}); members must live beside the association.")
+                raise InputError(msg)
+            members.append(Member(path=full, group_id=m.get("group_id"), asn=path,
+                                  product=product_name))
+    if not members:
+        msg = f"{path}: the association has no science members."
+        raise InputError(msg)
+    return members
+
+
+def gather_members(inputs: list[str] | str) -> list[Member]:
+    """Association files and/or product files -> the list of science members."""
+    if isinstance(inputs, str | os.PathLike):
+        inputs = [os.fspath(inputs)]
+    members: list[Member] = []
+    for item in inputs:
+        item = os.fspath(item)
+        if item.lower().endswith(".json"):
+            members.extend(_read_association(item))
+        else:
+            members.append(Member(path=os.path.realpath(item)))
+    seen = set()
+    for m in members:
+        if m.path in seen:
+            msg = f"{m.path}: given twice."
+            raise InputError(msg)
+        seen.add(m.path)
+    return members
+
+
+def _check_fits(path: str) -> None:
+    from astropy.io import fits
+
+    if not os.path.exists(path):
+        msg = f"{path}: no such file."
+        raise InputError(msg)
+    try:
+        with fits.open(path, memmap=True) as hdul:
+            names = {h.name for h in hdul}
+            telescope = hdul[0].header.get("TELESCOP", "")
+            hdul.verify("exception")
+    except Exception as err:
+        msg = f"{path}: not a readable FITS file ({type(err).__name__}: {err})."
+        raise InputError(msg) from err
+    if "SCI" not in names or "ASDF" not in names or telescope != "JWST":
+        msg = (f"{path}: not a JWST product (needs TELESCOP='JWST', a SCI extension and the "
+               "ASDF metadata extension).")
+        raise InputError(msg)
+
+
+def _group_id(meta: Any) -> str | None:
+    try:
+        gid = meta.group_id
+    except AttributeError:
+        gid = None
+    if gid:
+        return str(gid)
+    obs = meta.observation
+    try:
+        return (f"jw{obs.program_number}{obs.observation_number}{obs.visit_number}"
+                f"_{obs.visit_group}{obs.sequence_id}{obs.activity_id}_{obs.exposure_number}")
+    except AttributeError:
+        return None
+
+
+def guess_mode(exp_type: str, *, tso: bool, nints: int) -> str | None:
+    """The reference's mode guess from the exposure type (ALGORITHM.md 1.1)."""
+    exp_type = (exp_type or "").upper()
+    if tso and nints >= 2:
+        return "tso"
+    if exp_type in CORON_EXP_TYPES:
+        return "coron"
+    if exp_type in IMAGING_EXP_TYPES:
+        return "imaging"
+    return None
+
+
+class FitsArray:
+    """One image extension of a FITS file, read lazily: each slice opens the file
+    memory-mapped, copies the requested pixels (native byte order) and closes it, so pages
+    never stay mapped and resident. Picklable (a path and an extension name)."""
+
+    def __init__(self, path: str, extname: str, shape: tuple[int, ...], dtype: Any) -> None:
+        self.path = path
+        self.extname = extname
+        self.shape = tuple(int(n) for n in shape)
+        self.dtype = np.dtype(dtype).newbyteorder("=")
+        self.ndim = len(self.shape)
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        from astropy.io import fits
+
+        # Unsigned integers are stored signed with BZERO, which astropy cannot memory-map
+        # scaled: read the raw values memory-mapped and apply BZERO/BSCALE here.
+        with fits.open(self.path, memmap=True, lazy_load_hdus=True,
+                       do_not_scale_image_data=True) as hdul:
+            hdu = hdul[self.extname]
+            bzero = hdu.header.get("BZERO", 0)
+            bscale = hdu.header.get("BSCALE", 1)
+            raw = hdu.data[key]
+            if bscale == 1 and bzero != 0 and np.issubdtype(raw.dtype, np.integer):
+                out = (raw.astype(np.int64) + int(bzero)).astype(self.dtype)
+            elif bscale != 1 or bzero != 0:
+                out = (raw * bscale + bzero).astype(self.dtype)
+            else:
+                out = np.array(raw, dtype=self.dtype, copy=True)
+            del raw
+        return out
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        out = self[...]
+        return out if dtype is None else out.astype(dtype)
+
+    def __repr__(self) -> str:
+        return f"FitsArray({self.path!r}, {self.extname!r}, shape={self.shape})"
+
+
+def _fits_arrays(path: str) -> dict[str, Any]:
+    """Lazy pixel arrays of a product (nothing is read until sliced)."""
+    from astropy.io import fits
+
+    arrays: dict[str, Any] = {}
+    with fits.open(path, memmap=True, lazy_load_hdus=True,
+                   do_not_scale_image_data=True) as hdul:
+        names = {h.name for h in hdul}
+        for key, ext in _EXTENSIONS.items():
+            if ext not in names:
+                continue
+            header = hdul[ext].header
+            shape = tuple(int(header[f"NAXIS{i}"]) for i in range(header["NAXIS"], 0, -1))
+            if shape:
+                arrays[key] = FitsArray(path, ext, shape, _dtype(header))
+    return arrays
+
+
+def _dtype(header: Any) -> np.dtype:
+    """The scaled dtype of an image HDU from BITPIX/BZERO (unsigned ints stored signed)."""
+    bitpix = int(header["BITPIX"])
+    bzero = header.get("BZERO", 0)
+    floats = {-32: np.float32, -64: np.float64}
+    if bitpix in floats:
+        return np.dtype(floats[bitpix])
+    signed = {8: np.uint8, 16: np.int16, 32: np.int32, 64: np.int64}[bitpix]
+    if bitpix > 8 and bzero == 2 ** (bitpix - 1):
+        return np.dtype(f"uint{bitpix}")
+    if header.get("BSCALE", 1) != 1:
+        return np.dtype(np.float32)
+    return np.dtype(signed)
+
+
+def read_members(members: list[Member]) -> tuple[list[Any], list[dict[str, Any]], str]:
+    """Open every member (metadata and WCS now, pixels memory-mapped) and check them.
+
+    Returns
+    -------
+    items : list of Exposure or one Cube
+    info : list of dict
+        Per member: path, model type, exposure type.
+    mode : str
+        The mode guessed from the first member, as the reference does.
+    """
+    datamodels = require_stdatamodels()
+    for m in members:
+        _check_fits(m.path)
+    items: list[Any] = []
+    info: list[dict[str, Any]] = []
+    mode = None
+    for m in members:
+        try:
+            model = datamodels.open(m.path)
+        except Exception as err:
+            msg = f"{m.path}: stdatamodels cannot open it ({type(err).__name__}: {err})."
+            raise InputError(msg) from err
+        with model:
+            meta = model.meta
+            exp_type = str(meta.exposure.type or "")
+            nints = int(getattr(meta.exposure, "nints", None) or 1)
+            tso = bool(getattr(meta.visit, "tsovisit", False)) or exp_type in TSO_EXP_TYPES
+            wcs = getattr(meta, "wcs", None)
+            this_mode = guess_mode(exp_type, tso=tso, nints=nints)
+            if this_mode is None:
+                msg = (f"{m.path}: exposure type {exp_type!r} is not one daskod handles "
+                       f"(imaging {IMAGING_EXP_TYPES}, coronagraphy {CORON_EXP_TYPES} or a "
+                       "time series).")
+                raise InputError(msg, exposure=m.path)
+            mode = mode or this_mode
+            level = getattr(meta.background, "level", None)
+            subtracted = getattr(meta.background, "subtracted", None)
+            texp = (getattr(meta.exposure, "measurement_time", None)
+                    or getattr(meta.exposure, "exposure_time", None) or 1.0)
+            group = m.group_id or _group_id(meta)
+            model_type = type(model).__name__
+        arrays = _fits_arrays(m.path)
+        name = os.path.basename(m.path)
+        if this_mode == "imaging":
+            if wcs is None:
+                msg = f"{m.path}: has no WCS (meta.wcs); run assign_wcs on it first."
+                raise WCSError(msg, exposure=name)
+            items.append(Exposure(**arrays, wcs=wcs, group_id=group, exposure_time=float(texp),
+                                  background_level=None if level is None else float(level),
+                                  background_subtracted=subtracted, name=name))
+        else:
+            items.append(Cube(**arrays, tso_visit=tso, exp_type=exp_type, name=name))
+        info.append({"path": m.path, "model_type": model_type, "exp_type": exp_type})
+    assert mode is not None
+    log.info("Read %d member(s): mode %s", len(members), mode)
+    return items, info, mode

@@ -1,0 +1,187 @@
+"""JWST files in and out through ``daskod run`` (real stdatamodels products)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from daskod import datasets
+
+dm = pytest.importorskip("stdatamodels.jwst.datamodels")
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+@pytest.fixture(scope="module")
+def cal_files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("cal")
+    sim = datasets.make_dithered_imaging(n_exposures=4, shape=(128, 128), seed=3)
+    out = datasets.write_cal_files(sim.exposures, folder / "in")
+    return sim, out
+
+
+def _run(*args, cwd=None):
+    if args and args[0] != "run":
+        args = ("run", *args)
+    return subprocess.run([sys.executable, "-m", "daskod.cli", *args], capture_output=True,
+                          text=True, cwd=cwd, timeout=600, check=False)
+
+
+def test_run_association_writes_one_crf_per_member(cal_files, tmp_path):
+    sim, files = cal_files
+    before = {p: os.stat(p).st_mtime_ns for p in files["files"]}
+    proc = _run(files["asn"], "-o", str(tmp_path / "out"), "--no-progress",
+                "--scheduler", "synchronous")
+    assert proc.returncode == 0, proc.stderr
+    outs = sorted(os.listdir(tmp_path / "out"))
+    assert outs == [os.path.basename(p).replace("_cal", "_crf") for p in files["files"]]
+    assert "daskod 0.1.0" in proc.stderr and "stdatamodels" in proc.stderr
+    recalled = bright = 0
+    for k, src in enumerate(files["files"]):
+        assert os.stat(src).st_mtime_ns == before[src]  # inputs untouched
+        out = tmp_path / "out" / os.path.basename(src).replace("_cal", "_crf")
+        with dm.open(src) as a, dm.open(str(out)) as b:
+            b.validate()
+            assert b.meta.cal_step.outlier_detection == "COMPLETE"
+            added = b.dq & ~a.dq
+            assert set(np.unique(added)) <= {0, 1, 16, 17}
+            new = (b.dq & 16) != 0
+            # SCI NaN exactly where DO_NOT_USE; elsewhere unchanged.
+            np.testing.assert_array_equal(np.isnan(b.data), (b.dq & 1) != 0)
+            keep = (b.dq & 1) == 0
+            np.testing.assert_array_equal(b.data[keep], a.data[keep])
+            np.testing.assert_array_equal(b.err[keep], a.err[keep])
+            np.testing.assert_array_equal(b.area, a.area)
+            assert b.meta.exposure.type == a.meta.exposure.type
+            assert b.meta.background.level == a.meta.background.level
+            assert b.meta.observation.exposure_number == a.meta.observation.exposure_number
+            x, y = np.meshgrid(np.arange(5.0), np.arange(5.0))
+            np.testing.assert_allclose(b.meta.wcs(x, y), a.meta.wcs(x, y))
+        crs = sim.cr_pixels[k]
+        sel = (crs["snr"] > 10) & (crs["coverage"] >= 3)
+        bright += int(sel.sum())
+        recalled += int(new[crs["y"][sel], crs["x"][sel]].sum())
+        assert np.all(b_dq_17(out)[crs["y"][sel][new[crs["y"][sel], crs["x"][sel]]],
+                                   crs["x"][sel][new[crs["y"][sel], crs["x"][sel]]]] & 17 == 17)
+    assert bright > 20
+    assert recalled / bright >= 0.99
+
+
+def b_dq_17(path):
+    with dm.open(str(path)) as m:
+        return np.array(m.dq)
+
+
+def test_run_files_and_intermediates(cal_files, tmp_path):
+    _, files = cal_files
+    proc = _run(*files["files"], "-o", str(tmp_path / "out"), "--no-progress",
+                "--save-intermediate-results", "--snr", "5.0 4.0", "--maskpt", "0.7")
+    assert proc.returncode == 0, proc.stderr
+    names = set(os.listdir(tmp_path / "out"))
+    stem = os.path.basename(files["files"][0])[:-len("_cal.fits")]
+    assert f"{stem}_median.fits" in names
+    assert sum(n.endswith("_blot.fits") for n in names) == 4
+    assert sum(n.endswith("_outlier_i2d.fits") for n in names) == 4
+    with dm.open(str(tmp_path / "out" / f"{stem}_median.fits")) as med:
+        assert med.meta.wcs is not None
+        assert np.isfinite(med.data).mean() > 0.5
+    import xarray as xr
+
+    ds = xr.open_zarr(str(tmp_path / "out" / f"{stem}_intermediates.zarr"), group=None,
+                      consolidated=False)
+    assert "median" in ds
+
+
+def _bad(tmp_path, cal_files, mutate):
+    _, files = cal_files
+    folder = tmp_path / "bad"
+    shutil.copytree(os.path.dirname(files["asn"]), folder)
+    asn = folder / "test_asn.json"
+    target = mutate(folder, asn)
+    proc = _run(str(target or asn), "-o", str(tmp_path / "out"), "--no-progress")
+    assert proc.returncode != 0
+    assert not (tmp_path / "out").exists() or not os.listdir(tmp_path / "out")
+    line = proc.stderr.strip().splitlines()[-1]
+    return line
+
+
+def test_missing_member(tmp_path, cal_files):
+    def mutate(folder, asn):
+        os.remove(next(folder.glob("*_00002_*_cal.fits")))
+    line = _bad(tmp_path, cal_files, mutate)
+    assert "no such file" in line and "00002" in line
+
+
+def test_member_escaping_the_folder(tmp_path, cal_files):
+    def mutate(folder, asn):
+        data = json.loads(asn.read_text())
+        data["products"][0]["members"][1]["expname"] = "../elsewhere_cal.fits"
+        asn.write_text(json.dumps(data))
+    line = _bad(tmp_path, cal_files, mutate)
+    assert "outside the association's folder" in line
+
+
+def test_not_a_jwst_product_and_corrupt_file(tmp_path, cal_files):
+    from astropy.io import fits
+
+    def not_jwst(folder, asn):
+        path = next(folder.glob("*_00003_*_cal.fits"))
+        fits.PrimaryHDU(np.zeros((4, 4))).writeto(path, overwrite=True)
+    line = _bad(tmp_path, cal_files, not_jwst)
+    assert "not a JWST product" in line and "00003" in line
+
+    def corrupt(folder, asn):
+        path = next(folder.glob("*_00001_*_cal.fits"))
+        path.write_bytes(path.read_bytes()[:5000])
+    line = _bad(tmp_path / "c", cal_files, corrupt)
+    assert "00001" in line
+
+
+def test_no_wcs_and_unknown_exposure_type(tmp_path, cal_files):
+    def no_wcs(folder, asn):
+        path = next(folder.glob("*_00004_*_cal.fits"))
+        with dm.open(str(path)) as m:
+            m.meta.wcs = None
+            m.save(str(path))
+    line = _bad(tmp_path, cal_files, no_wcs)
+    assert "has no WCS" in line and "00004" in line
+
+    def odd_type(folder, asn):
+        path = next(folder.glob("*_00004_*_cal.fits"))
+        with dm.open(str(path)) as m:
+            m.meta.exposure.type = "NRS_IFU"
+            m.save(str(path))
+    line = _bad(tmp_path / "t", cal_files, odd_type)
+    assert "NRS_IFU" in line
+
+
+def test_output_folder_that_would_overwrite_inputs(tmp_path, cal_files):
+    _, files = cal_files
+    folder = tmp_path / "same"
+    shutil.copytree(os.path.dirname(files["asn"]), folder)
+    for p in folder.glob("*_cal.fits"):
+        p.rename(str(p).replace("_cal.fits", "_crf.fits"))
+    asn = folder / "test_asn.json"
+    data = json.loads(asn.read_text())
+    for m in data["products"][0]["members"]:
+        m["expname"] = m["expname"].replace("_cal", "_crf")
+    asn.write_text(json.dumps(data))
+    mtimes = {p: p.stat().st_mtime_ns for p in folder.glob("*.fits")}
+    proc = _run(str(asn), "-o", str(folder), "--no-progress")
+    assert proc.returncode != 0
+    assert "would overwrite an input" in proc.stderr
+    assert {p: p.stat().st_mtime_ns for p in folder.glob("*.fits")} == mtimes
+
+
+def test_help_documents_the_options():
+    proc = _run("run", "--help")
+    assert proc.returncode == 0
+    for option in ("--snr", "--scale", "--maskpt", "--memory-limit", "--scheduler",
+                   "--tile-size", "--save-intermediate-results", "--no-progress",
+                   "--weight-type", "--rolling-window-width"):
+        assert option in proc.stdout
