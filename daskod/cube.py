@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from daskod._exceptions import InputError
+from daskod.exposure import _dtype_of
 
 __all__ = ["Cube", "validate_cube", "TSO_EXP_TYPES", "CORON_EXP_TYPES"]
 
@@ -105,7 +106,7 @@ def validate_cube(cube: Any, *, mode: str) -> Cube:
     if min(shape[1:]) < 1:
         msg = f"Cube {name!r} is empty (shape {shape})."
         raise InputError(msg, exposure=name)
-    dtype = np.dtype(getattr(cube.dq, "dtype", np.asarray(cube.dq).dtype))
+    dtype = _dtype_of(cube.dq)
     if not np.issubdtype(dtype, np.integer):
         msg = f"Cube {name!r}: dq must be an integer array, got dtype {dtype}."
         raise InputError(msg, exposure=name)

@@ -90,6 +90,12 @@ class Exposure:
         return replace(self, **changes)
 
 
+def _dtype_of(array: Any) -> np.dtype:
+    """The dtype of an array-like without reading it (zarr, Dask and lazy FITS arrays)."""
+    dtype = getattr(array, "dtype", None)
+    return np.dtype(dtype) if dtype is not None else np.asarray(array).dtype
+
+
 def _check_array(exp: Exposure, attr: str, shape: tuple[int, int] | None) -> tuple[int, int]:
     value = getattr(exp, attr)
     if value is None:
@@ -154,7 +160,7 @@ def validate_exposures(
         shape = _check_array(exp, "sci", None)
         _check_array(exp, "err", shape)
         _check_array(exp, "dq", shape)
-        dq_dtype = np.dtype(getattr(exp.dq, "dtype", np.asarray(exp.dq).dtype))
+        dq_dtype = _dtype_of(exp.dq)
         if not np.issubdtype(dq_dtype, np.integer):
             msg = (f"Exposure {name!r}: dq must be an integer array, got dtype {dq_dtype}; "
                    "cast it with dq.astype('uint32').")
