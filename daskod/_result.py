@@ -71,7 +71,8 @@ class OutlierResult:
                           strict=True):
             n = int(n) if not hasattr(n, "compute") else int(n.compute())
             size = int(np.prod(exp.shape))
-            out.append({"name": exp.name, "group_id": exp.group_id, "n_flagged": n,
+            out.append({"name": exp.name, "group_id": getattr(exp, "group_id", None),
+                        "n_flagged": n,
                         "percent": 100.0 * n / size if size else 0.0})
         return out
 
@@ -145,7 +146,8 @@ class OutlierResult:
         shapes = {tuple(np.shape(d)) for d in self.dq}
         data_vars: dict[str, Any] = {}
         coords: dict[str, Any] = {"exposure": names,
-                                  "group_id": ("exposure", [e.group_id for e in self.exposures])}
+                                  "group_id": ("exposure", [str(getattr(e, "group_id", ""))
+                                                            for e in self.exposures])}
         if len(shapes) == 1:
             lazy = any(hasattr(d, "dask") for d in self.dq)
             if lazy:

@@ -131,8 +131,12 @@ def main(argv: list[str] | None = None) -> int:
                       save_intermediate_results=args.save_intermediate_results,
                       progress=args.progress)
             return 0
-    except (ValueError, OSError, MemoryError, ConnectionError, TypeError, ImportError) as err:
-        print(f"daskod {args.command}: error: {err}".splitlines()[0], file=sys.stderr)
+    except Exception as err:  # a command line says why in one line
+        if verbose:
+            logging.getLogger("daskod").debug("Traceback", exc_info=True)
+        known = (ValueError, OSError, MemoryError, ConnectionError, TypeError, ImportError)
+        kind = "" if isinstance(err, known) else f"{type(err).__name__}: "
+        print(f"daskod {args.command}: error: {kind}{err}".splitlines()[0], file=sys.stderr)
         return 1
     return 2  # pragma: no cover
 

@@ -185,3 +185,28 @@ def test_help_documents_the_options():
                    "--tile-size", "--save-intermediate-results", "--no-progress",
                    "--weight-type", "--rolling-window-width"):
         assert option in proc.stdout
+
+
+def test_run_calints_time_series(tmp_path):
+    """A TSO *_calints.fits (CubeModel) in, a *_crfints.fits out."""
+    sim = datasets.make_tso_cube(nints=40, shape=(10, 16), seed=5)
+    c = sim.cube
+    model = dm.CubeModel(data=c.sci, err=c.err, dq=c.dq, var_rnoise=c.var_rnoise)
+    model.meta.telescope = "JWST"
+    model.meta.exposure.type = "NRC_TSIMAGE"
+    model.meta.exposure.nints = 40
+    model.meta.visit.tsovisit = True
+    src = tmp_path / "jw01234001001_04101_00001_nrca3_calints.fits"
+    model.save(str(src))
+    proc = _run(str(src), "-o", str(tmp_path / "out"), "--no-progress",
+                "--rolling-window-width", "7")
+    assert proc.returncode == 0, proc.stderr
+    out = tmp_path / "out" / "jw01234001001_04101_00001_nrca3_crfints.fits"
+    with dm.open(str(out)) as b:
+        b.validate()
+        assert b.meta.cal_step.outlier_detection == "COMPLETE"
+        new = (b.dq & 16) != 0
+        crs = sim.cr_pixels
+        bright = crs["snr"] > 10
+        assert new[crs["t"][bright], crs["y"][bright], crs["x"][bright]].mean() >= 0.95
+        np.testing.assert_array_equal(np.isnan(b.data), (b.dq & 1) != 0)
