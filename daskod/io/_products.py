@@ -79,8 +79,10 @@ def write_product(src: str, dst: str, dq: Any) -> None:
         model.dq = new_dq
         for name in _FLOAT_ARRAYS:
             if model.hasattr(name):
-                arr = np.array(getattr(model, name), copy=True)
+                arr = getattr(model, name)  # read from the file into memory: ours to change
                 if arr.shape == bad.shape:
+                    if not arr.flags.writeable:
+                        arr = np.array(arr)
                     arr[bad] = np.nan
                     setattr(model, name, arr)
         model.meta.cal_step.outlier_detection = "COMPLETE"
