@@ -48,9 +48,11 @@ def run_files(inputs: list[str], outdir: str, *, params: dict[str, Any],
     items, _info, mode = read_members(members)
     mode = params.pop("mode", None) or mode
     suffix = "crf" if mode == "imaging" else "crfints"
-    os.makedirs(outdir, exist_ok=True)
-    if not os.access(outdir, os.W_OK):
-        msg = f"Output folder {outdir} is not writable."
+    existing = outdir
+    while existing and not os.path.exists(existing):
+        existing = os.path.dirname(os.path.abspath(existing))
+    if not os.access(existing or ".", os.W_OK):
+        msg = f"Output folder {outdir} is not writable ({existing} is not)."
         raise PermissionError(msg)
     paths = [m.path for m in members]
     outputs = plan_outputs(paths, outdir, suffix)
@@ -59,6 +61,8 @@ def run_files(inputs: list[str], outdir: str, *, params: dict[str, Any],
     root = members[0].product or stem_of(paths[0])
     store = os.path.join(outdir, f"{root}_intermediates.zarr") if save_intermediate_results \
         else None
+    if store is not None:
+        os.makedirs(outdir, exist_ok=True)
     start = time.perf_counter()
     target = items if mode == "imaging" else items[0]
     if mode != "imaging" and len(items) != 1:
@@ -69,11 +73,12 @@ def run_files(inputs: list[str], outdir: str, *, params: dict[str, Any],
         save_intermediate_results=save_intermediate_results, in_memory=False,
         progress=progress, store=store, **params)
     elapsed = time.perf_counter() - start
+    os.makedirs(outdir, exist_ok=True)
     if result.skipped:
         echo(f"Step skipped: {result.reason}")
     for k, src in enumerate(paths):
         dq = np.asarray(result.dq[k]) if not result.skipped else np.asarray(items[k].dq[...])
-        write_product(src, outputs[k], dq)
+        write_product(src, outputs[k], dq, status=result.status)
     if not result.skipped:
         for row, out in zip(result.stats, outputs, strict=True):
             echo(f"{row['name']}: {row['n_flagged']} pixels flagged ({row['percent']:.4f}%) "

@@ -178,6 +178,17 @@ def test_output_folder_that_would_overwrite_inputs(tmp_path, cal_files):
     assert {p: p.stat().st_mtime_ns for p in folder.glob("*.fits")} == mtimes
 
 
+def test_single_group_is_skipped_and_recorded(cal_files, tmp_path):
+    _, files = cal_files
+    proc = _run(files["files"][0], "-o", str(tmp_path / "out"), "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    assert "skipped" in proc.stdout.lower()
+    out = tmp_path / "out" / os.path.basename(files["files"][0]).replace("_cal", "_crf")
+    with dm.open(str(out)) as b, dm.open(files["files"][0]) as a:
+        assert b.meta.cal_step.outlier_detection == "SKIPPED"
+        np.testing.assert_array_equal(b.dq, a.dq)
+
+
 def test_help_documents_the_options():
     proc = _run("run", "--help")
     assert proc.returncode == 0

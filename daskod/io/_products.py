@@ -67,8 +67,12 @@ def _replace_atomically(model: Any, final: str) -> None:
             os.remove(tmp)
 
 
-def write_product(src: str, dst: str, dq: Any) -> None:
-    """Write ``dst``: the product ``src`` with the new DQ and the reference's NaN matching."""
+def write_product(src: str, dst: str, dq: Any, *, status: str = "COMPLETE") -> None:
+    """Write ``dst``: the product ``src`` with the new DQ and the reference's NaN matching.
+
+    ``status`` goes to ``meta.cal_step.outlier_detection`` (``"SKIPPED"`` when the step was
+    skipped, as the reference records it).
+    """
     datamodels = require_stdatamodels()
     new_dq = np.asarray(dq).astype(np.uint32)
     with datamodels.open(src) as model:
@@ -85,7 +89,7 @@ def write_product(src: str, dst: str, dq: Any) -> None:
                         arr = np.array(arr)
                     arr[bad] = np.nan
                     setattr(model, name, arr)
-        model.meta.cal_step.outlier_detection = "COMPLETE"
+        model.meta.cal_step.outlier_detection = status
         model.meta.filename = os.path.basename(dst)
         _replace_atomically(model, dst)
     log.info("Wrote %s", dst)
