@@ -69,7 +69,7 @@ def plot_diagnostic(median: np.ndarray, sci: np.ndarray, flagged: np.ndarray, pa
         my, mx = np.nonzero(missed)
         f = max(1, int(np.ceil(max(np.shape(flagged)) / max_pixels)))
         axes[2].scatter(mx / f, my / f, s=30, facecolors="none", edgecolors="cyan",
-                        linewidths=0.6, label=f"missed injected ({my.size} px)")
+                        linewidths=0.6, label=f"injected CR px not flagged, any S/N ({my.size})")
         axes[2].legend(loc="upper right", fontsize=8)
     for ax in axes:
         ax.set_xticks([])
