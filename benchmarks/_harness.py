@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import psutil
 
-__all__ = ["Measurement", "run_measured", "median_of", "fmt_mib"]
+__all__ = ["Measurement", "TreePeak", "run_measured", "median_of", "fmt_mib"]
 
 
 @dataclass
@@ -50,28 +50,37 @@ def _tree_rss(proc: psutil.Process) -> int:
     return total
 
 
+class TreePeak:
+    """Samples the summed RSS of a process and all its descendants every 20 ms."""
+
+    def __init__(self, pid: int) -> None:
+        self._ps = psutil.Process(pid)
+        self.peak = 0
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+
+    def _sample(self) -> None:
+        while not self._done.is_set():
+            self.peak = max(self.peak, _tree_rss(self._ps))
+            time.sleep(0.02)
+
+    def stop(self) -> int:
+        self._done.set()
+        self._thread.join()
+        return self.peak
+
+
 def run_measured(args: list[str], *, env: dict | None = None, timeout: float = 3600
                  ) -> Measurement:
     """Run ``python args...`` in a new process; the child prints one JSON line last."""
     start = time.perf_counter()
     proc = subprocess.Popen([sys.executable, *args], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})})
-    ps = psutil.Process(proc.pid)
-    peak = 0
-    done = threading.Event()
-
-    def sample() -> None:
-        nonlocal peak
-        while not done.is_set():
-            peak = max(peak, _tree_rss(ps))
-            time.sleep(0.02)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
+    watcher = TreePeak(proc.pid)
     out, err = proc.communicate(timeout=timeout)
     wall = time.perf_counter() - start
-    done.set()
-    sampler.join()
+    peak = watcher.stop()
     payload: dict = {}
     if proc.returncode != 0:
         sys.stderr.write(err[-4000:])

@@ -12,14 +12,11 @@ import os
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-
-import psutil
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _harness import _tree_rss, fmt_mib
+from _harness import TreePeak, fmt_mib
 
 
 def main() -> None:
@@ -47,22 +44,10 @@ def main() -> None:
         start = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 text=True)
-        ps = psutil.Process(proc.pid)
-        peak = 0
-        done = threading.Event()
-
-        def sample() -> None:
-            nonlocal peak
-            while not done.is_set():
-                peak = max(peak, _tree_rss(ps))
-                time.sleep(0.02)
-
-        sampler = threading.Thread(target=sample, daemon=True)
-        sampler.start()
+        watcher = TreePeak(proc.pid)
         out, _ = proc.communicate()
         wall = time.perf_counter() - start
-        done.set()
-        sampler.join()
+        peak = watcher.stop()
         tail = [line for line in out.splitlines() if "Done in" in line or "Phase" in line]
         print("\n".join(tail))
         print(f"daskod run on {args.n} x {args.shape}^2 files, --memory-limit "

@@ -22,7 +22,7 @@ import dask
 from daskod._exceptions import StoreError
 from daskod.options import default_temp_dir
 
-__all__ = ["Scheduler", "resolve_scheduler", "compute", "working_directory"]
+__all__ = ["Scheduler", "PhaseRunner", "resolve_scheduler", "compute", "working_directory"]
 
 log = logging.getLogger(__name__)
 
@@ -147,6 +147,27 @@ def _client_width(client: Any) -> int:
 def compute(*collections: Any, scheduler: Scheduler) -> tuple[Any, ...]:
     """``dask.compute`` on the chosen scheduler."""
     return dask.compute(*collections, **scheduler.compute_kwargs())
+
+
+class PhaseRunner:
+    """Runs each phase at once (eager: bounded memory, one log line per phase) or hands its
+    Delayed objects on unchanged (lazy), so one graph-building code path serves both."""
+
+    def __init__(self, scheduler: Scheduler, eager: bool, timings: dict[str, float]) -> None:
+        self.scheduler = scheduler
+        self.eager = eager
+        self.timings = timings
+
+    def run(self, name: str, tasks: list[Any]) -> list[Any]:
+        if not self.eager or not tasks:
+            return tasks
+        import time
+
+        start = time.perf_counter()
+        results = list(compute(*tasks, scheduler=self.scheduler))
+        self.timings[name] = time.perf_counter() - start
+        log.info("Phase %s: %d tasks in %.2f s", name, len(tasks), self.timings[name])
+        return results
 
 
 @contextlib.contextmanager

@@ -17,7 +17,11 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["create_array", "is_zarr_array", "write_block", "ingest_tasks"]
+__all__ = ["INPUT_ARRAYS", "create_array", "is_zarr_array", "write_block", "ingest_tasks",
+           "array_sources"]
+
+#: The arrays of an Exposure or Cube that tasks read.
+INPUT_ARRAYS = ("sci", "err", "dq", "var_rnoise", "var_poisson", "var_flat")
 
 
 def is_zarr_array(obj: Any) -> bool:
@@ -92,3 +96,29 @@ def ingest_tasks(source: Any, target: Any, chunks: tuple[int, ...]) -> list[Any]
         else:
             tasks.append(dask.delayed(copy_block, pure=False)(target, region, source))
     return tasks
+
+
+def array_sources(container: Any, root: str, prefix: str, chunks: tuple[int, ...], *,
+                  shares_memory: bool) -> tuple[dict[str, Any], list[Any]]:
+    """Where tasks read each array of an Exposure/Cube from, and the tasks that ingest it.
+
+    Zarr arrays are read in place; numpy arrays are read in place when tasks share this
+    process's memory; everything else (Dask arrays, lazy FITS extensions, numpy arrays bound
+    for other processes) is copied into ``<prefix>/<name>`` of the working store block by
+    block.
+    """
+    entry: dict[str, Any] = {}
+    tasks: list[Any] = []
+    for name in INPUT_ARRAYS:
+        value = getattr(container, name, None)
+        if value is None:
+            continue
+        if is_zarr_array(value) or (isinstance(value, np.ndarray) and shares_memory):
+            entry[name] = value
+            continue
+        dtype = np.uint32 if name == "dq" else np.float32
+        target = create_array(root, f"{prefix}/{name}", tuple(np.shape(value)), dtype, chunks,
+                              0 if name == "dq" else np.nan)
+        tasks.extend(ingest_tasks(value, target, chunks))
+        entry[name] = target
+    return entry, tasks

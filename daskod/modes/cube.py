@@ -22,19 +22,16 @@ import dask.array as da
 import numpy as np
 
 from daskod.cube import Cube
-from daskod.engine._dispatch import Scheduler, compute
+from daskod.engine._dispatch import PhaseRunner, Scheduler
 from daskod.engine._tasks import barrier
 from daskod.flag._dq import interpret_good_bits
 from daskod.flag._kernels import apply_outlier_flags, nan_or_unusable_flags, parse_pair
-from daskod.io._store import create_array, ingest_tasks, is_zarr_array
+from daskod.io._store import array_sources, create_array, is_zarr_array
 from daskod.median._kernels import nanmedian_stack, rolling_median, rolling_window_span
 
 __all__ = ["CubeParams", "CubeGraph", "build_cube_mode", "plan_cube_chunks"]
 
 log = logging.getLogger(__name__)
-
-_ARRAYS = ("sci", "err", "dq", "var_rnoise", "var_poisson", "var_flat")
-
 
 @dataclass(frozen=True)
 class CubeParams:
@@ -192,37 +189,6 @@ def flag_against_median(sources: dict[str, Any], t0: int, t1: int, y0: int, y1: 
                        snr1, out)
 
 
-def _sources(cube: Cube, root: str, nt: int, scheduler: Scheduler) -> tuple[dict, list]:
-    entry: dict[str, Any] = {}
-    tasks: list[Any] = []
-    for name in _ARRAYS:
-        value = getattr(cube, name)
-        if value is None:
-            continue
-        if is_zarr_array(value) or (isinstance(value, np.ndarray) and scheduler.shares_memory):
-            entry[name] = value
-            continue
-        shape = tuple(np.shape(value))
-        dtype = np.uint32 if name == "dq" else np.float32
-        chunks = (nt, *shape[1:])
-        target = create_array(root, f"inputs/{name}", shape, dtype, chunks,
-                              0 if name == "dq" else np.nan)
-        tasks.extend(ingest_tasks(value, target, chunks))
-        entry[name] = target
-    return entry, tasks
-
-
-def _run(tasks: list[Any], name: str, scheduler: Scheduler, eager: bool,
-         timings: dict[str, float]) -> list[Any]:
-    if not eager or not tasks:
-        return tasks
-    start = time.perf_counter()
-    out = list(compute(*tasks, scheduler=scheduler))
-    timings[name] = time.perf_counter() - start
-    log.info("Phase %s: %d tasks in %.2f s", name, len(tasks), timings[name])
-    return out
-
-
 def build_cube_mode(cube: Cube, params: CubeParams, mode: str, *, root: str,
                     budget_bytes: int, scheduler: Scheduler, eager: bool,
                     save_median: bool = False, time_chunk: int | None = None) -> CubeGraph:
@@ -243,8 +209,10 @@ def build_cube_mode(cube: Cube, params: CubeParams, mode: str, *, root: str,
     log.info("%s: cube %s, %s, %d integrations x %d rows per task", mode, cube.shape,
              f"rolling median of {window}" if rolling else "median over all integrations", nt,
              block_rows)
-    sources, ingest = _sources(cube, root, nt, scheduler)
-    ingested = _run(ingest, "ingest", scheduler, eager, run.timings)
+    phases = PhaseRunner(scheduler, eager, run.timings)
+    sources, ingest = array_sources(cube, root, "inputs", (nt, ny, nx),
+                                    shares_memory=scheduler.shares_memory)
+    ingested = phases.run("ingest", ingest)
     after = None if eager else dask.delayed(barrier, pure=False)(*ingested)
     start = time.perf_counter()
     thr = _threshold(cube.dq, params.bad_mask, params.maskpt)
@@ -272,7 +240,7 @@ def build_cube_mode(cube: Cube, params: CubeParams, mode: str, *, root: str,
         median_tasks = [dask.delayed(median_rows, pure=False)(
             sources, y0, min(y0 + rows, ny), use_mask=mode == "coron", bad_mask=bad_mask,
             thr=thr, median=run.median, after=after) for y0 in range(0, ny, rows)]
-        done = _run(median_tasks, "median", scheduler, eager, run.timings)
+        done = phases.run("median", median_tasks)
         median_done = None if eager else dask.delayed(barrier, pure=False)(*done)
         tasks = [dask.delayed(flag_against_median, pure=False)(
             sources, t0, t1, y0, y1, median=run.median, snr1=snr1, out=out, after=median_done)
@@ -280,7 +248,7 @@ def build_cube_mode(cube: Cube, params: CubeParams, mode: str, *, root: str,
     counts = dask.delayed(sum, pure=True)(
         [dask.delayed(operator.getitem, pure=True)(t, "n") for t in tasks])
     if eager:
-        (run.count,) = _run([counts], "flag", scheduler, eager, run.timings)
+        (run.count,) = phases.run("flag", [counts])
         run.dq = da.from_zarr(out)
         return run
     n_rows = len(range(0, ny, block_rows))

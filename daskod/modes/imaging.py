@@ -19,14 +19,14 @@ import dask.array as da
 import numpy as np
 
 from daskod._exceptions import InputError
-from daskod.engine._dispatch import Scheduler, compute
+from daskod.engine._dispatch import PhaseRunner, Scheduler
 from daskod.engine._tasks import barrier, first
 from daskod.exposure import Exposure
 from daskod.flag._graph import blot_and_flag_tile, flag_tile_against_median
 from daskod.geometry._frame import OutputFrame, compute_output_frame
 from daskod.geometry._pixel_map import PixelMap, compute_pixel_map
 from daskod.geometry._tiles import Tiling
-from daskod.io._store import create_array, ingest_tasks, is_zarr_array
+from daskod.io._store import array_sources, create_array
 from daskod.median._graph import (
     count_usable_pixels,
     exposure_weight_threshold,
@@ -45,9 +45,6 @@ from daskod.resample._kernels import pad_for_kernel
 __all__ = ["ImagingGraph", "group_exposures", "build_imaging"]
 
 log = logging.getLogger(__name__)
-
-_ARRAYS = ("sci", "err", "dq", "var_rnoise", "var_poisson", "var_flat")
-
 
 def group_exposures(exposures: list[Exposure]) -> list[list[int]]:
     """Exposure indices per group id, groups in order of first appearance (as the reference)."""
@@ -75,51 +72,6 @@ class ImagingGraph:
     outputs: list[Any] = field(default_factory=list)
 
 
-class _Phases:
-    """Runs each phase at once (eager) or hands its Delayed objects on (lazy)."""
-
-    def __init__(self, scheduler: Scheduler, eager: bool, timings: dict[str, float]) -> None:
-        self.scheduler = scheduler
-        self.eager = eager
-        self.timings = timings
-
-    def run(self, name: str, tasks: list[Any]) -> list[Any]:
-        if not self.eager or not tasks:
-            return tasks
-        start = time.perf_counter()
-        results = list(compute(*tasks, scheduler=self.scheduler))
-        self.timings[name] = time.perf_counter() - start
-        log.info("Phase %s: %d tasks in %.2f s", name, len(tasks), self.timings[name])
-        return results
-
-
-def _sources(exposures: list[Exposure], root: str, tile: int, scheduler: Scheduler
-             ) -> tuple[list[dict[str, Any]], list[Any]]:
-    """Where tasks read each exposure array from, and the ingest tasks that fill the store.
-
-    Zarr arrays are read in place; numpy arrays are read in place when tasks share this
-    process's memory; everything else is copied into the working store chunk by chunk.
-    """
-    sources: list[dict[str, Any]] = []
-    tasks: list[Any] = []
-    for k, exp in enumerate(exposures):
-        entry: dict[str, Any] = {}
-        for name in _ARRAYS:
-            value = getattr(exp, name)
-            if value is None:
-                continue
-            if is_zarr_array(value) or (isinstance(value, np.ndarray) and scheduler.shares_memory):
-                entry[name] = value
-                continue
-            dtype = np.uint32 if name == "dq" else np.float32
-            target = create_array(root, f"inputs/{k}/{name}", tuple(np.shape(value)), dtype,
-                                  (tile, tile), 0 if name == "dq" else np.nan)
-            tasks.extend(ingest_tasks(value, target, (tile, tile)))
-            entry[name] = target
-        sources.append(entry)
-    return sources, tasks
-
-
 def build_imaging(
     exposures: list[Exposure],
     params: ImagingParams,
@@ -133,7 +85,7 @@ def build_imaging(
     """Build (and with ``eager`` run) imaging outlier detection into the store at ``root``."""
     groups = group_exposures(exposures)
     run = ImagingGraph(exposures=exposures, params=params, groups=groups, tile=tile, root=root)
-    phases = _Phases(scheduler, eager, run.timings)
+    phases = PhaseRunner(scheduler, eager, run.timings)
     if params.resample_data:
         start = time.perf_counter()
         names = [e.name for e in exposures]
@@ -145,7 +97,12 @@ def build_imaging(
         run.timings["geometry"] = time.perf_counter() - start
         log.info("Phase geometry: output frame %s and %d pixel maps in %.2f s",
                  run.frame.shape, len(exposures), run.timings["geometry"])
-    sources, ingest = _sources(exposures, root, tile, scheduler)
+    sources, ingest = [], []
+    for k, exp in enumerate(exposures):
+        entry, tasks = array_sources(exp, root, f"inputs/{k}", (tile, tile),
+                                     shares_memory=scheduler.shares_memory)
+        sources.append(entry)
+        ingest.extend(tasks)
     ingested = phases.run("ingest", ingest)
     after_ingest = dask.delayed(barrier, pure=False)(*ingested) if not eager else None
     if eager:
@@ -167,7 +124,7 @@ def build_imaging(
     return run
 
 
-def _check_usable(run: ImagingGraph, sources: list[dict[str, Any]], phases: _Phases) -> None:
+def _check_usable(run: ImagingGraph, sources: list[dict[str, Any]], phases: PhaseRunner) -> None:
     """Refuse exposures with no usable pixel (all NaN, all flagged or zero weight).
 
     One cheap read of SCI, DQ and VAR_RNOISE before the heavy phases; such an exposure is
@@ -188,7 +145,7 @@ def _check_usable(run: ImagingGraph, sources: list[dict[str, Any]], phases: _Pha
         raise InputError(msg, exposure=empty[0])
 
 
-def _resampled_median(run: ImagingGraph, sources: list[dict[str, Any]], phases: _Phases,
+def _resampled_median(run: ImagingGraph, sources: list[dict[str, Any]], phases: PhaseRunner,
                       after: Any) -> Any:
     params, frame, tile = run.params, run.frame, run.tile
     assert frame is not None
@@ -238,7 +195,7 @@ def _resampled_median(run: ImagingGraph, sources: list[dict[str, Any]], phases: 
     return None if phases.eager else dask.delayed(barrier, pure=False)(*medians)
 
 
-def _direct_median(run: ImagingGraph, sources: list[dict[str, Any]], phases: _Phases,
+def _direct_median(run: ImagingGraph, sources: list[dict[str, Any]], phases: PhaseRunner,
                    after: Any) -> Any:
     params, tile = run.params, run.tile
     shape = run.exposures[0].shape
@@ -291,7 +248,7 @@ def _flag_direct(run: ImagingGraph, sources: list[dict[str, Any]], median_done: 
     return out
 
 
-def _finish(run: ImagingGraph, flags: list[dict[Any, Any]], phases: _Phases,
+def _finish(run: ImagingGraph, flags: list[dict[Any, Any]], phases: PhaseRunner,
             targets: list[Any]) -> None:
     """DQ arrays per exposure (lazy, or stored and reopened when eager) and flag counts."""
     counts = [dask.delayed(sum, pure=True)(
