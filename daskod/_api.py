@@ -107,8 +107,9 @@ def detect_outliers(
         Folder of the Zarr working store (kept). Default: a temporary folder under the
         ``temp_dir`` option.
     compute : bool, optional
-        False builds the whole lazy graph and returns at once; nothing is computed until the
-        result's arrays are.
+        False builds the whole lazy graph and returns at once; nothing is computed (or read)
+        until the result's arrays are. The check for exposures with no usable pixel runs only
+        when computing at once.
     inplace : bool, optional
         Also write the new DQ, and NaN into SCI/ERR/VAR where DO_NOT_USE, into the input
         numpy arrays (as the reference updates its models).

@@ -61,8 +61,11 @@ def test_same_flags_on_local_cluster(small_observation):
                                   dashboard_address=None) as cluster, \
             distributed.Client(cluster) as client:
         other = daskod.detect_outliers(exps, tile_size=64, scheduler=client)
-    for a, b in zip(_flags(ref), _flags(other), strict=True):
+        by_address = daskod.detect_outliers(exps, tile_size=64,
+                                            scheduler=cluster.scheduler_address)
+    for a, b, c in zip(_flags(ref), _flags(other), _flags(by_address), strict=True):
         np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(a, c)
 
 
 def test_building_the_graph_computes_nothing(small_observation, raise_if_dask_computes):

@@ -38,6 +38,7 @@ class Scheduler:
     num_workers: int
     client: Any = None
     pool: Any = None
+    owns_client: bool = False
 
     @property
     def is_distributed(self) -> bool:
@@ -59,11 +60,16 @@ class Scheduler:
 
     @contextlib.contextmanager
     def session(self) -> Iterator[Scheduler]:
-        """Keep one worker pool for all phases of a run (``processes`` only).
-
-        Workers are forked from a ``forkserver`` that has imported the task modules once, so
-        a run pays the interpreter start-up once, not once per phase and worker.
-        """
+        """Resources held for one run: a worker pool for ``processes`` (workers are forked
+        from a ``forkserver`` that imported the task modules once, so a run pays interpreter
+        start-up once, not per phase and worker), or the client opened from an address."""
+        if self.owns_client:
+            # A client daskod opened from an address is closed when the run ends.
+            try:
+                yield self
+            finally:
+                self.client.close()
+            return
         if self.name != "processes" or self.pool is not None:
             yield self
             return
@@ -126,7 +132,7 @@ def resolve_scheduler(scheduler: Any = None, *, num_workers: int | None = None) 
                 msg = (f"Could not reach the Dask scheduler at {scheduler!r} ({err}); start "
                        "it or pass scheduler='threads' to run locally.")
                 raise ConnectionError(msg) from err
-            return Scheduler("distributed", _client_width(client), client)
+            return Scheduler("distributed", _client_width(client), client, owns_client=True)
         msg = (f"scheduler must be 'synchronous', 'threads', 'processes', a 'tcp://' address "
                f"or a distributed.Client, got {scheduler!r}.")
         raise ValueError(msg)
