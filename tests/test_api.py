@@ -260,3 +260,17 @@ def test_building_the_graph_reads_no_pixels(mode):
     assert wires[0].read == 0
     assert sum(w.read for w in wires) <= 6 * 8
     np.testing.assert_array_equal(np.asarray(lazy.dq[0]), expected.dq[0])
+
+
+def test_estimate_memory_predicts_within_the_limit_and_refuses_impossible_budgets():
+    sim = datasets.make_dithered_imaging(n_exposures=6, shape=(256, 256), seed=2)
+    est = daskod.estimate_memory(sim.exposures, memory_limit="1GiB", scheduler="threads")
+    assert est["predicted_peak"] <= est["memory_limit"] == 2**30
+    assert est["tile"] >= 64
+    small = daskod.estimate_memory(sim.exposures, memory_limit="400MiB", scheduler="threads")
+    assert small["tile"] <= est["tile"]
+    with pytest.raises(daskod.MemoryBudgetError, match="give at least"):
+        daskod.estimate_memory(sim.exposures, memory_limit="50MiB")
+    cube = datasets.make_tso_cube(nints=20, shape=(8, 8), seed=1).cube
+    est = daskod.estimate_memory(cube, memory_limit="1GiB")
+    assert est["predicted_peak"] <= est["memory_limit"]
