@@ -153,3 +153,35 @@ def test_outliers_get_17_and_nan(small_observation):
         assert np.all(np.isnan(new.err[(new.dq & 1) != 0]))
         # Only DO_NOT_USE and OUTLIER bits are ever added.
         assert np.all((new.dq & ~np.asarray(exp.dq)) & ~np.uint32(17) == 0)
+
+
+def test_detectors_of_one_exposure_are_drizzled_as_one_group(tmp_path):
+    """Exposures sharing a group id are drizzled together; the median is over groups."""
+    sim = daskod.datasets.make_dithered_imaging(n_exposures=6, shape=(160, 160), seed=8)
+    exps = sim.exposures
+    for k, e in enumerate(exps):
+        e.group_id = f"visit-{k // 2}"  # (0, 1), (2, 3), (4, 5)
+    result = daskod.detect_outliers(exps, scheduler="synchronous", tile_size=64,
+                                    store=str(tmp_path / "w"))
+    assert result.groups == [[0, 1], [2, 3], [4, 5]]
+    data, wht = result.resampled(1)
+    assert data.shape == result.median.shape
+    import zarr
+
+    assert zarr.open_array(str(tmp_path / "w"), path="resampled/data").shape[0] == 3
+    # The two members' weights add up in their group's drizzle (ivm weight ~400 each).
+    ungrouped = [e.copy_with(group_id=None) for e in exps]
+    single = daskod.detect_outliers(ungrouped, scheduler="synchronous", tile_size=64,
+                                    store=str(tmp_path / "w2"))
+    _, wht_single = single.resampled(2)
+    assert np.median(wht[wht > 0]) > 1.8 * np.median(wht_single[wht_single > 0])
+    assert (wht > 0).sum() > (wht_single > 0).sum()
+    recalled = bright = 0
+    for k in range(6):
+        crs = sim.cr_pixels[k]
+        sel = (crs["snr"] > 50) & (crs["coverage"] >= 5)
+        new = (result.dq[k] & 16) != 0
+        bright += int(sel.sum())
+        recalled += int(new[crs["y"][sel], crs["x"][sel]].sum())
+    assert bright > 10
+    assert recalled / bright >= 0.95
