@@ -41,6 +41,10 @@ class Exposure:
         Whether the sky was already subtracted from ``sci``.
     name : str, optional
         Used in messages, logs and output names. Default ``"exposure<k>"`` by position.
+    detector, instrument : str, optional
+        Detector and instrument names (JWST ``meta.instrument.detector`` / ``.name``, for
+        example ``"MIRIFUSHORT"`` / ``"MIRI"``); IFU mode groups exposures by detector and
+        takes the dispersion axis from the instrument.
     meta : dict
         Free-form metadata carried along (not used by the algorithm).
     """
@@ -57,6 +61,8 @@ class Exposure:
     background_level: float | None = None
     background_subtracted: bool | None = None
     name: str | None = None
+    detector: str | None = None
+    instrument: str | None = None
     meta: dict = field(default_factory=dict)
 
     @property
