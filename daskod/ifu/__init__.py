@@ -1,0 +1,1 @@
+"""IFU outlier detection: the difference method and the cube method."""
