@@ -1,6 +1,7 @@
 """Seeded simulators with ground truth, for tests, the demo, benchmarks and notebooks."""
 
 from daskod.datasets._cubes import SimulatedCube, make_coron_cube, make_tso_cube
+from daskod.datasets._ifu import IFUSimulation, make_ifu_exposures
 from daskod.datasets._imaging import SimulatedImaging, make_dithered_imaging
 from daskod.datasets._jwst_files import write_cal_files
 from daskod.datasets._simple import make_simple_exposures
@@ -16,4 +17,6 @@ __all__ = [
     "make_coron_cube",
     "SimulatedCube",
     "write_cal_files",
+    "make_ifu_exposures",
+    "IFUSimulation",
 ]
