@@ -62,7 +62,19 @@ class MemoryBudgetError(DaskodError, MemoryError):
 
 
 class StoreError(DaskodError, OSError):
-    """The Zarr working store cannot be created, written or reused."""
+    """A store, output or temporary location cannot be created, reached or written.
+
+    Attributes
+    ----------
+    needed, free : int or None
+        Bytes a run needs and bytes free, when the error is about free space.
+    """
+
+    def __init__(self, msg: str, *, needed: int | None = None,
+                 free: int | None = None) -> None:
+        super().__init__(msg)
+        self.needed = needed
+        self.free = free
 
 
 class DaskodWarning(UserWarning):

@@ -10,17 +10,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import shutil
-import tempfile
-import uuid
+import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import dask
-
-from daskod._exceptions import StoreError
-from daskod.options import default_temp_dir
 
 __all__ = ["Scheduler", "PhaseRunner", "resolve_scheduler", "compute", "working_directory"]
 
@@ -57,6 +52,12 @@ class Scheduler:
         if self.pool is not None:
             return {"scheduler": self.name, "pool": self.pool}
         return {"scheduler": self.name, "num_workers": self.num_workers}
+
+    def close(self) -> None:
+        """Close the client daskod opened from an address (for runs that end before
+        :meth:`session`, e.g. a refused budget); anything else is left alone."""
+        if self.owns_client and self.client is not None:
+            self.client.close()
 
     @contextlib.contextmanager
     def session(self) -> Iterator[Scheduler]:
@@ -126,6 +127,7 @@ def resolve_scheduler(scheduler: Any = None, *, num_workers: int | None = None) 
         if "://" in name or ":" in name:
             from distributed import Client
 
+            _check_reachable(scheduler)
             try:
                 client = Client(scheduler, timeout="10s", set_as_default=False)
             except OSError as err:
@@ -140,6 +142,30 @@ def resolve_scheduler(scheduler: Any = None, *, num_workers: int | None = None) 
         return Scheduler("distributed", _client_width(scheduler), scheduler)
     msg = f"scheduler must be a string or a distributed.Client, got {type(scheduler).__name__}."
     raise ValueError(msg)
+
+
+def _check_reachable(address: str, timeout: float = 10.0) -> None:
+    """Fail at once with ConnectionError when nothing listens at a TCP scheduler address
+    (a refused connection would otherwise be retried until the client's timeout)."""
+    from distributed.comm import parse_address
+    from distributed.comm.addressing import parse_host_port
+
+    try:
+        scheme, loc = parse_address(address)
+        if scheme not in {"tcp", "tls"}:
+            return
+        host, port = parse_host_port(loc)
+    except ValueError as err:
+        msg = (f"scheduler={address!r} is not a valid address ({err}); give "
+               "'tcp://host:port'.")
+        raise ValueError(msg) from err
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            pass
+    except OSError as err:
+        msg = (f"Could not reach the Dask scheduler at {address!r} ({err}); start it or pass "
+               "scheduler='threads' to run locally.")
+        raise ConnectionError(msg) from err
 
 
 def _client_width(client: Any) -> int:
@@ -177,36 +203,29 @@ class PhaseRunner:
 
 
 @contextlib.contextmanager
-def working_directory(store: str | os.PathLike | None, *, keep: bool) -> Iterator[str]:
-    """Yield the folder of the Zarr working store, creating a temporary one if needed.
+def working_directory(store: str | os.PathLike | None, *, keep: bool,
+                      storage_options: dict[str, Any] | None = None) -> Iterator[Any]:
+    """Yield the root of the Zarr working store, creating a temporary one if needed.
 
-    A temporary store (``store=None``) lives under the ``temp_dir`` option and is removed on
-    failure, and on success unless ``keep``. A store given by the user is never removed.
+    The root is what zarr accepts as ``store=``: a local folder (``str``) or, for an fsspec URL
+    (``s3://bucket/prefix``), a :class:`zarr.storage.FsspecStore` opened with
+    ``storage_options``. A store given by the user is checked (created, a probe object written
+    and deleted) before any work, and never removed. A temporary store (``store=None``) lives
+    under the ``temp_dir`` option and is removed on failure, and on success unless ``keep``.
+
+    Raises
+    ------
+    StoreError
+        The store cannot be created or written, its bucket does not exist, or credentials are
+        missing or refused.
     """
+    from daskod.io._location import open_store, store_location, temp_folder
+
     if store is not None:
-        path = os.fspath(store)
-        try:
-            os.makedirs(path, exist_ok=True)
-        except OSError as err:
-            msg = f"Cannot create the working store {path!r}: {err}."
-            raise StoreError(msg) from err
-        if not os.access(path, os.W_OK):
-            msg = f"The working store {path!r} is not writable; choose another store=."
-            raise StoreError(msg)
-        yield path
+        root = open_store(store, storage_options=storage_options)
+        log.info("Working store: %s", store_location(root))
+        yield root
         return
-    parent = default_temp_dir()
-    try:
-        os.makedirs(parent, exist_ok=True)
-        path = tempfile.mkdtemp(prefix=f"daskod-work-{uuid.uuid4().hex[:8]}-", dir=parent)
-    except OSError as err:
-        msg = f"Cannot create a working store under temp_dir={parent!r}: {err}."
-        raise StoreError(msg) from err
-    log.info("Working store: %s", path)
-    ok = False
-    try:
+    with temp_folder("daskod-work-", keep=keep) as path:
+        log.info("Working store: %s", path)
         yield path
-        ok = True
-    finally:
-        if not ok or not keep:
-            shutil.rmtree(path, ignore_errors=True)

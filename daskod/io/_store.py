@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 __all__ = ["INPUT_ARRAYS", "create_array", "is_zarr_array", "write_block", "ingest_tasks",
-           "array_sources"]
+           "array_sources", "ingested_bytes", "store_bytes"]
 
 #: The arrays of an Exposure or Cube that tasks read.
 INPUT_ARRAYS = ("sci", "err", "dq", "var_rnoise", "var_poisson", "var_flat")
@@ -99,13 +99,14 @@ def ingest_tasks(source: Any, target: Any, chunks: tuple[int, ...]) -> list[Any]
 
 
 def array_sources(container: Any, root: str, prefix: str, chunks: tuple[int, ...], *,
-                  shares_memory: bool) -> tuple[dict[str, Any], list[Any]]:
+                  shares_memory: bool, create: Any = None) -> tuple[dict[str, Any], list[Any]]:
     """Where tasks read each array of an Exposure/Cube from, and the tasks that ingest it.
 
     Zarr arrays are read in place; numpy arrays are read in place when tasks share this
     process's memory; everything else (Dask arrays, lazy FITS extensions, numpy arrays bound
     for other processes) is copied into ``<prefix>/<name>`` of the working store block by
-    block.
+    block. ``create(name, shape, dtype, chunks, fill_value)``, when given, makes the target
+    arrays instead of :func:`create_array` (``root`` is then unused).
     """
     entry: dict[str, Any] = {}
     tasks: list[Any] = []
@@ -117,8 +118,40 @@ def array_sources(container: Any, root: str, prefix: str, chunks: tuple[int, ...
             entry[name] = value
             continue
         dtype = np.uint32 if name == "dq" else np.float32
-        target = create_array(root, f"{prefix}/{name}", tuple(np.shape(value)), dtype, chunks,
-                              0 if name == "dq" else np.nan)
+        if create is None:
+            target = create_array(root, f"{prefix}/{name}", tuple(np.shape(value)), dtype,
+                                  chunks, 0 if name == "dq" else np.nan)
+        else:  # the run's checkpoints reopen the arrays of a resumed run
+            target = create(f"{prefix}/{name}", tuple(np.shape(value)), dtype, chunks,
+                            0 if name == "dq" else np.nan)
         tasks.extend(ingest_tasks(value, target, chunks))
         entry[name] = target
     return entry, tasks
+
+
+def ingested_bytes(container: Any, *, shares_memory: bool) -> int:
+    """Bytes :func:`array_sources` will copy into the store for one Exposure/Cube (4 per
+    pixel of every array that is not read in place). Reads no pixel."""
+    total = 0
+    for name in INPUT_ARRAYS:
+        value = getattr(container, name, None)
+        if value is None or is_zarr_array(value) or (isinstance(value, np.ndarray)
+                                                     and shares_memory):
+            continue
+        total += 4 * int(np.prod(np.shape(value)))
+    return total
+
+
+def store_bytes(containers: list[Any], *, shares_memory: bool, frame_pixels: int = 0,
+                n_groups: int = 0, median_pixels: int = 0) -> int:
+    """Bytes a run writes into its working store (arrays are uncompressed).
+
+    Ingested copies of inputs, the new DQ of every input (4 bytes per pixel), the drizzled
+    groups (data and weight: ``n_groups * frame_pixels * 8``) and the median
+    (``median_pixels * 4``).
+    """
+    total = 8 * n_groups * int(frame_pixels) + 4 * int(median_pixels)
+    for item in containers:
+        total += ingested_bytes(item, shares_memory=shares_memory)
+        total += 4 * int(np.prod(np.shape(item.dq)))
+    return total
