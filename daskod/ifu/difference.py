@@ -1,0 +1,270 @@
+"""The IFU difference method as a tiled Dask computation over one detector's exposures.
+
+Phases (each a set of tasks over detector tiles, ALGORITHM.md 4.1):
+
+``difference``
+    per tile: every exposure's across-slice neighbour differences (reading one extra line
+    along ``diffaxis``), their minimum over exposures -> ``minarr`` in the working store.
+``floor``
+    one task: ``nanmedian(minarr) / 3`` over the whole frame (one float64 per pixel).
+``normalise``
+    per tile: the zero-padded NaN-median filter of ``minarr`` (reading a ``k // 2`` halo),
+    the floor, ``minnorm = minarr / normarr`` -> ``minnorm`` in the store.
+``percentile``
+    one task: the ``threshold_percent`` percentile of ``minnorm`` on the central region.
+``flag``
+    per exposure and tile: ``minnorm > pct`` (and NaN ``minarr`` with the second check),
+    ``DQ |= 17``, DO_NOT_USE where SCI/ERR/VAR are NaN.
+
+The two global statistics are computed from the exact stored values, and every tile reads
+the halo it needs, so any tile size and scheduler give bitwise the whole-frame answer.
+"""
+
+from __future__ import annotations
+
+import logging
+import operator
+from dataclasses import dataclass, field
+from typing import Any
+
+import dask
+import dask.array as da
+import numpy as np
+
+from daskod.engine._dispatch import PhaseRunner, Scheduler
+from daskod.engine._tasks import barrier
+from daskod.exposure import Exposure
+from daskod.flag._dq import DO_NOT_USE
+from daskod.flag._kernels import apply_outlier_flags, nan_or_unusable_flags
+from daskod.geometry._tiles import Tile, Tiling
+from daskod.ifu._difference_kernels import (
+    CENTRAL_BORDER,
+    central_percentile,
+    masked_science,
+    nanmedian_filter,
+    neighbour_difference,
+    noise_floor,
+    normalise,
+    outlier_mask,
+)
+from daskod.io._store import array_sources, create_array
+
+__all__ = ["DifferenceRun", "build_difference", "difference_tile", "normalise_tile",
+           "flag_tile"]
+
+log = logging.getLogger(__name__)
+
+_VARIANCES = ("var_rnoise", "var_poisson", "var_flat")
+
+
+@dataclass
+class DifferenceRun:
+    """One detector's difference-method run (built, and computed when eager).
+
+    Attributes
+    ----------
+    detector : str
+        Detector name (lower case, as the reference groups).
+    indices : list of int
+        Positions of this detector's exposures in the input list.
+    minarr, minnorm : zarr.Array
+        Minimum neighbour difference and its normalised value, in the working store.
+    normarr, diffarr : zarr.Array or None
+        Kept with ``save_intermediate_results`` (``diffarr`` is ``(n, ny, nx)``).
+    nfloor, pct : float or Delayed
+        The normalisation floor and the percentile cut.
+    dq, counts : list
+        New DQ and pixels flagged per exposure of this detector.
+    """
+
+    detector: str
+    indices: list[int]
+    tile: int
+    minarr: Any = None
+    minnorm: Any = None
+    normarr: Any = None
+    diffarr: Any = None
+    nfloor: Any = None
+    pct: Any = None
+    dq: list[Any] = field(default_factory=list)
+    counts: list[Any] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def _extended_box(tile: Tile, shape: tuple[int, int], halo: tuple[int, int]
+                  ) -> tuple[tuple[int, int, int, int], tuple[int, int, int, int]]:
+    """The tile grown by ``halo`` clipped to the frame, and where it sits in the grown tile."""
+    y0, y1 = tile.y0 - halo[0], tile.y1 + halo[0]
+    x0, x1 = tile.x0 - halo[1], tile.x1 + halo[1]
+    cy0, cy1, cx0, cx1 = max(y0, 0), min(y1, shape[0]), max(x0, 0), min(x1, shape[1])
+    return (cy0, cy1, cx0, cx1), (cy0 - y0, cy1 - y0, cx0 - x0, cx1 - x0)
+
+
+def _read_zero_padded(array: Any, tile: Tile, shape: tuple[int, int], halo: tuple[int, int],
+                      read: Any) -> np.ndarray:
+    """``read(array, box)`` over the tile plus ``halo``, zeros beyond the frame."""
+    (cy0, cy1, cx0, cx1), (py0, py1, px0, px1) = _extended_box(tile, shape, halo)
+    out = np.zeros((tile.y1 - tile.y0 + 2 * halo[0], tile.x1 - tile.x0 + 2 * halo[1]),
+                   dtype=np.float64)
+    out[py0:py1, px0:px1] = read(array, (slice(cy0, cy1), slice(cx0, cx1)))
+    return out
+
+
+def _read_masked(source: dict[str, Any], region: tuple[slice, slice]) -> np.ndarray:
+    return masked_science(np.asarray(source["sci"][region]), np.asarray(source["dq"][region]))
+
+
+def difference_tile(sources: list[dict[str, Any]], tile: Tile, *, shape: tuple[int, int],
+                    diffaxis: int, minarr: Any, diffarr: Any = None, after: Any = None
+                    ) -> None:
+    """Minimum over exposures of the neighbour differences on one tile -> ``minarr``."""
+    halo = (1, 0) if diffaxis == 0 else (0, 1)
+    result = None
+    for k, source in enumerate(sources):
+        extended = _read_zero_padded(source, tile, shape, halo, _read_masked)
+        diff = neighbour_difference(extended, diffaxis)
+        if diffarr is not None:
+            diffarr[(k, *tile.slices)] = diff
+        result = diff if result is None else np.fmin(result, diff)
+    minarr[tile.slices] = result
+
+
+def floor_task(minarr: Any, *_after: Any) -> float:
+    """``nanmedian(minarr) / 3`` from the stored frame."""
+    return noise_floor(np.asarray(minarr[...]))
+
+
+def normalise_tile(minarr: Any, tile: Tile, *, shape: tuple[int, int], kernel: tuple[int, int],
+                   nfloor: float, minnorm: Any, normarr: Any = None, after: Any = None) -> None:
+    """Median filter (halo ``k // 2``, zeros beyond the frame), floor and ratio on one tile."""
+    halo = (kernel[0] // 2, kernel[1] // 2)
+    padded = _read_zero_padded(minarr, tile, shape, halo,
+                               lambda a, region: np.asarray(a[region]))
+    centre = padded[halo[0]:padded.shape[0] - halo[0], halo[1]:padded.shape[1] - halo[1]]
+    norm, ratio = normalise(centre, nanmedian_filter(padded, kernel), nfloor)
+    minnorm[tile.slices] = ratio
+    if normarr is not None:
+        normarr[tile.slices] = norm
+
+
+def percentile_task(minnorm: Any, shape: tuple[int, int], threshold_percent: float,
+                    *_after: Any) -> float:
+    """The percentile cut from the stored ``minnorm`` on the central region."""
+    b = CENTRAL_BORDER
+    ny, nx = shape
+    return central_percentile(np.asarray(minnorm[b:ny - b, b:nx - b]), threshold_percent)
+
+
+def flag_tile(source: dict[str, Any], tile: Tile, *, minnorm: Any, minarr: Any, pct: float,
+              second_check: bool, out: Any = None, after: Any = None) -> dict[str, Any]:
+    """New DQ of one exposure tile and the pixels flagged there (the reference's count).
+
+    The count is ``minnorm > pct`` plus, with the second check, the pixels where ``minarr``
+    is NaN that were still valid (not NaN, not DO_NOT_USE, not already an outlier).
+    """
+    region = tile.slices
+    above = outlier_mask(np.asarray(minnorm[region]), pct)
+    dq = np.asarray(source["dq"][region]).astype(np.uint32)
+    sci = np.asarray(source["sci"][region])
+    mask = above
+    n = int(np.count_nonzero(above))
+    if second_check:
+        nan_min = np.isnan(np.asarray(minarr[region]))
+        extra = nan_min & ~above & ~np.isnan(sci) & ((dq & DO_NOT_USE) == 0)
+        n += int(np.count_nonzero(extra))
+        mask = above | nan_min
+    new = apply_outlier_flags(dq, mask)
+    arrays = {"sci": sci, "err": np.asarray(source["err"][region])}
+    for key in _VARIANCES:
+        if source.get(key) is not None:
+            arrays[key] = np.asarray(source[key][region])
+    new = nan_or_unusable_flags(new, arrays)
+    if out is not None:
+        out[region] = new
+        return {"n": n}
+    return {"dq": new, "n": n}
+
+
+def build_difference(exposures: list[Exposure], indices: list[int], *, detector: str,
+                     root: Any, scheduler: Scheduler, eager: bool, tile: int, diffaxis: int,
+                     kernel: tuple[int, int], threshold_percent: float, second_check: bool,
+                     save_intermediate: bool) -> DifferenceRun:
+    """Build (and with ``eager`` run) the difference method for one detector's exposures.
+
+    Parameters
+    ----------
+    exposures : list of Exposure
+        All validated inputs; ``indices`` picks this detector's.
+    root : str
+        The working store; arrays go under ``ifu_difference/<detector>/``.
+    kernel : tuple of int
+        Odd filter sizes (rows, columns).
+    """
+    members = [exposures[k] for k in indices]
+    shape = members[0].shape
+    run = DifferenceRun(detector=detector, indices=list(indices), tile=tile)
+    phases = PhaseRunner(scheduler, eager, run.timings)
+    prefix = f"ifu_difference/{detector}"
+    chunks = (tile, tile)
+    sources, ingest = [], []
+    for k in indices:
+        entry, tasks = array_sources(exposures[k], root, f"inputs/{k}", chunks,
+                                     shares_memory=scheduler.shares_memory)
+        sources.append(entry)
+        ingest.extend(tasks)
+    ingested = phases.run("ingest", ingest)
+    after = None if eager else dask.delayed(barrier, pure=False)(*ingested)
+    attrs = {"detector": detector, "kernel_size": list(kernel),
+             "threshold_percent": float(threshold_percent), "diffaxis": int(diffaxis)}
+    run.minarr = create_array(root, f"{prefix}/minarr", shape, np.float64, chunks, np.nan,
+                              attributes={**attrs, "kind": "minimum neighbour difference"})
+    run.minnorm = create_array(root, f"{prefix}/minnorm", shape, np.float64, chunks, np.nan,
+                               attributes={**attrs, "kind": "minarr / normarr"})
+    if save_intermediate:
+        run.diffarr = create_array(root, f"{prefix}/diffarr", (len(indices), *shape),
+                                   np.float64, (1, *chunks), np.nan,
+                                   attributes={**attrs, "kind": "neighbour differences",
+                                               "exposures": [e.name for e in members]})
+        run.normarr = create_array(root, f"{prefix}/normarr", shape, np.float64, chunks,
+                                   np.nan, attributes={**attrs, "kind": "normalisation"})
+    tiles = list(Tiling(shape, chunks))
+    diff_tasks = [dask.delayed(difference_tile, pure=False)(
+        sources, t, shape=shape, diffaxis=diffaxis, minarr=run.minarr, diffarr=run.diffarr,
+        after=after) for t in tiles]
+    done = phases.run("difference", diff_tasks)
+    (run.nfloor,) = phases.run("floor", [dask.delayed(floor_task, pure=False)(
+        run.minarr, *([] if eager else done))])
+    norm_tasks = [dask.delayed(normalise_tile, pure=False)(
+        run.minarr, t, shape=shape, kernel=kernel, nfloor=run.nfloor, minnorm=run.minnorm,
+        normarr=run.normarr) for t in tiles]
+    done = phases.run("normalise", norm_tasks)
+    (run.pct,) = phases.run("percentile", [dask.delayed(percentile_task, pure=False)(
+        run.minnorm, shape, threshold_percent, *([] if eager else done))])
+    if eager:
+        log.info("Detector %s: %d exposure(s), floor %.6g, %.4g-th percentile %.6g",
+                 detector, len(indices), run.nfloor, threshold_percent, run.pct)
+    targets: list[Any] = [None] * len(indices)
+    if eager:
+        targets = [create_array(root, f"outputs/{k}/dq", shape, np.uint32, chunks, 0)
+                   for k in indices]
+    flags = [[dask.delayed(flag_tile, pure=False)(
+        source, t, minnorm=run.minnorm, minarr=run.minarr, pct=run.pct,
+        second_check=second_check, out=target) for t in tiles]
+        for source, target in zip(sources, targets, strict=True)]
+    counts = [dask.delayed(sum, pure=True)(
+        [dask.delayed(operator.getitem, pure=True)(task, "n") for task in per_tile])
+        for per_tile in flags]
+    if eager:
+        run.counts = [int(n) for n in phases.run("flag", counts)]
+        run.dq = [da.from_zarr(t) for t in targets]
+        return run
+    tiling = Tiling(shape, chunks)
+    for per_tile in flags:
+        rows: list[list[Any]] = [[None] * tiling.nblocks[1] for _ in range(tiling.nblocks[0])]
+        for t, task in zip(tiles, per_tile, strict=True):
+            rows[t.i][t.j] = da.from_delayed(
+                dask.delayed(operator.getitem, pure=True)(task, "dq"), shape=t.shape,
+                dtype=np.uint32, meta=np.empty((0, 0), dtype=np.uint32))
+        run.dq.append(da.block(rows))
+    run.counts = counts
+    return run
