@@ -24,7 +24,7 @@ __all__ = ["detect_outliers", "OutlierDetection", "MODES"]
 
 log = logging.getLogger(__name__)
 
-MODES = ("imaging", "tso", "coron")
+MODES = ("imaging", "tso", "coron", "ifu")
 
 
 def detect_outliers(
@@ -47,6 +47,15 @@ def detect_outliers(
     pixmap_order: int | None = None,
     rolling_window_width: int = 25,
     rolling_nan_policy: str = "propagate",
+    ifu_method: str = "difference",
+    kernel_size: str | tuple[int, int] = "7 7",
+    threshold_percent: float = 99.8,
+    ifu_second_check: bool = False,
+    diffaxis: int | None = None,
+    cube_spatial_scale: float | None = None,
+    cube_spectral_scale: float | None = None,
+    cube_weighting: str = "emsm",
+    cube_roi: tuple[float, float] | None = None,
     memory_limit: int | str | None = None,
     tile_size: int | None = None,
     scheduler: Any = None,
@@ -70,9 +79,11 @@ def detect_outliers(
     exposures : list of Exposure, or Cube
         The inputs; never modified unless ``inplace=True``.
     mode : str or None, optional
-        ``"imaging"``, ``"tso"`` or ``"coron"``. None guesses as the reference: a list of
-        exposures is imaging; a cube is coronagraphic by its ``exp_type``, else a time series
-        when its visit is one (``tso_visit``) or its exposure type is.
+        ``"imaging"``, ``"tso"``, ``"coron"`` or ``"ifu"``. None guesses as the reference: a
+        list of exposures is IFU when their ``meta["exp_type"]`` is NRS_IFU or MIR_MRS or
+        their WCS has three world axes, else imaging; a cube is coronagraphic by its
+        ``exp_type``, else a time series when its visit is one (``tso_visit``) or its
+        exposure type is.
     weight_type, pixfrac, kernel, fillval, maskpt, snr, scale, backg, resample_data, good_bits
         The reference step's parameters, same names, meanings and defaults.
     save_intermediate_results : bool, optional
@@ -93,6 +104,30 @@ def detect_outliers(
         TSO: ``"propagate"`` (the reference) makes a window's median NaN when any sample in it
         is DQ-masked, so nothing near a masked sample is flagged; ``"omit"`` leaves masked
         samples out of the window instead.
+    ifu_method : {"difference", "cube"}, optional
+        IFU: ``"difference"`` (the reference) flags pixels that differ from their
+        across-slice neighbours in every exposure of a detector (ALGORITHM.md 4.1; no WCS
+        needed; diagnostics in ``result.ifu``); ``"cube"`` (the older method, 4.2) builds
+        single-exposure cubes on one grid, takes their median and blots it back, then uses
+        the imaging flag rule (``snr``, ``scale``, ``backg``, ``maskpt``, ``good_bits``).
+    kernel_size : str or pair of int, optional
+        IFU difference: the median-filter box ``"rows columns"`` (default ``"7 7"``); even
+        sizes are bumped by one with a warning, as the reference does.
+    threshold_percent : float, optional
+        IFU difference: percentile of the normalised minimum difference above which pixels
+        are flagged (default 99.8, i.e. 0.2 % of the central pixels).
+    ifu_second_check : bool, optional
+        IFU difference: also flag pixels whose minimum difference is NaN.
+    diffaxis : {0, 1} or None, optional
+        IFU difference: axis of the across-slice neighbours; default from the exposures'
+        ``instrument`` (MIRI 1, NIRSpec 0).
+    cube_spatial_scale, cube_spectral_scale : float, optional
+        IFU cube: spaxel size (arcsec) and wavelength step (the WCS's spectral unit) of the
+        common grid; default from the data.
+    cube_weighting : {"emsm", "msm"}, optional
+        IFU cube: exponential or modified-Shepard point-cloud weighting.
+    cube_roi : pair of float, optional
+        IFU cube: spatial and spectral region of interest; default derived from the scales.
     memory_limit : int or str, optional
         Budget for the run, e.g. ``"1GiB"``; sets tile size and concurrency.
     tile_size : int, optional
@@ -136,7 +171,9 @@ def detect_outliers(
                        "mode='coron'.")
                 raise ValueError(msg)
         else:
-            mode = "imaging"
+            from daskod.modes.ifu import looks_like_ifu
+
+            mode = "ifu" if looks_like_ifu(exposures) else "imaging"
     if mode not in MODES:
         msg = f"mode must be one of {MODES} (or None to guess), got {mode!r}."
         raise ValueError(msg)
@@ -147,6 +184,25 @@ def detect_outliers(
             save_intermediate_results=save_intermediate_results, in_memory=in_memory,
             memory_limit=memory_limit, tile_size=tile_size, scheduler=scheduler,
             progress=progress, store=store, compute=compute, inplace=inplace)
+    if mode == "ifu":
+        from daskod.modes.ifu import IFUParams, detect_ifu
+
+        ifu = IFUParams(ifu_method=ifu_method, kernel_size=kernel_size,
+                        threshold_percent=threshold_percent, ifu_second_check=ifu_second_check,
+                        diffaxis=diffaxis, cube_spatial_scale=cube_spatial_scale,
+                        cube_spectral_scale=cube_spectral_scale, cube_weighting=cube_weighting,
+                        cube_roi=cube_roi)
+        result = detect_ifu(
+            exposures, params=ifu, snr=snr, scale=scale, backg=backg, maskpt=maskpt,
+            good_bits=good_bits, save_intermediate_results=save_intermediate_results,
+            in_memory=in_memory, memory_limit=memory_limit, tile_size=tile_size,
+            scheduler=scheduler, progress=lambda sched: _progress(progress, sched),
+            store=store, compute=compute,
+            resolved={"mode": mode, **vars(ifu), "snr": snr, "scale": scale, "backg": backg,
+                      "maskpt": maskpt, "good_bits": good_bits})
+        if inplace and not result.skipped:
+            _write_back(exposures if isinstance(exposures, list) else [exposures], result)
+        return result
     if isinstance(exposures, Cube):
         msg = (f"mode='imaging' takes a list of daskod.Exposure, got the cube "
                f"{exposures.name!r}; use mode='tso' or mode='coron' for cubes.")

@@ -33,6 +33,12 @@ class OutlierResult:
         The median frame (output frame, or detector grid when ``resample_data=False``).
     median_wcs : gwcs.WCS or None
         WCS of the median frame.
+    ifu : dict
+        IFU difference method (which has no median): per detector, ``exposures`` (names),
+        ``kernel_size``, ``diffaxis``, ``nfloor``, ``pct`` (the percentile cut), ``minarr``
+        and ``minnorm`` (the minimum neighbour difference and its normalised value; flagged
+        pixels are ``minnorm > pct``), plus ``normarr`` and ``diffarr`` when intermediate
+        results are kept. Empty for other modes.
     n_flagged : list of int
         Pixels newly flagged as outliers per exposure (lazy Delayed when not computed).
     exposures : list of Exposure
@@ -52,6 +58,7 @@ class OutlierResult:
     reason: str | None = None
     median: Any = None
     median_wcs: Any = None
+    ifu: dict[str, Any] = field(default_factory=dict)
     n_flagged: list[Any] = field(default_factory=list)
     store: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
