@@ -49,6 +49,9 @@ class OutlierResult:
         The Zarr working store that holds the median and DQ (None once removed).
     timings : dict
         Seconds per phase.
+    checkpoints : dict
+        Per phase, tasks reused from an earlier run of the same store (``{"resample":
+        {"reused": 12, "total": 40}, ...}``); empty when the run was not checkpointed.
     """
 
     status: str
@@ -63,6 +66,7 @@ class OutlierResult:
     store: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
     groups: list[list[int]] = field(default_factory=list)
+    checkpoints: dict[str, dict[str, int]] = field(default_factory=dict)
     _pixel_maps: list[Any] = field(default_factory=list, repr=False)
     _keepalive: Any = field(default=None, repr=False)
 

@@ -22,11 +22,17 @@ import dask.array as da
 import numpy as np
 
 from daskod.cube import Cube
+from daskod.engine._checkpoint import (
+    Checkpoints,
+    describe_mapping,
+    input_token,
+    read_record,
+)
 from daskod.engine._dispatch import PhaseRunner, Scheduler
 from daskod.engine._tasks import barrier
 from daskod.flag._dq import interpret_good_bits
 from daskod.flag._kernels import apply_outlier_flags, nan_or_unusable_flags, parse_pair
-from daskod.io._store import array_sources, create_array, is_zarr_array
+from daskod.io._store import INPUT_ARRAYS, array_sources, is_zarr_array
 from daskod.median._kernels import nanmedian_stack, rolling_median, rolling_window_span
 
 __all__ = ["CubeParams", "CubeGraph", "build_cube_mode", "plan_cube_chunks"]
@@ -86,6 +92,7 @@ class CubeGraph:
     dq: Any = None
     count: Any = None
     timings: dict[str, float] = field(default_factory=dict)
+    checkpoints: Checkpoints | None = None
 
 
 def plan_cube_chunks(shape: tuple[int, int, int], window: int, budget_bytes: int, *,
@@ -189,10 +196,47 @@ def flag_against_median(sources: dict[str, Any], t0: int, t1: int, y0: int, y1: 
                        snr1, out)
 
 
+def _recorded_layout(root: Any) -> tuple[int, int, int] | None:
+    """(integrations, rows, median rows) per task of the run recorded in the store."""
+    import json
+
+    record = read_record(root)
+    try:
+        layout = json.loads(record["describe"]["layout"])  # type: ignore[index]
+        return int(layout["integrations"]), int(layout["rows"]), int(layout["median_rows"])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _open_checkpoints(run: CubeGraph, layout: tuple[int, int, int], enabled: bool,
+                      overwrite: bool) -> Checkpoints:
+    if not enabled:
+        return Checkpoints.disabled(run.root)
+    from dataclasses import asdict
+
+    cube = run.cube
+    params = {**asdict(run.params), "mode": run.mode}
+    inputs = {cube.name or "cube": [input_token(getattr(cube, name, None))
+                                    for name in INPUT_ARRAYS]}
+    shape = {"integrations": layout[0], "rows": layout[1], "median_rows": layout[2]}
+    parts = {"mode": run.mode, "parameters": params, "inputs": inputs,
+             "geometry": cube.shape, "layout": shape}
+    describe = {"mode": run.mode, "parameters": describe_mapping(params),
+                "inputs": describe_mapping({k: str(v) for k, v in inputs.items()}),
+                "geometry": f"cube {cube.shape}", "layout": describe_mapping(shape)}
+    return Checkpoints.open(run.root, parts=parts, overwrite=overwrite, describe=describe)
+
+
 def build_cube_mode(cube: Cube, params: CubeParams, mode: str, *, root: str,
                     budget_bytes: int, scheduler: Scheduler, eager: bool,
-                    save_median: bool = False, time_chunk: int | None = None) -> CubeGraph:
-    """Build (and with ``eager`` run) TSO or coronagraphic outlier detection."""
+                    save_median: bool = False, time_chunk: int | None = None,
+                    checkpoint: bool = False, overwrite_store: bool = False) -> CubeGraph:
+    """Build (and with ``eager`` run) TSO or coronagraphic outlier detection.
+
+    With ``checkpoint`` every task is recorded in the store and a rerun of the same
+    fingerprint resumes (see :mod:`daskod.engine._checkpoint`); a resumed run keeps the
+    chunk layout of the run that left the store.
+    """
     nints, ny, nx = cube.shape
     window = int(params.rolling_window_width)
     rolling = mode == "tso" and 1 < window < nints
@@ -204,15 +248,20 @@ def build_cube_mode(cube: Cube, params: CubeParams, mode: str, *, root: str,
                                             block_rows=block_rows)
     if time_chunk is not None:
         nt = max(1, min(nints, int(time_chunk)))
+    recorded = _recorded_layout(root) if checkpoint and not overwrite_store else None
+    if recorded is not None and (time_chunk is None or recorded[0] == nt):
+        nt, block_rows, rows = recorded
     run = CubeGraph(mode=mode, cube=cube, params=params, root=root, time_chunk=nt,
                     rolling=rolling)
     log.info("%s: cube %s, %s, %d integrations x %d rows per task", mode, cube.shape,
              f"rolling median of {window}" if rolling else "median over all integrations", nt,
              block_rows)
     phases = PhaseRunner(scheduler, eager, run.timings)
+    ckpt = run.checkpoints = _open_checkpoints(run, (nt, block_rows, rows), checkpoint,
+                                               overwrite_store)
     sources, ingest = array_sources(cube, root, "inputs", (nt, ny, nx),
-                                    shares_memory=scheduler.shares_memory)
-    ingested = phases.run("ingest", ingest)
+                                    shares_memory=scheduler.shares_memory, create=ckpt.array)
+    ingested = phases.run("ingest", ckpt.tasks("ingest", ingest))
     after = None if eager else dask.delayed(barrier, pure=False)(*ingested)
     start = time.perf_counter()
     thr = _threshold(cube.dq, params.bad_mask, params.maskpt)
@@ -220,36 +269,39 @@ def build_cube_mode(cube: Cube, params: CubeParams, mode: str, *, root: str,
     bad_mask, snr1 = params.bad_mask, params.snr1
     out = None
     if eager:
-        out = create_array(root, "outputs/dq", cube.shape, np.uint32, (nt, block_rows, nx), 0)
+        out = ckpt.array("outputs/dq", cube.shape, np.uint32, (nt, block_rows, nx), 0)
     chunks = [(t0, min(t0 + nt, nints), y0, min(y0 + block_rows, ny))
               for t0 in range(0, nints, nt) for y0 in range(0, ny, block_rows)]
     if rolling:
         median_out = None
         if save_median:
-            median_out = create_array(root, "median", cube.shape, np.float32,
-                                      (nt, block_rows, nx), np.nan,
-                                      attributes={"kind": "rolling median"})
+            median_out = ckpt.array("median", cube.shape, np.float32, (nt, block_rows, nx),
+                                    np.nan, attributes={"kind": "rolling median"})
             run.median = median_out
         tasks = [dask.delayed(rolling_flag_chunk, pure=False)(
             sources, t0, t1, y0, y1, nints=nints, window=window, bad_mask=bad_mask, thr=thr,
             snr1=snr1, nan_policy=params.rolling_nan_policy, out=out, median_out=median_out,
             after=after) for t0, t1, y0, y1 in chunks]
     else:
-        run.median = create_array(root, "median", (ny, nx), np.float32, (rows, nx), np.nan,
-                                  attributes={"kind": "median over integrations"})
+        run.median = ckpt.array("median", (ny, nx), np.float32, (rows, nx), np.nan,
+                                attributes={"kind": "median over integrations"})
         median_tasks = [dask.delayed(median_rows, pure=False)(
             sources, y0, min(y0 + rows, ny), use_mask=mode == "coron", bad_mask=bad_mask,
             thr=thr, median=run.median, after=after) for y0 in range(0, ny, rows)]
-        done = phases.run("median", median_tasks)
+        done = phases.run("median", ckpt.tasks("median", median_tasks))
         median_done = None if eager else dask.delayed(barrier, pure=False)(*done)
         tasks = [dask.delayed(flag_against_median, pure=False)(
             sources, t0, t1, y0, y1, median=run.median, snr1=snr1, out=out, after=median_done)
             for t0, t1, y0, y1 in chunks]
+    if eager:
+        tasks = ckpt.tasks("flag", tasks, encode=operator.itemgetter("n"),
+                           decode=lambda v: {"n": int(v)})
     counts = dask.delayed(sum, pure=True)(
         [dask.delayed(operator.getitem, pure=True)(t, "n") for t in tasks])
     if eager:
         (run.count,) = phases.run("flag", [counts])
         run.dq = da.from_zarr(out)
+        ckpt.complete()
         return run
     n_rows = len(range(0, ny, block_rows))
     blocks = [da.from_delayed(dask.delayed(operator.getitem, pure=True)(t, "dq"),

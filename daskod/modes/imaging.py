@@ -19,6 +19,7 @@ import dask.array as da
 import numpy as np
 
 from daskod._exceptions import InputError
+from daskod.engine._checkpoint import Checkpoints, describe_mapping, input_token
 from daskod.engine._dispatch import PhaseRunner, Scheduler
 from daskod.engine._tasks import barrier, first
 from daskod.exposure import Exposure
@@ -26,7 +27,7 @@ from daskod.flag._graph import blot_and_flag_tile, flag_tile_against_median
 from daskod.geometry._frame import OutputFrame, compute_output_frame
 from daskod.geometry._pixel_map import PixelMap, compute_pixel_map
 from daskod.geometry._tiles import Tiling
-from daskod.io._store import array_sources, create_array
+from daskod.io._store import INPUT_ARRAYS, array_sources
 from daskod.median._graph import (
     count_usable_pixels,
     exposure_weight_threshold,
@@ -70,6 +71,7 @@ class ImagingGraph:
     counts: list[Any] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     outputs: list[Any] = field(default_factory=list)
+    checkpoints: Checkpoints | None = None
 
 
 def build_imaging(
@@ -81,8 +83,15 @@ def build_imaging(
     scheduler: Scheduler,
     eager: bool,
     max_output_pixels: int,
+    checkpoint: bool = False,
+    overwrite_store: bool = False,
 ) -> ImagingGraph:
-    """Build (and with ``eager`` run) imaging outlier detection into the store at ``root``."""
+    """Build (and with ``eager`` run) imaging outlier detection into the store at ``root``.
+
+    With ``checkpoint`` (a store the user named, computed at once) every expensive task is
+    recorded in the store, and a rerun of the same fingerprint resumes where the last one
+    stopped (see :mod:`daskod.engine._checkpoint`).
+    """
     groups = group_exposures(exposures)
     run = ImagingGraph(exposures=exposures, params=params, groups=groups, tile=tile, root=root)
     phases = PhaseRunner(scheduler, eager, run.timings)
@@ -97,13 +106,14 @@ def build_imaging(
         run.timings["geometry"] = time.perf_counter() - start
         log.info("Phase geometry: output frame %s and %d pixel maps in %.2f s",
                  run.frame.shape, len(exposures), run.timings["geometry"])
+    ckpt = run.checkpoints = _open_checkpoints(run, checkpoint, overwrite_store)
     sources, ingest = [], []
     for k, exp in enumerate(exposures):
         entry, tasks = array_sources(exp, root, f"inputs/{k}", (tile, tile),
-                                     shares_memory=scheduler.shares_memory)
+                                     shares_memory=scheduler.shares_memory, create=ckpt.array)
         sources.append(entry)
         ingest.extend(tasks)
-    ingested = phases.run("ingest", ingest)
+    ingested = phases.run("ingest", ckpt.tasks("ingest", ingest))
     after_ingest = dask.delayed(barrier, pure=False)(*ingested) if not eager else None
     if eager:
         _check_usable(run, sources, phases)
@@ -114,14 +124,45 @@ def build_imaging(
     targets = [None] * len(exposures)
     if eager:
         # Flag tasks write their DQ tiles straight into the store: no tile travels back.
-        targets = [create_array(root, f"outputs/{k}/dq", e.shape, np.uint32, (tile, tile), 0)
+        targets = [ckpt.array(f"outputs/{k}/dq", e.shape, np.uint32, (tile, tile), 0)
                    for k, e in enumerate(exposures)]
     if params.resample_data:
         flags = _flag_resampled(run, sources, median_done, targets)
     else:
         flags = _flag_direct(run, sources, median_done, targets)
     _finish(run, flags, phases, targets)
+    ckpt.complete()
     return run
+
+
+def _open_checkpoints(run: ImagingGraph, enabled: bool, overwrite: bool) -> Checkpoints:
+    """Start or resume the run's checkpoints; the fingerprint covers parameters, inputs,
+    geometry (pixel maps) and tile size."""
+    if not enabled:
+        return Checkpoints.disabled(run.root)
+    from dataclasses import asdict
+
+    import dask.base
+
+    params = asdict(run.params)
+    inputs = {}
+    for exp in run.exposures:
+        inputs[exp.name] = dask.base.tokenize(
+            exp.group_id, exp.shape, exp.exposure_time, exp.background_level,
+            exp.background_subtracted,
+            [input_token(getattr(exp, name, None)) for name in INPUT_ARRAYS])
+    geometry = None
+    if run.frame is not None:
+        geometry = (run.frame.shape, [dask.base.tokenize(pm.shape, pm.xs, pm.ys, pm.X, pm.Y,
+                                                         pm.order)
+                                      for pm in run.pixel_maps])
+    parts = {"mode": "imaging", "parameters": params, "inputs": inputs, "geometry": geometry,
+             "layout": {"tile": run.tile}}
+    describe = {"mode": "imaging", "parameters": describe_mapping(params),
+                "inputs": describe_mapping(inputs),
+                "geometry": f"output frame {run.frame.shape}" if run.frame else "none",
+                "layout": describe_mapping({"tile": run.tile})}
+    return Checkpoints.open(run.root, parts=parts, overwrite=overwrite, describe=describe)
 
 
 def _check_usable(run: ImagingGraph, sources: list[dict[str, Any]], phases: PhaseRunner) -> None:
@@ -152,12 +193,13 @@ def _resampled_median(run: ImagingGraph, sources: list[dict[str, Any]], phases: 
     tiling = Tiling(frame.shape, (tile, tile))
     pad = pad_for_kernel(params.kernel)
     n_groups = len(run.groups)
-    data = create_array(run.root, "resampled/data", (n_groups, *frame.shape), np.float32,
-                        (1, tile, tile), np.nan, attributes={"kind": "drizzled group images"})
-    wht = create_array(run.root, "resampled/wht", (n_groups, *frame.shape), np.float32,
-                       (1, tile, tile), 0.0, attributes={"kind": "drizzle weights"})
-    run.median = create_array(run.root, "median", frame.shape, np.float32, (tile, tile), np.nan,
-                              attributes={"kind": "median frame"})
+    ckpt = run.checkpoints
+    data = ckpt.array("resampled/data", (n_groups, *frame.shape), np.float32, (1, tile, tile),
+                      np.nan, attributes={"kind": "drizzled group images"})
+    wht = ckpt.array("resampled/wht", (n_groups, *frame.shape), np.float32, (1, tile, tile),
+                     0.0, attributes={"kind": "drizzle weights"})
+    run.median = ckpt.array("median", frame.shape, np.float32, (tile, tile), np.nan,
+                            attributes={"kind": "median frame"})
     plan = plan_group_tiles(run.pixel_maps, run.groups, tiling, pad)
     pm_keys = [dask.delayed(pm, name=f"pixel-map-{k}-{dask.base.tokenize(pm.X, pm.Y)}")
                for k, pm in enumerate(run.pixel_maps)]
@@ -172,7 +214,8 @@ def _resampled_median(run: ImagingGraph, sources: list[dict[str, Any]], phases: 
             pixfrac=params.pixfrac, fillval=params.fillval, weight_type=params.weight_type,
             bad_mask=params.bad_mask, out_data=data, out_wht=wht, after=after)
     keys = list(resample_tasks)
-    done = phases.run("resample", [resample_tasks[key] for key in keys])
+    done = phases.run("resample", ckpt.tasks("resample", [resample_tasks[key] for key in keys],
+                                             decode=int))
     resampled = dict(zip(keys, done, strict=True))
     tiles_of_group: dict[int, list[Any]] = {g: [] for g in range(n_groups)}
     for g, t in keys:
@@ -182,7 +225,7 @@ def _resampled_median(run: ImagingGraph, sources: list[dict[str, Any]], phases: 
             wht, g, tiles_of_group[g], params.maskpt,
             *[resampled[(g, t)] for t in tiles_of_group[g]])
         for g in range(n_groups)]
-    thresholds = phases.run("threshold", threshold_tasks)
+    thresholds = phases.run("threshold", ckpt.tasks("threshold", threshold_tasks))
     median_tasks = []
     for t in tiling:
         groups_here = [g for g in range(n_groups) if (g, t) in resampled]
@@ -191,7 +234,7 @@ def _resampled_median(run: ImagingGraph, sources: list[dict[str, Any]], phases: 
         median_tasks.append(dask.delayed(median_of_resampled_tile, pure=False)(
             t, groups_here, [thresholds[g] for g in groups_here], data=data, wht=wht,
             median=run.median, after=[resampled[(g, t)] for g in groups_here]))
-    medians = phases.run("median", median_tasks)
+    medians = phases.run("median", ckpt.tasks("median", median_tasks, decode=int))
     return None if phases.eager else dask.delayed(barrier, pure=False)(*medians)
 
 
@@ -201,8 +244,9 @@ def _direct_median(run: ImagingGraph, sources: list[dict[str, Any]], phases: Pha
     shape = run.exposures[0].shape
     tiling = Tiling(shape, (tile, tile))
     tiles = list(tiling)
-    run.median = create_array(run.root, "median", shape, np.float32, (tile, tile), np.nan,
-                              attributes={"kind": "median frame (no resampling)"})
+    ckpt = run.checkpoints
+    run.median = ckpt.array("median", shape, np.float32, (tile, tile), np.nan,
+                            attributes={"kind": "median frame (no resampling)"})
     times = [float(e.exposure_time or 1.0) for e in run.exposures]
     thr_tasks = [dask.delayed(exposure_weight_threshold, pure=False)(
         src, tiles, maskpt=params.maskpt, weight_type=params.weight_type,
@@ -210,11 +254,11 @@ def _direct_median(run: ImagingGraph, sources: list[dict[str, Any]], phases: Pha
         for src, texp in zip(sources, times, strict=True)]
     if after is not None:
         thr_tasks = [dask.delayed(first, pure=False)(t, after) for t in thr_tasks]
-    thresholds = phases.run("threshold", thr_tasks)
+    thresholds = phases.run("threshold", ckpt.tasks("threshold", thr_tasks))
     median_tasks = [dask.delayed(median_of_exposures_tile, pure=False)(
         t, sources, thresholds, times, weight_type=params.weight_type, bad_mask=params.bad_mask,
         median=run.median, after=after) for t in tiles]
-    medians = phases.run("median", median_tasks)
+    medians = phases.run("median", ckpt.tasks("median", median_tasks, decode=int))
     return None if phases.eager else dask.delayed(barrier, pure=False)(*medians)
 
 
@@ -251,6 +295,11 @@ def _flag_direct(run: ImagingGraph, sources: list[dict[str, Any]], median_done: 
 def _finish(run: ImagingGraph, flags: list[dict[Any, Any]], phases: PhaseRunner,
             targets: list[Any]) -> None:
     """DQ arrays per exposure (lazy, or stored and reopened when eager) and flag counts."""
+    if phases.eager and run.checkpoints is not None and run.checkpoints.enabled:
+        flat = [task for per_tile in flags for task in per_tile.values()]
+        recorded = iter(run.checkpoints.tasks("flag", flat, encode=operator.itemgetter("n"),
+                                              decode=lambda v: {"n": int(v)}))
+        flags = [{t: next(recorded) for t in per_tile} for per_tile in flags]
     counts = [dask.delayed(sum, pure=True)(
         [dask.delayed(operator.getitem, pure=True)(task, "n") for task in per_tile.values()])
         for per_tile in flags]
