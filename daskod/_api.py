@@ -12,7 +12,7 @@ import numpy as np
 
 from daskod._exceptions import InputError, SkippedWarning
 from daskod._result import OutlierResult
-from daskod.engine._budget import plan_budget
+from daskod.engine._budget import plan_budget, scheduler_facts
 from daskod.engine._dispatch import resolve_scheduler, working_directory
 from daskod.exposure import Exposure, validate_exposures
 from daskod.flag._dq import DO_NOT_USE
@@ -222,10 +222,14 @@ def detect_outliers(
         return OutlierResult(status="SKIPPED", reason=reason, params=resolved, exposures=items,
                              dq=[np.array(e.dq, dtype=np.uint32) for e in items])
     sched = resolve_scheduler(scheduler)
-    budget = plan_budget(memory_limit=memory_limit, n_groups=n_units,
-                         max_group_members=max(len(g) for g in groups), tile_size=tile_size,
-                         num_workers=sched.num_workers,
-                         separate_processes=sched.name == "processes")
+    try:
+        # On a cluster the budget is shared by its workers (asked for their memory).
+        budget = plan_budget(memory_limit=memory_limit, n_groups=n_units,
+                             max_group_members=max(len(g) for g in groups),
+                             tile_size=tile_size, **scheduler_facts(sched))
+    except BaseException:
+        sched.close()
+        raise
     sched.num_workers = budget.num_workers if sched.client is None else sched.num_workers
     keep = save_intermediate_results or not in_memory or not compute or store is not None
     progress_ctx = _progress(progress, sched)
@@ -277,9 +281,12 @@ def _detect_in_cube(cube: Any, *, mode: str, maskpt: float, snr: Any, good_bits:
                 "rolling_window_width": rolling_window_width,
                 "rolling_nan_policy": rolling_nan_policy}
     sched = resolve_scheduler(scheduler)
-    per_task, workers = plan_task_budget(memory_limit=memory_limit,
-                                         num_workers=sched.num_workers,
-                                         separate_processes=sched.name == "processes")
+    try:
+        per_task, workers = plan_task_budget(memory_limit=memory_limit,
+                                             **scheduler_facts(sched))
+    except BaseException:
+        sched.close()
+        raise
     if sched.client is None:
         sched.num_workers = workers
     keep = save_intermediate_results or not in_memory or not compute or store is not None

@@ -30,50 +30,54 @@ def estimate_memory(
     Returns
     -------
     dict
-        ``memory_limit``, ``predicted_peak`` (bytes: this process now, plus the working
-        tasks at once, plus worker processes' own imports when they are local processes),
-        ``per_task``, ``workers``, and ``tile`` (imaging) or ``budget_per_task`` (cubes).
+        ``memory_limit``; ``predicted_peak`` (bytes: locally this process now, plus the
+        working tasks at once, plus worker processes' own imports when they are local
+        processes; on a distributed cluster the sum over its workers of what each holds now
+        plus its tasks); ``per_task``, ``workers``, and ``tile`` (imaging) or
+        ``budget_per_task`` (cubes); on a cluster also ``worker_share`` (the budget of one
+        worker) and ``worker_peak`` (its predicted peak).
 
     Raises
     ------
     MemoryBudgetError
         When no tile fits; the message says what would.
+    ConnectionError
+        When ``scheduler`` is an address that cannot be reached.
+
+    Notes
+    -----
+    The run itself budgets through the same functions, so the estimate is what it uses. On a
+    cluster the workers are asked for their resident memory and limits.
     """
     from daskod.cube import Cube
-    from daskod.engine._budget import (
-        SAFETY,
-        WORKER_BASELINE,
-        default_memory_limit,
-        plan_budget,
-        plan_task_budget,
-        process_rss,
-    )
+    from daskod.engine._budget import plan_budget, scheduler_facts, task_budget
     from daskod.engine._dispatch import resolve_scheduler
     from daskod.exposure import validate_exposures
     from daskod.modes.imaging import group_exposures
-    from daskod.options import get_option, parse_bytes
 
     sched = resolve_scheduler(scheduler)
-    procs = sched.client is None and sched.name == "processes"
-    if isinstance(inputs, Cube) or mode in ("tso", "coron"):
-        per_task, workers = plan_task_budget(memory_limit=memory_limit,
-                                             num_workers=sched.num_workers,
-                                             separate_processes=procs)
-        baseline = process_rss()
-        peak = baseline + 48 * 2**20 + workers * (per_task * SAFETY
-                                                   + (WORKER_BASELINE if procs else 0))
-        limit = parse_bytes(memory_limit if memory_limit is not None
-                            else get_option("memory_limit")) or default_memory_limit()
-        return {"memory_limit": limit, "predicted_peak": int(peak), "per_task": per_task,
-                "workers": workers, "budget_per_task": per_task}
-    items = validate_exposures(inputs, need_wcs=False)
-    groups = group_exposures(items)
-    n_units = len(groups) if resample_data else len(items)
-    budget = plan_budget(memory_limit=memory_limit, n_groups=max(n_units, 1),
-                         max_group_members=max(len(g) for g in groups), tile_size=tile_size,
-                         num_workers=sched.num_workers, separate_processes=procs)
-    peak = (budget.baseline + 48 * 2**20
-            + budget.num_workers * (budget.per_task_bytes + (WORKER_BASELINE if procs else 0)))
-    return {"memory_limit": budget.memory_limit, "predicted_peak": int(peak),
-            "per_task": budget.per_task_bytes, "workers": budget.num_workers,
-            "tile": budget.tile}
+    try:
+        facts = scheduler_facts(sched)
+        if isinstance(inputs, Cube) or mode in ("tso", "coron"):
+            budget = task_budget(memory_limit=memory_limit, **facts)
+        else:
+            items = validate_exposures(inputs, need_wcs=False)
+            groups = group_exposures(items)
+            n_units = len(groups) if resample_data else len(items)
+            budget = plan_budget(memory_limit=memory_limit, n_groups=max(n_units, 1),
+                                 max_group_members=max(len(g) for g in groups),
+                                 tile_size=tile_size, **facts)
+    finally:
+        sched.close()
+    out: dict[str, Any] = {"memory_limit": budget.memory_limit,
+                           "predicted_peak": budget.predicted_peak,
+                           "per_task": budget.per_task_bytes, "workers": budget.num_workers}
+    if budget.tile:
+        out["tile"] = budget.tile
+    else:
+        out["budget_per_task"] = budget.per_task_bytes
+    workers = facts["workers"]
+    if workers is not None:
+        out["worker_share"] = budget.worker_share
+        out["worker_peak"] = budget.predicted_peak // workers.n_workers
+    return out

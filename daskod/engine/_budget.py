@@ -1,7 +1,13 @@
 """Memory budget -> tile size and concurrency.
 
 The estimates are per task, in bytes per tile pixel, from the arrays each task holds at its
-peak (see the task functions); the baseline is what the Python process already uses.
+peak (see the task functions); the baseline is what a Python process already uses.
+
+Local schedulers share ``memory_limit`` between this process and its workers. On a
+distributed cluster the budget is shared by the workers (the client holds only the graph):
+each worker gets ``memory_limit / n_workers``, never more than the pause threshold of its own
+distributed ``memory_limit``, and its tasks must fit on top of what the worker already holds
+(asked from the workers, not assumed).
 """
 
 from __future__ import annotations
@@ -10,11 +16,13 @@ import logging
 import math
 import os
 from dataclasses import dataclass
+from typing import Any
 
 from daskod._exceptions import MemoryBudgetError
 from daskod.options import get_option, parse_bytes
 
-__all__ = ["Budget", "plan_budget", "default_memory_limit", "process_rss"]
+__all__ = ["Budget", "WorkerFacts", "plan_budget", "plan_task_budget", "task_budget",
+           "scheduler_facts", "ask_workers", "default_memory_limit", "process_rss"]
 
 log = logging.getLogger(__name__)
 
@@ -27,8 +35,12 @@ SAFETY = 1.6
 #: Resident memory of a fresh worker process after importing the task modules (measured
 #: 102 MiB with Python 3.11, numpy 2.4, astropy 8, zarr 3.1, dask 2026.8; plus headroom).
 WORKER_BASELINE = 130 * 2**20
+#: Per process: zarr buffers, Dask/distributed bookkeeping, task results in flight.
+OVERHEAD = 48 * 2**20
 MIN_TILE = 64
 MAX_TILE = 2048
+#: Bytes one cube-mode task needs at the least.
+MIN_TASK = 8 * 2**20
 
 
 def process_rss() -> int:
@@ -45,26 +57,163 @@ def default_memory_limit() -> int:
     return int(min(psutil.virtual_memory().total // 4, 4 * 2**30))
 
 
+def _mib(n: float) -> str:
+    return f"{n / 2**20:.0f} MiB"
+
+
+@dataclass(frozen=True)
+class WorkerFacts:
+    """What the workers of a distributed cluster hold and allow, asked from them.
+
+    Attributes
+    ----------
+    n_workers : int
+        Worker processes now connected.
+    threads_per_worker : int
+        The largest thread count of a worker (tasks running at once in one process).
+    baseline : int
+        The largest resident memory of a worker after importing the task modules.
+    memory_cap : int or None
+        The smallest worker ``memory_limit`` times its pause (or terminate) fraction: above
+        it distributed pauses or restarts the worker. None when workers have no limit.
+    cap_fraction : float
+        That pause (or terminate) fraction of the worker ``memory_limit`` (1.0 if none).
+    """
+
+    n_workers: int
+    threads_per_worker: int
+    baseline: int
+    memory_cap: int | None
+    cap_fraction: float = 1.0
+
+
+def _probe_worker(dask_worker: Any = None) -> dict[str, Any]:
+    """Runs on each worker (``client.run``): import the task modules, report RSS and limits."""
+    import dask
+    import psutil
+
+    import daskod._worker_imports  # noqa: F401  (the modules every task imports)
+
+    limit = frac = None
+    nthreads = 1
+    if dask_worker is not None:
+        nthreads = int(getattr(dask_worker.state, "nthreads", None)
+                       or getattr(dask_worker, "nthreads", 1))
+        manager = getattr(dask_worker, "memory_manager", None)
+        limit = getattr(manager, "memory_limit", None) or None
+        fracs = [getattr(manager, "memory_pause_fraction", False),
+                 dask.config.get("distributed.worker.memory.terminate", False)]
+        fracs = [f for f in fracs if f not in (False, None)]
+        frac = min(fracs) if fracs else None
+    return {"rss": int(psutil.Process().memory_info().rss), "nthreads": nthreads,
+            "limit": limit, "fraction": frac}
+
+
+def ask_workers(client: Any) -> WorkerFacts:
+    """Ask every worker of ``client`` for its resident memory, threads and memory limit."""
+    replies = client.run(_probe_worker)
+    if not replies:
+        log.warning("The cluster has no workers yet; budgeting for one worker of "
+                    "%s baseline.", _mib(WORKER_BASELINE))
+        return WorkerFacts(1, 1, WORKER_BASELINE, None)
+    limited = [r for r in replies.values() if r["limit"]]
+    tightest = min(limited, key=lambda r: r["limit"] * (r["fraction"] or 1.0), default=None)
+    return WorkerFacts(n_workers=len(replies),
+                       threads_per_worker=max(int(r["nthreads"]) for r in replies.values()),
+                       baseline=max(int(r["rss"]) for r in replies.values()),
+                       memory_cap=None if tightest is None
+                       else int(tightest["limit"] * (tightest["fraction"] or 1.0)),
+                       cap_fraction=1.0 if tightest is None else (tightest["fraction"] or 1.0))
+
+
+def scheduler_facts(scheduler: Any) -> dict[str, Any]:
+    """The keyword arguments of :func:`plan_budget` / :func:`task_budget` that describe
+    ``scheduler`` (a :class:`daskod.engine._dispatch.Scheduler`); asks a cluster's workers."""
+    if scheduler.client is not None:
+        return {"num_workers": scheduler.num_workers, "separate_processes": True,
+                "workers": ask_workers(scheduler.client)}
+    return {"num_workers": scheduler.num_workers,
+            "separate_processes": scheduler.name == "processes", "workers": None}
+
+
 @dataclass(frozen=True)
 class Budget:
-    """The outcome of budgeting: tile edge, worker count and the per-task estimate."""
+    """The outcome of budgeting.
+
+    ``tile`` is the tile edge (0 for modes sized in bytes); ``per_task_bytes`` what one task
+    holds at its peak; ``predicted_peak`` the resident memory the budget covers (this process
+    and its local workers, or the workers of a cluster); ``worker_share`` the budget of one
+    cluster worker (None locally).
+    """
 
     memory_limit: int
     tile: int
     num_workers: int
     per_task_bytes: int
     baseline: int
+    predicted_peak: int = 0
+    worker_share: int | None = None
 
     def describe(self) -> str:
-        return (f"memory_limit={self.memory_limit / 2**20:.0f} MiB, tile={self.tile} px, "
-                f"workers={self.num_workers}, ~{self.per_task_bytes / 2**20:.0f} MiB per task, "
-                f"baseline {self.baseline / 2**20:.0f} MiB")
+        share = (f", {_mib(self.worker_share)} per cluster worker"
+                 if self.worker_share is not None else "")
+        return (f"memory_limit={_mib(self.memory_limit)}, tile={self.tile} px, "
+                f"workers={self.num_workers}, ~{_mib(self.per_task_bytes)} per task, "
+                f"baseline {_mib(self.baseline)}{share}, predicted peak "
+                f"{_mib(self.predicted_peak)}")
 
 
 def bytes_per_tile_pixel(n_groups: int, max_group_members: int) -> float:
     """Peak bytes per tile pixel of the most demanding task."""
     return SAFETY * max(MEDIAN_BYTES_PER_GROUP * n_groups,
                         DRIZZLE_BYTES_PER_INPUT * max_group_members, FLAG_BYTES)
+
+
+def _limit(memory_limit: int | str | None, workers: WorkerFacts | None) -> int:
+    given = parse_bytes(memory_limit if memory_limit is not None
+                        else get_option("memory_limit"))
+    if given:
+        return given
+    if workers is not None and workers.memory_cap:
+        # A cluster whose workers have limits: their sum is the budget.
+        return workers.n_workers * workers.memory_cap
+    return default_memory_limit()
+
+
+def _worker_share(limit: int, workers: WorkerFacts) -> int:
+    share = limit // workers.n_workers
+    if workers.memory_cap is not None:
+        share = min(share, workers.memory_cap)
+    return share
+
+
+def _cluster_refusal(limit: int, workers: WorkerFacts, task_bytes: float, what: str) -> str:
+    """Why one task of ``task_bytes`` per thread does not fit a worker, and what would."""
+    need = workers.baseline + OVERHEAD + workers.threads_per_worker * task_bytes
+    share = _worker_share(limit, workers)
+    msg = (f"memory_limit={_mib(limit)} over {workers.n_workers} workers gives each "
+           f"{_mib(share)}")
+    if workers.memory_cap is not None and share == workers.memory_cap:
+        msg += " (the pause threshold of the workers' own memory_limit)"
+    msg += (f"; a worker already holds {_mib(workers.baseline)} and "
+            f"{workers.threads_per_worker} task(s) of {what} need ~{_mib(need - workers.baseline)}"
+            f" more. ")
+    fixes = []
+    if workers.memory_cap is not None and workers.memory_cap < need:
+        fixes.append(f"start workers with memory_limit of at least "
+                     f"{math.ceil(need / workers.cap_fraction / 2**20)} MiB (distributed pauses "
+                     f"a worker at {workers.cap_fraction:g} of it)")
+    else:
+        fixes.append(f"give memory_limit of at least {math.ceil(need * workers.n_workers / 2**20)}"
+                     " MiB")
+        fewer = int(limit // need)
+        if 1 <= fewer < workers.n_workers:
+            fixes.append(f"use at most {fewer} worker(s)")
+    if workers.threads_per_worker > 1:
+        fixes.append("use one thread per worker")
+    if len(fixes) == 1:
+        return f"{msg}{fixes[0][0].upper()}{fixes[0][1:]}."
+    return msg + "Either " + ", or ".join(fixes) + "."
 
 
 def plan_budget(
@@ -75,13 +224,15 @@ def plan_budget(
     tile_size: int | None,
     num_workers: int,
     separate_processes: bool,
+    workers: WorkerFacts | None = None,
 ) -> Budget:
     """Choose tile size and worker count so the run fits ``memory_limit``.
 
     Parameters
     ----------
     memory_limit : int, str or None
-        Budget for the whole run (this process, plus worker processes when they are local).
+        Budget for the whole run: this process plus local worker processes, or the workers
+        of a distributed cluster (``workers`` given).
     n_groups, max_group_members : int
         Stack depth of the median and the largest group drizzled by one task.
     tile_size : int or None
@@ -90,66 +241,120 @@ def plan_budget(
         Workers the scheduler would use.
     separate_processes : bool
         Workers are local processes, each with its own baseline.
+    workers : WorkerFacts, optional
+        The workers of a distributed cluster (:func:`ask_workers`).
     """
-    limit = parse_bytes(memory_limit if memory_limit is not None
-                        else get_option("memory_limit")) or default_memory_limit()
-    baseline = process_rss()
+    limit = _limit(memory_limit, workers)
     per_px = bytes_per_tile_pixel(n_groups, max_group_members)
-    available = limit - baseline - 48 * 2**20
-    workers = max(1, num_workers)
+    if tile_size is not None or get_option("tile_size") is not None:
+        tile_size = int(tile_size if tile_size is not None else get_option("tile_size"))
+        if tile_size < 8:
+            msg = f"tile_size must be at least 8 pixels, got {tile_size!r}."
+            raise ValueError(msg)
+    if workers is not None:
+        return _plan_on_cluster(limit, per_px, n_groups, tile_size, workers)
+    baseline = process_rss()
+    available = limit - baseline - OVERHEAD
+    n = max(1, num_workers)
     worker_base = WORKER_BASELINE if separate_processes else 0
     if separate_processes:
         # Each worker process carries roughly the same imports as this one.
-        while workers > 1 and available - workers * worker_base < workers * per_px * MIN_TILE**2:
-            workers -= 1
-        available -= workers * worker_base
+        while n > 1 and available - n * worker_base < n * per_px * MIN_TILE**2:
+            n -= 1
+        available -= n * worker_base
     if available <= per_px * MIN_TILE**2:
-        need = baseline + 48 * 2**20 + worker_base + per_px * MIN_TILE**2
-        msg = (f"memory_limit={limit / 2**20:.0f} MiB cannot hold even one {MIN_TILE}x{MIN_TILE} "
-               f"tile of {n_groups} groups on top of the {baseline / 2**20:.0f} MiB this process "
+        need = baseline + OVERHEAD + worker_base + per_px * MIN_TILE**2
+        msg = (f"memory_limit={_mib(limit)} cannot hold even one {MIN_TILE}x{MIN_TILE} "
+               f"tile of {n_groups} groups on top of the {_mib(baseline)} this process "
                f"already uses; give at least {math.ceil(need / 2**20)} MiB.")
         raise MemoryBudgetError(msg)
     if tile_size is None:
-        tile_size = get_option("tile_size")
-    if tile_size is None:
-        edge = math.sqrt(available / workers / per_px)
-        # Keep a few tiles per worker for balance, but tiles of >=256 are efficient.
-        tile = int(max(MIN_TILE, min(MAX_TILE, edge)) // 64 * 64) or MIN_TILE
-        tile = max(tile, MIN_TILE)
+        edge = math.sqrt(available / n / per_px)
+        tile = max(MIN_TILE, int(min(MAX_TILE, edge)) // 64 * 64)
     else:
-        tile = int(tile_size)
-        if tile < 8:
-            msg = f"tile_size must be at least 8 pixels, got {tile_size!r}."
-            raise ValueError(msg)
-        while workers > 1 and per_px * tile**2 * workers > available:
-            workers -= 1
-    budget = Budget(memory_limit=limit, tile=tile, num_workers=workers,
-                    per_task_bytes=int(per_px * tile**2), baseline=baseline)
+        tile = tile_size
+        while n > 1 and per_px * tile**2 * n > available:
+            n -= 1
+    per_task = int(per_px * tile**2)
+    budget = Budget(memory_limit=limit, tile=tile, num_workers=n, per_task_bytes=per_task,
+                    baseline=baseline,
+                    predicted_peak=int(baseline + OVERHEAD + n * (per_task + worker_base)))
+    log.info("Budget: %s", budget.describe())
+    return budget
+
+
+def _plan_on_cluster(limit: int, per_px: float, n_groups: int, tile_size: int | None,
+                     workers: WorkerFacts) -> Budget:
+    share = _worker_share(limit, workers)
+    threads = workers.threads_per_worker
+    available = share - workers.baseline - OVERHEAD
+    if tile_size is None:
+        if available < threads * per_px * MIN_TILE**2:
+            what = f"one {MIN_TILE}x{MIN_TILE} tile of {n_groups} groups"
+            raise MemoryBudgetError(_cluster_refusal(limit, workers, per_px * MIN_TILE**2,
+                                                     what))
+        edge = math.sqrt(available / threads / per_px)
+        tile = max(MIN_TILE, int(min(MAX_TILE, edge)) // 64 * 64)
+    else:
+        tile = tile_size
+        if available < threads * per_px * tile**2:
+            what = f"one {tile}x{tile} tile (tile_size) of {n_groups} groups"
+            raise MemoryBudgetError(_cluster_refusal(limit, workers, per_px * tile**2, what)
+                                    + " A smaller tile_size (or none) may also fit.")
+    per_task = int(per_px * tile**2)
+    per_worker = workers.baseline + OVERHEAD + threads * per_task
+    budget = Budget(memory_limit=limit, tile=tile, num_workers=workers.n_workers * threads,
+                    per_task_bytes=per_task, baseline=workers.baseline,
+                    predicted_peak=int(workers.n_workers * per_worker), worker_share=share)
+    log.info("Budget: %s", budget.describe())
+    return budget
+
+
+def task_budget(*, memory_limit: int | str | None, num_workers: int,
+                separate_processes: bool, workers: WorkerFacts | None = None) -> Budget:
+    """The budget of modes sized by bytes, not tiles (``tile`` is 0, ``per_task_bytes`` is
+    what one task may hold before the safety factor)."""
+    limit = _limit(memory_limit, workers)
+    if workers is not None:
+        share = _worker_share(limit, workers)
+        threads = workers.threads_per_worker
+        per_task = int((share - workers.baseline - OVERHEAD) / threads / SAFETY)
+        if per_task < MIN_TASK:
+            raise MemoryBudgetError(_cluster_refusal(limit, workers, SAFETY * MIN_TASK,
+                                                     f"{_mib(MIN_TASK)} each"))
+        per_worker = workers.baseline + OVERHEAD + threads * per_task * SAFETY
+        budget = Budget(memory_limit=limit, tile=0, num_workers=workers.n_workers * threads,
+                        per_task_bytes=per_task, baseline=workers.baseline,
+                        predicted_peak=int(workers.n_workers * per_worker), worker_share=share)
+    else:
+        baseline = process_rss()
+        available = limit - baseline - OVERHEAD
+        n = max(1, num_workers)
+        worker_base = WORKER_BASELINE if separate_processes else 0
+        if separate_processes:
+            while n > 1 and available - n * worker_base < n * 32 * 2**20:
+                n -= 1
+            available -= n * worker_base
+        per_task = int(available / n / SAFETY)
+        if per_task < MIN_TASK:
+            msg = (f"memory_limit={_mib(limit)} leaves {max(per_task, 0) / 2**20:.1f} MiB "
+                   f"per task on top of the {_mib(baseline)} this process uses; give at "
+                   f"least {math.ceil((baseline + OVERHEAD + SAFETY * MIN_TASK) / 2**20)} MiB.")
+            raise MemoryBudgetError(msg)
+        budget = Budget(memory_limit=limit, tile=0, num_workers=n, per_task_bytes=per_task,
+                        baseline=baseline, predicted_peak=int(
+                            baseline + OVERHEAD + n * (per_task * SAFETY + worker_base)))
     log.info("Budget: %s", budget.describe())
     return budget
 
 
 def plan_task_budget(*, memory_limit: int | str | None, num_workers: int,
-                     separate_processes: bool) -> tuple[int, int]:
+                     separate_processes: bool,
+                     workers: WorkerFacts | None = None) -> tuple[int, int]:
     """Bytes one task may hold, and the worker count, for modes sized by bytes, not tiles."""
-    limit = parse_bytes(memory_limit if memory_limit is not None
-                        else get_option("memory_limit")) or default_memory_limit()
-    baseline = process_rss()
-    available = limit - baseline - 48 * 2**20
-    workers = max(1, num_workers)
-    if separate_processes:
-        while workers > 1 and available - workers * WORKER_BASELINE < workers * 32 * 2**20:
-            workers -= 1
-        available -= workers * WORKER_BASELINE
-    per_task = int(available / workers / SAFETY)
-    if per_task < 8 * 2**20:
-        msg = (f"memory_limit={limit / 2**20:.0f} MiB leaves {max(per_task, 0) / 2**20:.1f} MiB "
-               f"per task on top of the {baseline / 2**20:.0f} MiB this process uses; give at "
-               f"least {math.ceil((baseline + 48 * 2**20 + SAFETY * 8 * 2**20) / 2**20)} MiB.")
-        raise MemoryBudgetError(msg)
-    log.info("Budget: memory_limit=%d MiB, %d workers, %d MiB per task", limit // 2**20,
-             workers, per_task // 2**20)
-    return per_task, workers
+    budget = task_budget(memory_limit=memory_limit, num_workers=num_workers,
+                         separate_processes=separate_processes, workers=workers)
+    return budget.per_task_bytes, budget.num_workers
 
 
 def cpu_count() -> int:
