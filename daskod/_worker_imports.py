@@ -6,6 +6,7 @@ import bottleneck
 import drizzle.resample
 import zarr
 
+import daskod.engine._checkpoint
 import daskod.engine._tasks
 import daskod.flag._graph
 import daskod.median._graph

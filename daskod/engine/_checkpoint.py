@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 #: Root attribute of the working store that holds the run record.
 RECORD_KEY = "daskod_run"
 #: Fingerprint parts, in the order messages name them.
-PARTS = ("mode", "parameters", "inputs", "geometry", "layout")
+PARTS = ("mode", "parameters", "inputs", "geometry", "layout", "daskod version")
 
 
 def _tokenize(*args: Any) -> str:
@@ -200,8 +200,10 @@ class Checkpoints:
 
         from daskod import __version__
 
+        parts = {**parts, "daskod version": __version__}
         tokens = {name: _tokenize(name, parts.get(name)) for name in PARTS}
-        describe = {k: str(v) for k, v in (describe or {}).items()}
+        describe = {"daskod version": __version__,
+                    **{k: str(v) for k, v in (describe or {}).items()}}
         record = read_record(root)
         if record is not None and record.get("tokens") == tokens:
             status = record.get("status", "running")
