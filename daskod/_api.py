@@ -13,9 +13,12 @@ import numpy as np
 from daskod._exceptions import InputError, SkippedWarning
 from daskod._result import OutlierResult
 from daskod.engine._budget import plan_budget, scheduler_facts
+from daskod.engine._checkpoint import recorded_tile
 from daskod.engine._dispatch import resolve_scheduler, working_directory
 from daskod.exposure import Exposure, validate_exposures
 from daskod.flag._dq import DO_NOT_USE
+from daskod.io._location import ensure_free_space, open_store
+from daskod.io._store import store_bytes
 from daskod.modes._params import ImagingParams
 from daskod.modes.imaging import build_imaging, group_exposures
 from daskod.options import get_option
@@ -61,8 +64,10 @@ def detect_outliers(
     scheduler: Any = None,
     progress: bool = False,
     store: str | None = None,
+    storage_options: dict[str, Any] | None = None,
     compute: bool = True,
     inplace: bool = False,
+    overwrite_store: bool = False,
 ) -> OutlierResult:
     """Find cosmic rays and other outliers the way the JWST outlier-detection step does.
 
@@ -140,7 +145,16 @@ def detect_outliers(
         Show a progress bar per phase (local schedulers).
     store : str, optional
         Folder of the Zarr working store (kept). Default: a temporary folder under the
-        ``temp_dir`` option.
+        ``temp_dir`` option. A run computed at once into a named store is *resumable*: every
+        expensive task is checkpointed there, and calling again with the same inputs,
+        parameters and store after a crash or a kill skips the finished tiles (same result).
+        A store left by a run with other inputs or parameters is refused with a StoreError.
+        An fsspec URL (``"s3://bucket/prefix"``) puts the store on object storage; the
+        location is checked (bucket, credentials, a probe write) before any work.
+    storage_options : dict, optional
+        fsspec options for a ``store`` URL, e.g. ``{"key": ..., "secret": ...,
+        "client_kwargs": {"endpoint_url": ...}}``; default: the usual AWS environment
+        variables and config files.
     compute : bool, optional
         False builds the whole lazy graph and returns at once; nothing is computed (or read)
         until the result's arrays are. The check for exposures with no usable pixel runs only
@@ -148,6 +162,9 @@ def detect_outliers(
     inplace : bool, optional
         Also write the new DQ, and NaN into SCI/ERR/VAR where DO_NOT_USE, into the input
         numpy arrays (as the reference updates its models).
+    overwrite_store : bool, optional
+        Discard what ``store`` holds from an earlier run with other inputs or parameters
+        (or of an older daskod) instead of refusing it.
 
     Returns
     -------
@@ -183,7 +200,8 @@ def detect_outliers(
             rolling_window_width=rolling_window_width, rolling_nan_policy=rolling_nan_policy,
             save_intermediate_results=save_intermediate_results, in_memory=in_memory,
             memory_limit=memory_limit, tile_size=tile_size, scheduler=scheduler,
-            progress=progress, store=store, compute=compute, inplace=inplace)
+            progress=progress, store=store, storage_options=storage_options,
+            compute=compute, inplace=inplace, overwrite_store=overwrite_store)
     if mode == "ifu":
         from daskod.modes.ifu import IFUParams, detect_ifu
 
@@ -221,7 +239,13 @@ def detect_outliers(
         log.warning("Step skipped: %s", reason)
         return OutlierResult(status="SKIPPED", reason=reason, params=resolved, exposures=items,
                              dq=[np.array(e.dq, dtype=np.uint32) for e in items])
+    if store is not None:  # StoreError now, before any work
+        store = open_store(store, storage_options=storage_options)
     sched = resolve_scheduler(scheduler)
+    checkpoint = compute and store is not None
+    if checkpoint and tile_size is None and not overwrite_store:
+        # Resuming: keep the tile layout of the run that left the store.
+        tile_size = recorded_tile(store)
     try:
         # On a cluster the budget is shared by its workers (asked for their memory).
         budget = plan_budget(memory_limit=memory_limit, n_groups=n_units,
@@ -234,8 +258,15 @@ def detect_outliers(
     keep = save_intermediate_results or not in_memory or not compute or store is not None
     progress_ctx = _progress(progress, sched)
     with working_directory(store, keep=keep) as root, progress_ctx, sched.session():
+        # Free space: a lower bound (the output frame is at least one detector).
+        frame = max(int(np.prod(e.shape)) for e in items) if params.resample_data else 0
+        ensure_free_space(root, store_bytes(
+            items, shares_memory=sched.shares_memory, frame_pixels=frame,
+            n_groups=n_units if params.resample_data else 0,
+            median_pixels=frame or int(np.prod(items[0].shape))), what="the working store")
         run = build_imaging(items, params, root=root, tile=budget.tile, scheduler=sched,
-                            eager=compute, max_output_pixels=get_option("max_output_pixels"))
+                            eager=compute, max_output_pixels=get_option("max_output_pixels"),
+                            checkpoint=checkpoint, overwrite_store=overwrite_store)
         median_wcs = run.frame.wcs if run.frame is not None else items[0].wcs
         if compute and in_memory:
             import dask.array as da
@@ -250,7 +281,8 @@ def detect_outliers(
         result = OutlierResult(status="COMPLETE", params=resolved, exposures=items, dq=dq,
                                median=median, median_wcs=median_wcs, n_flagged=run.counts,
                                store=root if keep else None, timings=run.timings,
-                               groups=groups, _pixel_maps=run.pixel_maps)
+                               groups=groups, _pixel_maps=run.pixel_maps,
+                               checkpoints=run.checkpoints.summary())
     if keep and store is None and not save_intermediate_results:
         # A temporary store that results still read from: remove it with the result.
         result._keepalive = weakref.finalize(result, shutil.rmtree, root, True)
@@ -267,7 +299,8 @@ def _detect_in_cube(cube: Any, *, mode: str, maskpt: float, snr: Any, good_bits:
                     rolling_window_width: int, rolling_nan_policy: str,
                     save_intermediate_results: bool, in_memory: bool, memory_limit: Any,
                     tile_size: int | None, scheduler: Any, progress: bool, store: Any,
-                    compute: bool, inplace: bool) -> OutlierResult:
+                    storage_options: dict[str, Any] | None, compute: bool,
+                    inplace: bool, overwrite_store: bool = False) -> OutlierResult:
     """TSO / coronagraphic modes (ALGORITHM.md section 3)."""
     from daskod.cube import validate_cube
     from daskod.engine._budget import plan_task_budget
@@ -280,6 +313,8 @@ def _detect_in_cube(cube: Any, *, mode: str, maskpt: float, snr: Any, good_bits:
     resolved = {"mode": mode, "maskpt": maskpt, "snr": snr, "good_bits": good_bits,
                 "rolling_window_width": rolling_window_width,
                 "rolling_nan_policy": rolling_nan_policy}
+    if store is not None:  # StoreError now, before any work
+        store = open_store(store, storage_options=storage_options)
     sched = resolve_scheduler(scheduler)
     try:
         per_task, workers = plan_task_budget(memory_limit=memory_limit,
@@ -292,9 +327,16 @@ def _detect_in_cube(cube: Any, *, mode: str, maskpt: float, snr: Any, good_bits:
     keep = save_intermediate_results or not in_memory or not compute or store is not None
     with working_directory(store, keep=keep) as root, _progress(progress, sched), \
             sched.session():
+        plane = int(np.prod(item.shape[1:]))
+        ensure_free_space(root, store_bytes(
+            [item], shares_memory=sched.shares_memory,
+            median_pixels=int(np.prod(item.shape)) if save_intermediate_results else plane),
+            what="the working store")
         run = build_cube_mode(item, params, mode, root=root, budget_bytes=per_task,
                               scheduler=sched, eager=compute,
-                              save_median=save_intermediate_results, time_chunk=tile_size)
+                              save_median=save_intermediate_results, time_chunk=tile_size,
+                              checkpoint=compute and store is not None,
+                              overwrite_store=overwrite_store)
         import dask.array as da
 
         median = None if run.median is None else da.from_zarr(run.median)
@@ -304,7 +346,8 @@ def _detect_in_cube(cube: Any, *, mode: str, maskpt: float, snr: Any, good_bits:
             median = None if median is None else np.asarray(median)
         result = OutlierResult(status="COMPLETE", params=resolved, exposures=[item], dq=[dq],
                                median=median, n_flagged=[run.count],
-                               store=root if keep else None, timings=run.timings)
+                               store=root if keep else None, timings=run.timings,
+                               checkpoints=run.checkpoints.summary())
     if keep and store is None and not save_intermediate_results:
         result._keepalive = weakref.finalize(result, shutil.rmtree, root, True)
     if compute:
