@@ -1,0 +1,194 @@
+"""Tasks of the IFU cube method: one block each, reading and writing the working store.
+
+The arithmetic is in :mod:`daskod.ifu._cube_kernels`; the graph in
+:mod:`daskod.ifu.cube_method`. WCS objects travel as pickled bytes and every task unpickles
+its own copy, so no WCS object is shared between threads.
+"""
+
+from __future__ import annotations
+
+import pickle
+from typing import Any
+
+import numpy as np
+
+from daskod.flag._kernels import apply_outlier_flags, flag_resampled_crs, nan_or_unusable_flags
+from daskod.geometry._tiles import Tile
+from daskod.ifu._cube_kernels import (
+    CubeGrid,
+    accumulate_cube,
+    blot_points,
+    plane_to_sky,
+    sky_to_plane,
+)
+from daskod.median._kernels import nanmedian_stack
+from daskod.resample._weights import compute_weight_threshold
+
+__all__ = ["HALO", "coordinates_band", "single_cube_chunk", "cube_weight_threshold",
+           "median_chunk", "blot_cube_region", "blot_and_flag_cube_tile"]
+
+#: Detector pixels around a tile the flag rule needs (3x3 growth + blot derivative).
+HALO = 2
+_VARIANCES = ("var_rnoise", "var_poisson", "var_flat")
+
+
+def coordinates_band(payload: bytes, y0: int, y1: int, nx: int, ny: int, ra0: float,
+                     dec0: float, out: dict[str, Any]) -> dict[str, Any]:
+    """Evaluate one band of rows; store (xi, eta, wave); return extent and sampling samples.
+
+    Rows ``[y0, y1]`` (one more than stored) are evaluated so that differences between
+    adjacent rows do not depend on where bands start; sampling uses rows ``y % 4 == 0``.
+    """
+    wcs = pickle.loads(payload)  # a private copy: WCS objects are not shared by threads
+    top = min(y1 + 1, ny)
+    yy, xx = np.mgrid[y0:top, 0:nx].astype(np.float64)
+    ra, dec, wave = (np.asarray(v, np.float64) for v in wcs(xx, yy, with_bounding_box=False))
+    xi, eta = sky_to_plane(ra, dec, ra0, dec0)
+    ok = np.isfinite(xi) & np.isfinite(eta) & np.isfinite(wave)
+    for arr in (xi, eta, wave):
+        arr[~ok] = np.nan
+    n = y1 - y0
+    for key, arr in (("xi", xi), ("eta", eta), ("wave", wave)):
+        out[key][y0:y1] = arr[:n]
+    sampled = (np.arange(y0, top) % 4 == 0)[:, None]
+    m = min(n, top - y0 - 1)  # pairs of rows (y, y + 1) with y in this band
+    samples = {}
+    with np.errstate(invalid="ignore"):
+        for axis in (0, 1):
+            lo = (slice(None, m), slice(None)) if axis == 0 else (slice(None, n), slice(None, -1))
+            hi = (slice(1, m + 1), slice(None)) if axis == 0 else (slice(None, n), slice(1, None))
+            dsky = np.hypot(xi[hi] - xi[lo], eta[hi] - eta[lo])
+            dwave = np.abs(wave[hi] - wave[lo])
+            keep = np.isfinite(dsky) & np.isfinite(dwave) & sampled[:dsky.shape[0]]
+            samples[f"sky{axis}"] = dsky[keep]
+            samples[f"wave{axis}"] = dwave[keep]
+    good = ok[:n]
+    stats: dict[str, Any] = {"y0": y0, "y1": y1, "n": int(good.sum()), **samples}
+    if good.any():
+        for key, arr in (("xi", xi), ("eta", eta), ("wave", wave)):
+            stats[key] = (float(arr[:n][good].min()), float(arr[:n][good].max()))
+        stats["hull"] = _hull_points(xi[:n][good], eta[:n][good])
+    return stats
+
+
+def _hull_points(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    pts = np.unique(np.column_stack([x, y]), axis=0)
+    if len(pts) < 4:
+        return pts
+    from scipy.spatial import ConvexHull, QhullError
+
+    try:
+        return pts[np.sort(ConvexHull(pts).vertices)]
+    except QhullError:  # collinear points
+        return pts
+
+
+def single_cube_chunk(sources: dict[str, Any], coords: dict[str, Any],
+                      bands: list[dict[str, Any]], grid: CubeGrid, k: int,
+                      planes: tuple[int, int], bad_mask: int, flux_out: Any, weight_out: Any,
+                      after: Any = None) -> int:
+    """One exposure's cube on planes ``[p0, p1)``, written to the single-cube arrays."""
+    p0, p1 = planes
+    lo = grid.wave0 + (p0 - 1) * grid.dwave - grid.roi[1]
+    hi = grid.wave0 + p1 * grid.dwave + grid.roi[1]
+    parts: list[tuple[np.ndarray, ...]] = []
+    for band in bands:  # bands in row order: points stay in whole-frame row-major order
+        if band["n"] == 0 or band["wave"][1] < lo or band["wave"][0] > hi:
+            continue
+        rows = slice(band["y0"], band["y1"])
+        wave = np.asarray(coords["wave"][rows])
+        sci = np.asarray(sources["sci"][rows], np.float64)
+        dq = np.asarray(sources["dq"][rows])
+        use = (np.isfinite(wave) & (wave >= lo) & (wave <= hi) & np.isfinite(sci)
+               & ((dq & np.uint32(bad_mask)) == 0))
+        parts.append((np.asarray(coords["xi"][rows])[use], np.asarray(coords["eta"][rows])[use],
+                      wave[use], sci[use]))
+    if parts:
+        xi, eta, wave, flux = (np.concatenate(v) for v in zip(*parts, strict=True))
+    else:
+        xi = eta = wave = flux = np.empty(0)
+    num, den = accumulate_cube(xi, eta, wave, flux, grid, planes)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cube = np.where(den > 0, num / den, np.nan).astype(np.float32)
+    flux_out[k, p0:p1] = cube
+    weight_out[k, p0:p1] = den.astype(np.float32)
+    return int(np.count_nonzero(den > 0))
+
+
+def cube_weight_threshold(weight: Any, k: int, chunks: list[tuple[int, int]], maskpt: float,
+                          *after: Any) -> float:
+    """``maskpt`` x the clipped mean of one exposure's non-zero spaxel weights."""
+    parts = []
+    for p0, p1 in chunks:
+        block = np.asarray(weight[k, p0:p1])
+        parts.append(block[np.isfinite(block) & (block != 0)])
+    return float(compute_weight_threshold(np.concatenate(parts), maskpt))
+
+
+def median_chunk(flux: Any, weight: Any, thresholds: list[float], planes: tuple[int, int],
+                 median: Any, *after: Any) -> int:
+    """NaN-median over exposures of planes ``[p0, p1)``, low-weight spaxels masked."""
+    p0, p1 = planes
+    stack = np.array(flux[:, p0:p1], dtype=np.float32)
+    wht = np.asarray(weight[:, p0:p1])
+    for k, thr in enumerate(thresholds):
+        stack[k][wht[k] < thr] = np.nan
+    n, nw, ny, nx = stack.shape
+    result = nanmedian_stack(stack.reshape(n, nw * ny, nx)).reshape(nw, ny, nx)
+    median[p0:p1] = result
+    return int(np.count_nonzero(np.isfinite(result)))
+
+
+def _halo_box(tile: Tile, shape: tuple[int, int], halo: int) -> tuple[int, int, int, int]:
+    return (max(tile.y0 - halo, 0), min(tile.y1 + halo, shape[0]),
+            max(tile.x0 - halo, 0), min(tile.x1 + halo, shape[1]))
+
+
+def blot_cube_region(payload: bytes, coords: dict[str, Any], median: Any, grid: CubeGrid,
+                     box: tuple[int, int, int, int], shape: tuple[int, int]) -> np.ndarray:
+    """The reference CubeBlot of the median cube on detector pixels ``box``."""
+    y0, y1, x0, x1 = _halo_box(Tile(0, 0, *box), shape, 2)
+    wave = np.asarray(coords["wave"][y0:y1, x0:x1])
+    finite = wave[np.isfinite(wave)]
+    if finite.size == 0:
+        return np.full((box[1] - box[0], box[3] - box[2]), np.nan, dtype=np.float32)
+    p0, p1 = grid.planes_for(float(finite.min()) - 2 * grid.dwave,
+                             float(finite.max()) + 2 * grid.dwave)
+    cube = np.asarray(median[p0:p1], dtype=np.float64)
+    use = np.isfinite(cube) & (cube != 0)
+    pz, jy, ix = np.nonzero(use)
+    if pz.size == 0:
+        return np.full((box[1] - box[0], box[3] - box[2]), np.nan, dtype=np.float32)
+    ra, dec = plane_to_sky(grid.xi[ix], grid.eta[jy], grid.ra0, grid.dec0)
+    wcs = pickle.loads(payload)
+    x, y = (np.asarray(v, np.float64) for v in wcs.backward_transform(
+        ra, dec, grid.wavelength[p0 + pz]))
+    keep = np.isfinite(x) & np.isfinite(y)
+    return blot_points(x[keep], y[keep], cube[use][keep], box)
+
+
+def blot_and_flag_cube_tile(sources: dict[str, Any], coords: dict[str, Any], payload: bytes,
+                            tile: Tile, *, shape: tuple[int, int], grid: CubeGrid, median: Any,
+                            snr: tuple[float, float], scale: tuple[float, float], backg: float,
+                            out: Any = None, after: Any = None) -> dict[str, Any]:
+    """Blot, flag and update the DQ of one detector tile (``dq`` returned or written)."""
+    box = _halo_box(tile, shape, HALO)
+    y0, y1, x0, x1 = box
+    blot = blot_cube_region(payload, coords, median, grid, box, shape)
+    sci = np.asarray(sources["sci"][y0:y1, x0:x1])
+    err = np.asarray(sources["err"][y0:y1, x0:x1])
+    cr = flag_resampled_crs(sci, err, blot, snr1=snr[0], snr2=snr[1], scale1=scale[0],
+                            scale2=scale[1], backg=backg)
+    inner = (slice(tile.y0 - y0, tile.y1 - y0), slice(tile.x0 - x0, tile.x1 - x0))
+    cr = cr[inner]
+    arrays = {"sci": sci[inner], "err": err[inner]}
+    for key in _VARIANCES:
+        if sources.get(key) is not None:
+            arrays[key] = np.asarray(sources[key][tile.slices])
+    dq = apply_outlier_flags(np.asarray(sources["dq"][tile.slices]), cr)
+    dq = nan_or_unusable_flags(dq, arrays)
+    n = int(np.count_nonzero(cr))
+    if out is not None:
+        out[tile.slices] = dq
+        return {"n": n}
+    return {"dq": dq, "n": n}

@@ -1,0 +1,366 @@
+"""The IFU cube method (``ifu_method="cube"``; the reference before 2023, ALGORITHM.md 4.2).
+
+Phases (each one Dask task per block; kernels in :mod:`daskod.ifu._cube_kernels`):
+
+1. **coordinates** (geometry, always computed at build time): every exposure's 3-D WCS is
+   evaluated on its detector pixels, one band of rows per task, and stored as tangent-plane
+   offsets ``(xi, eta)`` arcsec about one reference point (the centre of the first exposure)
+   plus wavelength. Each task also returns its band's extent and sampling.
+2. **grid**: one grid for all exposures. Spatial step: the median sky distance between pixels
+   adjacent along the detector axis that does not disperse (the along-slice pixel spacing);
+   wavelength step: the median per-pixel wavelength step along the dispersion axis (the axis
+   where wavelength changes most); either is replaced by ``spatial_scale`` /
+   ``spectral_scale`` when given. Extent: the union of all footprints. Region of interest
+   (``roi``) by default: spatial ``max(scale, sqrt(A / N))`` with ``A`` the footprint area
+   and ``N`` the detector points per wavelength step of one exposure (the mean point
+   spacing, so single-exposure cubes have no holes); spectral one wavelength step.
+3. **cube**: per exposure and chunk of wavelength planes, each spaxel is the weighted mean of
+   that exposure's detector points within the region of interest (spatial distance
+   ``<= roi[0]`` and wavelength distance ``<= roi[1]``), with usable DQ only
+   (``dq & bad_mask == 0``) and finite SCI. Weights (distances in grid steps):
+   ``emsm`` ``exp(-(dxy^2 + dw^2) / (roi[0] / scale))``; ``msm`` (modified Shepard)
+   ``1 / max(d, 1e-3)^2``, as jwst ``cube_build``. Spaxels with no point are NaN.
+4. **threshold / median**: per exposure ``maskpt`` times the 3-sigma-clipped mean of its
+   non-zero spaxel weights (imaging's ``compute_weight_threshold``); lower-weight spaxels
+   are masked; the NaN-median over exposures per spaxel, one task per plane chunk, written
+   to ``ifu_cube/median`` (the cube never needs to be whole in memory).
+5. **flag**: per exposure and detector tile (with a 2-pixel halo), the median-cube spaxel
+   centres of the wavelength planes that tile needs are mapped to the detector through the
+   exposure's backward transform; the blot of a pixel is ``sum(exp(-d) f) / sum(exp(-d))``
+   over the points with ``|dx| <= 1`` and ``|dy| <= 1`` pixel (the reference CubeBlot); then
+   the imaging rule ``flag_resampled_crs`` (snr, scale, derivative of the blot), DQ |= 17 and
+   DO_NOT_USE wherever SCI/ERR/VAR are NaN; DQ tiles are written to ``ifu_cube/dq/<k>``.
+
+Every reduction visits its contributions in one fixed order (see the kernels), so flags are
+identical for any ``plane_chunk``, tile size and scheduler.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import operator
+import pickle
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import dask
+import dask.array as da
+import numpy as np
+
+from daskod._exceptions import InputError, OutputTooLargeError, WCSError
+from daskod.engine._dispatch import PhaseRunner, Scheduler
+from daskod.engine._tasks import barrier
+from daskod.exposure import Exposure
+from daskod.geometry._tiles import Tile, Tiling
+from daskod.ifu._cube_kernels import WEIGHTINGS, CubeGrid
+from daskod.ifu._cube_tasks import (
+    blot_and_flag_cube_tile,
+    coordinates_band,
+    cube_weight_threshold,
+    median_chunk,
+    single_cube_chunk,
+)
+from daskod.io._store import array_sources, create_array
+
+__all__ = ["CubeMethodRun", "build_cube_method", "check_cube_wcs"]
+
+log = logging.getLogger(__name__)
+
+PREFIX = "ifu_cube"
+#: Largest cube built (spaxels); beyond it the WCS or the scales are almost surely wrong.
+MAX_SPAXELS = 2_000_000_000
+
+
+@dataclass
+class CubeMethodRun:
+    """The built (and, when eager, computed) cube-method run."""
+
+    dq: list
+    counts: list
+    median: Any
+    grid: Any
+    timings: dict
+    single_flux: Any = None
+    single_weight: Any = None
+    thresholds: list = field(default_factory=list)
+
+
+def check_cube_wcs(exp: Exposure) -> None:
+    """Refuse an exposure whose WCS cannot give (ra, dec, wavelength) and map back."""
+    wcs = exp.wcs
+    if wcs is None:
+        msg = (f"Exposure {exp.name!r} has no WCS; ifu_method='cube' needs a 3-D WCS "
+               "(detector -> ra, dec, wavelength), or use ifu_method='difference'.")
+        raise WCSError(msg, exposure=exp.name)
+    frame = getattr(wcs, "output_frame", None)
+    types = [str(t).upper() for t in getattr(frame, "axes_type", ())]
+    n_world = getattr(wcs, "world_n_dim", None) or len(types)
+    if n_world != 3 or "SPECTRAL" not in types:
+        msg = (f"Exposure {exp.name!r}: its WCS has {n_world} world axes {types or ''} and "
+               "no spectral axis; ifu_method='cube' needs detector -> (ra, dec, wavelength) "
+               "(use ifu_method='difference' for data without a spectral WCS).")
+        raise WCSError(msg, exposure=exp.name)
+    try:
+        wcs.backward_transform  # noqa: B018 - raises when there is no inverse
+    except NotImplementedError:
+        msg = (f"Exposure {exp.name!r}: its WCS has no backward transform (world -> "
+               "detector), which the cube blot needs; use ifu_method='difference'.")
+        raise WCSError(msg, exposure=exp.name) from None
+
+
+def _check_params(weighting: str, roi: Any, spatial_scale: Any, spectral_scale: Any) -> None:
+    if weighting not in WEIGHTINGS:
+        msg = f"cube_weighting must be one of {WEIGHTINGS}, got {weighting!r}."
+        raise ValueError(msg)
+    for name, value in (("cube_spatial_scale", spatial_scale),
+                        ("cube_spectral_scale", spectral_scale)):
+        if value is not None and not (isinstance(value, int | float) and math.isfinite(value)
+                                      and value > 0):
+            msg = f"{name} must be a positive number or None, got {value!r}."
+            raise ValueError(msg)
+    if roi is not None:
+        pair = tuple(roi) if isinstance(roi, list | tuple) else ()
+        if len(pair) != 2 or not all(isinstance(v, int | float) and math.isfinite(v) and v > 0
+                                     for v in pair):
+            msg = (f"cube_roi must be (spatial arcsec, spectral) positive numbers or None, "
+                   f"got {roi!r}.")
+            raise ValueError(msg)
+
+
+def _reference_point(exp: Exposure) -> tuple[float, float]:
+    """Median (ra, dec) of a coarse grid of the first exposure's slice pixels."""
+    ny, nx = exp.shape
+    yy, xx = np.mgrid[0:ny:4, 0:nx:4].astype(np.float64)
+    ra, dec, _ = exp.wcs(xx, yy, with_bounding_box=False)
+    ok = np.isfinite(ra) & np.isfinite(dec)
+    if not ok.any():
+        msg = (f"Exposure {exp.name!r}: its WCS gives no finite sky position on the detector; "
+               "check the WCS (or its bounding box).")
+        raise WCSError(msg, exposure=exp.name)
+    ra, dec = np.asarray(ra)[ok], np.asarray(dec)[ok]
+    ra = (ra - ra[0] + 180.0) % 360.0 - 180.0 + ra[0]
+    return float(np.median(ra) % 360.0), float(np.median(dec))
+
+
+def _hull_area(points: np.ndarray) -> float:
+    from scipy.spatial import ConvexHull, QhullError
+
+    pts = np.unique(points, axis=0)  # sorted: the area does not depend on band order
+    if len(pts) < 3:
+        return 0.0
+    try:
+        return float(ConvexHull(pts).volume)
+    except QhullError:
+        return 0.0
+
+
+def _sig(value: float) -> float:
+    """Round a derived number to 9 significant digits (insensitive to summation order)."""
+    return float(f"{value:.9g}")
+
+
+def _build_grid(stats: list[list[dict[str, Any]]], ra0: float, dec0: float, *,
+                spatial_scale: float | None, spectral_scale: float | None,
+                roi: tuple[float, float] | None, weighting: str) -> CubeGrid:
+    bands = [b for per_exp in stats for b in per_exp if b["n"] > 0]
+    if not bands:
+        msg = "No exposure has a pixel with a finite (ra, dec, wavelength); check the WCS."
+        raise WCSError(msg)
+
+    def pooled(key: str) -> np.ndarray:
+        return np.concatenate([b[key] for b in bands])
+
+    w0, w1 = np.median(pooled("wave0")), np.median(pooled("wave1"))
+    disp = 0 if w0 > w1 else 1
+    dwave = spectral_scale or _sig(float(np.median(pooled(f"wave{disp}"))))
+    sky = pooled(f"sky{1 - disp}")
+    scale = spatial_scale or _sig(float(np.median(sky[sky > 0])))
+    if not (dwave > 0 and scale > 0):
+        msg = (f"Could not derive the cube sampling from the WCS (spatial {scale!r}, spectral "
+               f"{dwave!r}); give cube_spatial_scale and cube_spectral_scale.")
+        raise WCSError(msg)
+    lo = {key: min(b[key][0] for b in bands) for key in ("xi", "eta", "wave")}
+    hi = {key: max(b[key][1] for b in bands) for key in ("xi", "eta", "wave")}
+    nx = math.ceil((hi["xi"] - lo["xi"]) / scale) + 1
+    ny = math.ceil((hi["eta"] - lo["eta"]) / scale) + 1
+    nw = math.ceil((hi["wave"] - lo["wave"]) / dwave) + 1
+    if nx * ny * nw > MAX_SPAXELS:
+        msg = (f"The common cube would have shape {(nw, ny, nx)} ({nx * ny * nw} spaxels); "
+               "check the exposures' WCS or give larger cube_spatial_scale / "
+               "cube_spectral_scale.")
+        raise OutputTooLargeError(msg, shape=(ny, nx), nbytes=4 * nx * ny * nw)
+    if roi is None:
+        spacings = []
+        for per_exp in stats:
+            good = [b for b in per_exp if b["n"] > 0]
+            if not good:
+                continue
+            area = _hull_area(np.concatenate([b["hull"] for b in good]))
+            span = max(b["wave"][1] for b in good) - min(b["wave"][0] for b in good)
+            per_step = sum(b["n"] for b in good) * dwave / max(span, dwave)
+            spacings.append(math.sqrt(area / per_step) if per_step > 0 else 0.0)
+        roi = (_sig(max(scale, float(np.median(spacings)))), dwave)
+    xi0 = _sig(0.5 * (lo["xi"] + hi["xi"]) - 0.5 * (nx - 1) * scale)
+    eta0 = _sig(0.5 * (lo["eta"] + hi["eta"]) - 0.5 * (ny - 1) * scale)
+    return CubeGrid(ra0=ra0, dec0=dec0, xi0=xi0, eta0=eta0, scale=float(scale),
+                    wave0=float(lo["wave"]), dwave=float(dwave), shape=(nw, ny, nx),
+                    roi=(float(roi[0]), float(roi[1])), weighting=weighting)
+
+
+def _default_chunks(grid: CubeGrid, n_exp: int, budget_bytes: int, plane_chunk: int | None,
+                    tile: int | None, shape: tuple[int, int]) -> tuple[int, int]:
+    """Planes per chunk and detector tile: what fits the per-task budget (or as given)."""
+    nw, ny, nx = grid.shape
+    per_plane = ny * nx * (8 * n_exp + 24)  # single cubes read + float64 sums + median
+    planes = plane_chunk or max(1, min(nw, int(budget_bytes // max(per_plane, 1))))
+    side = tile or plane_chunk or max(64, min(512, int(math.sqrt(budget_bytes / 200.0))))
+    return int(max(1, min(planes, nw))), int(max(1, min(side, max(shape))))
+
+
+def build_cube_method(
+    exposures: list[Exposure],
+    *,
+    root: Any,
+    scheduler: Scheduler,
+    eager: bool,
+    budget_bytes: int,
+    snr: tuple[float, float],
+    scale: tuple[float, float],
+    backg: float,
+    maskpt: float,
+    bad_mask: int,
+    spatial_scale: float | None,
+    spectral_scale: float | None,
+    weighting: str,
+    roi: tuple[float, float] | None,
+    plane_chunk: int | None,
+    tile: int | None = None,
+) -> CubeMethodRun:
+    """Build (and with ``eager`` run) the cube method into the working store ``root``.
+
+    ``plane_chunk`` is the number of wavelength planes per task and ``tile`` the detector
+    tile side of the flag phase (default: ``plane_chunk`` if given, else from
+    ``budget_bytes``). The geometry (WCS evaluation, grid) is computed at build time even
+    when not ``eager``; everything that reads pixels is left lazy then.
+    """
+    _check_params(weighting, roi, spatial_scale, spectral_scale)
+    if not exposures:
+        msg = "ifu_method='cube' needs at least one exposure."
+        raise InputError(msg)
+    for exp in exposures:
+        check_cube_wcs(exp)
+    timings: dict[str, float] = {}
+    geometry = PhaseRunner(scheduler, True, timings)
+    phases = PhaseRunner(scheduler, eager, timings)
+    start = time.perf_counter()
+    ra0, dec0 = _reference_point(exposures[0])
+    payloads = [pickle.dumps(exp.wcs) for exp in exposures]
+    band_rows = tile or plane_chunk or 64
+    coords, coord_tasks, owners = [], [], []
+    for k, exp in enumerate(exposures):
+        ny, nx = exp.shape
+        arrays = {key: create_array(root, f"{PREFIX}/coords/{k}/{key}", (ny, nx), np.float64,
+                                    (min(band_rows, ny), nx), np.nan)
+                  for key in ("xi", "eta", "wave")}
+        coords.append(arrays)
+        for y0 in range(0, ny, band_rows):
+            coord_tasks.append(dask.delayed(coordinates_band, pure=False)(
+                payloads[k], y0, min(y0 + band_rows, ny), nx, ny, ra0, dec0, arrays))
+            owners.append(k)
+    results = geometry.run("coordinates", coord_tasks)
+    stats: list[list[dict[str, Any]]] = [[] for _ in exposures]
+    for k, band in zip(owners, results, strict=True):
+        stats[k].append(band)
+    grid = _build_grid(stats, ra0, dec0, spatial_scale=spatial_scale,
+                       spectral_scale=spectral_scale, roi=roi, weighting=weighting)
+    # Sampling arrays are only needed for the grid: keep the band tables small.
+    stats = [[{key: b[key] for key in ("y0", "y1", "n", "wave") if key in b} for b in per]
+             for per in stats]
+    planes, side = _default_chunks(grid, len(exposures), budget_bytes, plane_chunk, tile,
+                                   exposures[0].shape)
+    timings["geometry"] = time.perf_counter() - start
+    log.info("Phase geometry: cube grid %s (scale %.4g arcsec, step %.4g, roi %s, %s), "
+             "%d planes per chunk, detector tiles of %d px, in %.2f s", grid.shape,
+             grid.scale, grid.dwave, grid.roi, weighting, planes, side, timings["geometry"])
+
+    sources, ingest = [], []
+    for k, exp in enumerate(exposures):
+        entry, tasks = array_sources(exp, root, f"{PREFIX}/inputs/{k}", (side, side),
+                                     shares_memory=scheduler.shares_memory)
+        sources.append(entry)
+        ingest.extend(tasks)
+    ingested = phases.run("ingest", ingest)
+    after = None if eager else dask.delayed(barrier, pure=False)(*ingested)
+
+    nw, cy, cx = grid.shape
+    n_exp = len(exposures)
+    chunks = [(p, min(p + planes, nw)) for p in range(0, nw, planes)]
+    flux = create_array(root, f"{PREFIX}/single/flux", (n_exp, nw, cy, cx), np.float32,
+                        (1, planes, cy, cx), np.nan, dimension_names=("exposure", "wavelength",
+                                                                     "y", "x"))
+    weight = create_array(root, f"{PREFIX}/single/weight", (n_exp, nw, cy, cx), np.float32,
+                          (1, planes, cy, cx), 0.0, dimension_names=("exposure", "wavelength",
+                                                                    "y", "x"))
+    median = create_array(root, f"{PREFIX}/median", grid.shape, np.float32, (planes, cy, cx),
+                          np.nan, dimension_names=("wavelength", "y", "x"),
+                          attributes={"kind": "IFU median cube", "ra0": grid.ra0,
+                                      "dec0": grid.dec0, "xi0": grid.xi0, "eta0": grid.eta0,
+                                      "scale_arcsec": grid.scale, "wave0": grid.wave0,
+                                      "dwave": grid.dwave, "roi": list(grid.roi),
+                                      "weighting": weighting})
+    cube_tasks = {(k, c): dask.delayed(single_cube_chunk, pure=False)(
+        sources[k], coords[k], stats[k], grid, k, c, bad_mask, flux, weight, after)
+        for k in range(n_exp) for c in chunks}
+    keys = list(cube_tasks)
+    built = dict(zip(keys, phases.run("cube", [cube_tasks[key] for key in keys]), strict=True))
+    thr_tasks = [dask.delayed(cube_weight_threshold, pure=False)(
+        weight, k, chunks, maskpt, *[built[(k, c)] for c in chunks]) for k in range(n_exp)]
+    thresholds = phases.run("threshold", thr_tasks)
+    med_tasks = [dask.delayed(median_chunk, pure=False)(
+        flux, weight, thresholds, c, median, *[built[(k, c)] for k in range(n_exp)])
+        for c in chunks]
+    medians = phases.run("median", med_tasks)
+    median_done = None if eager else dask.delayed(barrier, pure=False)(*medians)
+
+    targets: list[Any] = [None] * n_exp
+    if eager:
+        targets = [create_array(root, f"{PREFIX}/dq/{k}", e.shape, np.uint32, (side, side), 0)
+                   for k, e in enumerate(exposures)]
+    flags = []
+    for k, exp in enumerate(exposures):
+        flags.append({t: dask.delayed(blot_and_flag_cube_tile, pure=False)(
+            sources[k], coords[k], payloads[k], t, shape=exp.shape, grid=grid, median=median,
+            snr=snr, scale=scale, backg=exp.background_for_flagging(backg), out=targets[k],
+            after=median_done) for t in Tiling(exp.shape, (side, side))})
+    run = CubeMethodRun(dq=[], counts=[], median=median, grid=grid, timings=timings,
+                        single_flux=flux, single_weight=weight,
+                        thresholds=list(thresholds) if eager else thresholds)
+    _finish(run, exposures, flags, phases, targets, side)
+    return run
+
+
+def _finish(run: CubeMethodRun, exposures: list[Exposure], flags: list[dict[Tile, Any]],
+            phases: PhaseRunner, targets: list[Any], side: int) -> None:
+    counts = [dask.delayed(sum, pure=True)(
+        [dask.delayed(operator.getitem, pure=True)(task, "n") for task in per_tile.values()])
+        for per_tile in flags]
+    if phases.eager:
+        run.counts = [int(n) for n in phases.run("flag", counts)]
+        run.dq = list(targets)
+        for exp, n in zip(exposures, run.counts, strict=True):
+            log.info("Exposure %s: %d pixels flagged as outliers (%.3f%%)", exp.name, n,
+                     100.0 * n / max(1, exp.shape[0] * exp.shape[1]))
+        return
+    lazy = []
+    for exp, per_tile in zip(exposures, flags, strict=True):
+        tiling = Tiling(exp.shape, (side, side))
+        rows: list[list[Any]] = [[None] * tiling.nblocks[1] for _ in range(tiling.nblocks[0])]
+        for t, task in per_tile.items():
+            rows[t.i][t.j] = da.from_delayed(
+                dask.delayed(operator.getitem, pure=True)(task, "dq"), shape=t.shape,
+                dtype=np.uint32, meta=np.empty((0, 0), dtype=np.uint32))
+        lazy.append(da.block(rows))
+    run.dq = lazy
+    run.counts = counts
