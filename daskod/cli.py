@@ -24,6 +24,20 @@ def _shape(text: str) -> tuple[int, int]:
     return values  # type: ignore[return-value]
 
 
+def _json_dict(text: str) -> dict:
+    import json
+
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        msg = f"--storage-options must be a JSON object, got {text!r} ({err})"
+        raise argparse.ArgumentTypeError(msg) from None
+    if not isinstance(value, dict):
+        msg = f"--storage-options must be a JSON object, got {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="daskod",
@@ -51,14 +65,16 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser(
         "run", help="JWST association or *_cal.fits files in, *_crf.fits out",
         description="Outlier detection on JWST level-2 products (an association JSON, or "
-                    "*_cal.fits / *_calints.fits files). Writes one *_crf.fits (imaging) or "
+                    "*_cal.fits / *_calints.fits files). Writes one *_crf.fits (imaging, IFU) or "
                     "*_crfints.fits (time series, coronagraphy) per science input into OUTDIR; "
                     "inputs are never modified. Parameters keep the reference step's names "
                     "and defaults.")
     run.add_argument("inputs", nargs="+", metavar="ASN_OR_FILES",
-                     help="association .json file(s) and/or product files")
-    run.add_argument("-o", "--output-dir", required=True, help="folder for the products")
-    run.add_argument("--mode", choices=["imaging", "tso", "coron"], default=None,
+                     help="association .json file(s) and/or product files (local paths or "
+                          "URLs such as s3://bucket/asn.json)")
+    run.add_argument("-o", "--output-dir", required=True,
+                     help="folder (or URL, e.g. s3://bucket/out) for the products")
+    run.add_argument("--mode", choices=["imaging", "tso", "coron", "ifu"], default=None,
                      help="default: guessed from the exposure type, as the reference does")
     ref = run.add_argument_group("reference parameters")
     ref.add_argument("--weight-type", choices=["ivm", "exptime"], default="ivm")
@@ -73,6 +89,14 @@ def _parser() -> argparse.ArgumentParser:
     ref.add_argument("--resample-data", default=True, action=argparse.BooleanOptionalAction)
     ref.add_argument("--good-bits", default="~DO_NOT_USE")
     ref.add_argument("--rolling-window-width", type=int, default=25)
+    ref.add_argument("--ifu-method", choices=["difference", "cube"], default="difference",
+                     help="IFU: neighbour differences (the reference) or the older cube median")
+    ref.add_argument("--kernel-size", default="7 7",
+                     help='IFU difference: median-filter box, e.g. "7 7" (even sizes +1)')
+    ref.add_argument("--threshold-percent", type=float, default=99.8,
+                     help="IFU difference: percentile cut (default 99.8)")
+    ref.add_argument("--ifu-second-check", action="store_true",
+                     help="IFU difference: also flag pixels whose minimum difference is NaN")
     ref.add_argument("--pixmap-stepsize", type=float, default=None,
                      help="coarse pixel-map step (default 16; 1 = every pixel)")
     ref.add_argument("--pixmap-order", type=int, choices=[1, 3], default=None)
@@ -81,6 +105,14 @@ def _parser() -> argparse.ArgumentParser:
     eng.add_argument("--scheduler", default=None,
                      help="synchronous | threads | processes | tcp://host:port")
     eng.add_argument("--tile-size", type=int, default=None)
+    eng.add_argument("--store", default=None,
+                     help="Zarr working store: a folder or a URL such as s3://bucket/work.zarr "
+                          "(kept; a rerun resumes it). Default: a temporary folder under "
+                          "temp_dir, removed afterwards")
+    eng.add_argument("--storage-options", type=_json_dict, default=None,
+                     help='fsspec options for URLs as JSON, e.g. \'{"anon": true}\' or '
+                          '\'{"client_kwargs": {"endpoint_url": "http://host:9000"}}\' '
+                          "(default: AWS_* environment variables)")
     eng.add_argument("--save-intermediate-results", action="store_true",
                      help="also write median, blot and drizzled-group products")
     eng.add_argument("--progress", default=True, action=argparse.BooleanOptionalAction,
@@ -124,12 +156,16 @@ def main(argv: list[str] | None = None) -> int:
                 "resample_data": args.resample_data, "good_bits": args.good_bits,
                 "rolling_window_width": args.rolling_window_width,
                 "pixmap_stepsize": args.pixmap_stepsize, "pixmap_order": args.pixmap_order,
+                "ifu_method": args.ifu_method, "kernel_size": args.kernel_size,
+                "threshold_percent": args.threshold_percent,
+                "ifu_second_check": args.ifu_second_check,
             }
             run_files(args.inputs, args.output_dir, params=params,
                       memory_limit=args.memory_limit, scheduler=args.scheduler,
                       tile_size=args.tile_size,
                       save_intermediate_results=args.save_intermediate_results,
-                      progress=args.progress)
+                      progress=args.progress, store=args.store,
+                      storage_options=args.storage_options)
             return 0
     except Exception as err:  # a command line says why in one line
         if verbose:

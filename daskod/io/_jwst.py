@@ -7,24 +7,29 @@ exposure is ever held whole in memory.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from daskod._exceptions import InputError, WCSError
+from daskod._exceptions import InputError, StoreError, WCSError
 from daskod.cube import CORON_EXP_TYPES, TSO_EXP_TYPES, Cube
 from daskod.exposure import Exposure
+from daskod.io._location import explain_location_error, is_url, url_filesystem
 
 __all__ = ["Member", "FitsArray", "require_stdatamodels", "gather_members", "read_members",
-           "guess_mode", "IMAGING_EXP_TYPES"]
+           "guess_mode", "open_model", "IMAGING_EXP_TYPES"]
 
 log = logging.getLogger(__name__)
 
 IMAGING_EXP_TYPES = ("NRC_IMAGE", "MIR_IMAGE", "NRS_IMAGE", "NIS_IMAGE", "FGS_IMAGE")
+#: IFU exposure types (IFUImageModel products): ``mode="ifu"``.
+IFU_EXP_TYPES = ("NRS_IFU", "MIR_MRS")
 _EXTENSIONS = {"sci": "SCI", "err": "ERR", "dq": "DQ", "var_rnoise": "VAR_RNOISE",
                "var_poisson": "VAR_POISSON", "var_flat": "VAR_FLAT"}
 
@@ -51,7 +56,10 @@ def require_stdatamodels() -> Any:
     return datamodels
 
 
-def _read_association(path: str) -> list[Member]:
+def _read_association(path: str, storage_options: dict[str, Any] | None = None
+                      ) -> list[Member]:
+    if is_url(path):
+        return _read_url_association(path, storage_options)
     folder = os.path.dirname(os.path.abspath(path))
     try:
         with open(path, encoding="utf-8") as f:
@@ -59,42 +67,80 @@ def _read_association(path: str) -> list[Member]:
     except (OSError, json.JSONDecodeError) as err:
         msg = f"{path}: not a readable association file ({err})."
         raise InputError(msg) from err
+    members = []
+    for name, group_id, product in _science_names(path, asn):
+        full = os.path.realpath(os.path.join(folder, name))
+        if os.path.commonpath([full, os.path.realpath(folder)]) != os.path.realpath(folder):
+            msg = (f"{path}: member {name!r} points outside the association's folder "
+                   f"({folder}); members must live beside the association.")
+            raise InputError(msg)
+        members.append(Member(path=full, group_id=group_id, asn=path, product=product))
+    return members
+
+
+def _science_names(path: str, asn: Any) -> list[tuple[str, Any, Any]]:
+    """(expname, group_id, product name) of the science members of an association dict."""
     products = asn.get("products") if isinstance(asn, dict) else None
     if not isinstance(products, list) or not products:
         msg = f"{path}: an association needs a non-empty 'products' list."
         raise InputError(msg)
-    members = []
+    out = []
     for product in products:
-        product_name = product.get("name")
         for m in product.get("members", []):
             if str(m.get("exptype", "")).lower() != "science":
                 continue
-            name = m.get("expname")
-            if not name:
+            if not m.get("expname"):
                 msg = f"{path}: a science member has no 'expname'."
                 raise InputError(msg)
-            full = os.path.realpath(os.path.join(folder, name))
-            if os.path.commonpath([full, os.path.realpath(folder)]) != os.path.realpath(folder):
-                msg = (f"{path}: member {name!r} points outside the association's folder "
-                       f"({folder}); members must live beside the association.")
-                raise InputError(msg)
-            members.append(Member(path=full, group_id=m.get("group_id"), asn=path,
-                                  product=product_name))
-    if not members:
+            out.append((str(m["expname"]), m.get("group_id"), product.get("name")))
+    if not out:
         msg = f"{path}: the association has no science members."
         raise InputError(msg)
+    return out
+
+
+def _read_url_association(url: str, storage_options: dict[str, Any] | None) -> list[Member]:
+    """An association on object storage; members are objects beside it."""
+    import posixpath
+
+    fs, path = url_filesystem(url, storage_options, what="association")
+    try:
+        asn = json.loads(fs.cat_file(path))
+    except json.JSONDecodeError as err:
+        msg = f"{url}: not a readable association file ({err})."
+        raise InputError(msg) from err
+    except FileNotFoundError as err:
+        msg = f"{url}: no such association file."
+        raise InputError(msg) from err
+    except Exception as err:  # credentials, bucket, network
+        raise StoreError(explain_location_error(err, url, "association")) from err
+    scheme, _, rest = url.partition("://")
+    folder = posixpath.dirname(rest)
+    members = []
+    for name, group_id, product in _science_names(url, asn):
+        full = posixpath.normpath(posixpath.join(folder, name))
+        if not full.startswith(folder + "/"):
+            msg = (f"{url}: member {name!r} points outside the association's folder; "
+                   "members must live beside the association.")
+            raise InputError(msg)
+        members.append(Member(path=f"{scheme}://{full}", group_id=group_id, asn=url,
+                              product=product))
     return members
 
 
-def gather_members(inputs: list[str] | str) -> list[Member]:
-    """Association files and/or product files -> the list of science members."""
+def gather_members(inputs: list[str] | str, *,
+                   storage_options: dict[str, Any] | None = None) -> list[Member]:
+    """Association files and/or product files (local paths or fsspec URLs such as
+    ``s3://bucket/asn.json``) -> the list of science members."""
     if isinstance(inputs, str | os.PathLike):
         inputs = [os.fspath(inputs)]
     members: list[Member] = []
     for item in inputs:
         item = os.fspath(item)
         if item.lower().endswith(".json"):
-            members.extend(_read_association(item))
+            members.extend(_read_association(item, storage_options))
+        elif is_url(item):
+            members.append(Member(path=item))
         else:
             members.append(Member(path=os.path.realpath(item)))
     seen = set()
@@ -106,14 +152,21 @@ def gather_members(inputs: list[str] | str) -> list[Member]:
     return members
 
 
-def _check_fits(path: str) -> None:
-    from astropy.io import fits
+def _check_fits(path: str, storage_options: dict[str, Any] | None = None) -> None:
 
-    if not os.path.exists(path):
+    if is_url(path):
+        fs, key = url_filesystem(path, storage_options, what="input")
+        try:
+            exists = fs.exists(key)
+        except Exception as err:  # credentials, bucket, network
+            raise StoreError(explain_location_error(err, path, "input")) from err
+    else:
+        exists = os.path.exists(path)
+    if not exists:
         msg = f"{path}: no such file."
         raise InputError(msg)
     try:
-        with fits.open(path, memmap=True) as hdul:
+        with _open_fits(path, storage_options, memmap=True) as hdul:
             names = {h.name for h in hdul}
             telescope = hdul[0].header.get("TELESCOP", "")
             hdul.verify("exception")
@@ -150,32 +203,36 @@ def guess_mode(exp_type: str, *, tso: bool, nints: int) -> str | None:
         return "coron"
     if exp_type in IMAGING_EXP_TYPES:
         return "imaging"
+    if exp_type in IFU_EXP_TYPES:
+        return "ifu"
     return None
 
 
 class FitsArray:
     """One image extension of a FITS file, read lazily: each slice opens the file
     memory-mapped, copies the requested pixels (native byte order) and closes it, so pages
-    never stay mapped and resident. Picklable (a path and an extension name)."""
+    never stay mapped and resident. Picklable (a path and an extension name). A URL path is
+    opened with fsspec (``storage_options``) and only the requested section is read."""
 
-    def __init__(self, path: str, extname: str, shape: tuple[int, ...], dtype: Any) -> None:
+    def __init__(self, path: str, extname: str, shape: tuple[int, ...], dtype: Any, *,
+                 storage_options: dict[str, Any] | None = None) -> None:
         self.path = path
+        self.storage_options = storage_options
         self.extname = extname
         self.shape = tuple(int(n) for n in shape)
         self.dtype = np.dtype(dtype).newbyteorder("=")
         self.ndim = len(self.shape)
 
     def __getitem__(self, key: Any) -> np.ndarray:
-        from astropy.io import fits
 
         # Unsigned integers are stored signed with BZERO, which astropy cannot memory-map
         # scaled: read the raw values memory-mapped and apply BZERO/BSCALE here.
-        with fits.open(self.path, memmap=True, lazy_load_hdus=True,
-                       do_not_scale_image_data=True) as hdul:
+        with _open_fits(self.path, self.storage_options, memmap=True, lazy_load_hdus=True,
+                        do_not_scale_image_data=True) as hdul:
             hdu = hdul[self.extname]
             bzero = hdu.header.get("BZERO", 0)
             bscale = hdu.header.get("BSCALE", 1)
-            raw = hdu.data[key]
+            raw = hdu.section[key] if is_url(self.path) else hdu.data[key]
             if bscale == 1 and bzero != 0 and np.issubdtype(raw.dtype, np.integer):
                 out = (raw.astype(np.int64) + int(bzero)).astype(self.dtype)
             elif bscale != 1 or bzero != 0:
@@ -193,13 +250,42 @@ class FitsArray:
         return f"FitsArray({self.path!r}, {self.extname!r}, shape={self.shape})"
 
 
-def _fits_arrays(path: str) -> dict[str, Any]:
-    """Lazy pixel arrays of a product (nothing is read until sliced)."""
+def _open_fits(path: str, storage_options: dict[str, Any] | None = None, **kwargs: Any) -> Any:
+    """``astropy.io.fits.open`` of a local path, or of a URL through fsspec (no memory map;
+    sections are read on demand)."""
     from astropy.io import fits
 
+    if is_url(path):
+        kwargs.pop("memmap", None)
+        return fits.open(path, use_fsspec=True, fsspec_kwargs=dict(storage_options or {}),
+                         **kwargs)
+    return fits.open(path, **kwargs)
+
+
+@contextlib.contextmanager
+def open_model(path: str, *, storage_options: dict[str, Any] | None = None) -> Iterator[Any]:
+    """Open a JWST product with stdatamodels, from a local path or an fsspec URL.
+
+    A URL is opened as an HDUList through fsspec and handed to the model class named by its
+    ``DATAMODL`` keyword (``datamodels.open`` takes only local paths).
+    """
+    datamodels = require_stdatamodels()
+    if not is_url(path):
+        with datamodels.open(path) as model:
+            yield model
+        return
+    with _open_fits(path, storage_options, lazy_load_hdus=True) as hdul:
+        name = str(hdul[0].header.get("DATAMODL", "JwstDataModel"))
+        cls = getattr(datamodels, name, None) or datamodels.JwstDataModel
+        with cls(hdul) as model:
+            yield model
+
+
+def _fits_arrays(path: str, storage_options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Lazy pixel arrays of a product (nothing is read until sliced)."""
     arrays: dict[str, Any] = {}
-    with fits.open(path, memmap=True, lazy_load_hdus=True,
-                   do_not_scale_image_data=True) as hdul:
+    with _open_fits(path, storage_options, memmap=True, lazy_load_hdus=True,
+                    do_not_scale_image_data=True) as hdul:
         names = {h.name for h in hdul}
         for key, ext in _EXTENSIONS.items():
             if ext not in names:
@@ -207,7 +293,8 @@ def _fits_arrays(path: str) -> dict[str, Any]:
             header = hdul[ext].header
             shape = tuple(int(header[f"NAXIS{i}"]) for i in range(header["NAXIS"], 0, -1))
             if shape:
-                arrays[key] = FitsArray(path, ext, shape, _dtype(header))
+                arrays[key] = FitsArray(path, ext, shape, _dtype(header),
+                                        storage_options=storage_options)
     return arrays
 
 
@@ -226,8 +313,11 @@ def _dtype(header: Any) -> np.dtype:
     return np.dtype(signed)
 
 
-def read_members(members: list[Member]) -> tuple[list[Any], list[dict[str, Any]], str]:
+def read_members(members: list[Member], *, storage_options: dict[str, Any] | None = None
+                 ) -> tuple[list[Any], list[dict[str, Any]], str]:
     """Open every member (metadata and WCS now, pixels memory-mapped) and check them.
+
+    Members given as URLs are read through fsspec with ``storage_options``.
 
     Returns
     -------
@@ -237,40 +327,59 @@ def read_members(members: list[Member]) -> tuple[list[Any], list[dict[str, Any]]
     mode : str
         The mode guessed from the first member, as the reference does.
     """
-    datamodels = require_stdatamodels()
+    require_stdatamodels()
     for m in members:
-        _check_fits(m.path)
+        _check_fits(m.path, storage_options)
     items: list[Any] = []
     info: list[dict[str, Any]] = []
     mode = None
     for m in members:
-        try:
-            model = datamodels.open(m.path)
-        except Exception as err:
-            msg = f"{m.path}: stdatamodels cannot open it ({type(err).__name__}: {err})."
-            raise InputError(msg) from err
-        with model:
+        with contextlib.ExitStack() as stack:
+            try:
+                model = stack.enter_context(open_model(m.path,
+                                                       storage_options=storage_options))
+            except Exception as err:
+                msg = f"{m.path}: stdatamodels cannot open it ({type(err).__name__}: {err})."
+                raise InputError(msg) from err
             meta = model.meta
             exp_type = str(meta.exposure.type or "")
             nints = int(getattr(meta.exposure, "nints", None) or 1)
             tso = bool(getattr(meta.visit, "tsovisit", False)) or exp_type in TSO_EXP_TYPES
-            wcs = getattr(meta, "wcs", None)
+            try:
+                wcs = getattr(meta, "wcs", None)
+            except Exception as err:  # e.g. IFU transforms that need the jwst package
+                log.warning("%s: its WCS cannot be read (%s: %s)", m.path,
+                            type(err).__name__, err)
+                wcs = None
             this_mode = guess_mode(exp_type, tso=tso, nints=nints)
             if this_mode is None:
                 msg = (f"{m.path}: exposure type {exp_type!r} is not one daskod handles "
-                       f"(imaging {IMAGING_EXP_TYPES}, coronagraphy {CORON_EXP_TYPES} or a "
-                       "time series).")
+                       f"(imaging {IMAGING_EXP_TYPES}, coronagraphy {CORON_EXP_TYPES}, IFU "
+                       f"{IFU_EXP_TYPES} or a time series).")
                 raise InputError(msg, exposure=m.path)
             mode = mode or this_mode
+            if this_mode != mode:
+                msg = (f"{m.path}: exposure type {exp_type!r} ({this_mode}) does not go with "
+                       f"the first member's ({mode}); run each kind of exposure separately.")
+                raise InputError(msg, exposure=m.path)
             level = getattr(meta.background, "level", None)
             subtracted = getattr(meta.background, "subtracted", None)
             texp = (getattr(meta.exposure, "measurement_time", None)
                     or getattr(meta.exposure, "exposure_time", None) or 1.0)
             group = m.group_id or _group_id(meta)
             model_type = type(model).__name__
-        arrays = _fits_arrays(m.path)
+            detector = getattr(meta.instrument, "detector", None)
+            instrument = getattr(meta.instrument, "name", None)
+        arrays = _fits_arrays(m.path, storage_options)
         name = os.path.basename(m.path)
-        if this_mode == "imaging":
+        if this_mode == "ifu":
+            if wcs is not None and not hasattr(wcs, "pixel_to_world_values"):
+                wcs = None  # transforms of real IFU files need the jwst package
+            # The difference method needs no WCS; the cube method refuses a missing one.
+            items.append(Exposure(**arrays, wcs=wcs, group_id=group, exposure_time=float(texp),
+                                  name=name, detector=detector, instrument=instrument,
+                                  meta={"exp_type": exp_type}))
+        elif this_mode == "imaging":
             if wcs is None:
                 msg = f"{m.path}: has no WCS (meta.wcs); run assign_wcs on it first."
                 raise WCSError(msg, exposure=name)

@@ -26,9 +26,9 @@ from typing import Any
 from daskod._exceptions import StoreError
 from daskod.options import default_temp_dir
 
-__all__ = ["is_url", "local_path", "url_filesystem", "open_store", "remove_store",
-           "store_location", "free_bytes", "ensure_free_space", "temp_parent", "temp_folder",
-           "publish"]
+__all__ = ["is_url", "local_path", "url_filesystem", "explain_location_error", "open_store",
+           "remove_store", "store_location", "free_bytes", "ensure_free_space", "temp_parent",
+           "temp_folder", "publish"]
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ def _check_options(storage_options: Any) -> dict[str, Any]:
     return dict(storage_options)
 
 
-def _explain(err: BaseException, url: str, what: str) -> str:
+def explain_location_error(err: BaseException, url: str, what: str) -> str:
     """A message for a failure to reach ``url``, naming the likely cause and the fix."""
     name = type(err).__name__
     text = f"{name}: {err}"
@@ -123,7 +123,7 @@ def _probe_url(fs: Any, path: str, url: str, what: str) -> None:
         fs.pipe_file(probe, b"daskod")
         fs.rm_file(probe)
     except Exception as err:  # any driver's error: network, credentials, bucket
-        raise StoreError(_explain(err, url, what)) from err
+        raise StoreError(explain_location_error(err, url, what)) from err
     finally:
         with contextlib.suppress(Exception):
             fs.invalidate_cache()
@@ -182,7 +182,7 @@ def open_store(store: str | os.PathLike, *, storage_options: dict[str, Any] | No
     try:
         return FsspecStore.from_url(text, storage_options=options)
     except Exception as err:
-        raise StoreError(_explain(err, text, what)) from err
+        raise StoreError(explain_location_error(err, text, what)) from err
 
 
 def store_location(root: Any) -> str:

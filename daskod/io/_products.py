@@ -1,8 +1,9 @@
 """JWST products out: ``*_crf.fits`` / ``*_crfints.fits`` and intermediate products.
 
 Each product is the input file with the new DQ, NaN in SCI/ERR/VAR_* where DO_NOT_USE and
-``meta.cal_step.outlier_detection = "COMPLETE"``; it is written under a temporary name in
-the output folder and renamed, so an interrupted run never leaves a half-written product.
+``meta.cal_step.outlier_detection = "COMPLETE"``; it is written into a folder under the
+``temp_dir`` option and then renamed into place, or uploaded as one object when the output
+is an fsspec URL (``s3://...``), so an interrupted run never leaves a half-written product.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import numpy as np
 
 from daskod._exceptions import InputError
 from daskod.flag._dq import DO_NOT_USE
-from daskod.io._jwst import require_stdatamodels
+from daskod.io._jwst import open_model, require_stdatamodels
+from daskod.io._location import is_url, publish, temp_folder
 
 __all__ = ["output_path", "plan_outputs", "write_product", "write_image"]
 
@@ -36,15 +38,26 @@ def stem_of(path: str) -> str:
     return head if head and tail in KNOWN_SUFFIXES else base
 
 
+def join(folder: str, name: str) -> str:
+    """``folder/name`` for a local folder or a URL."""
+    if is_url(folder):
+        return f"{folder.rstrip('/')}/{name}"
+    return os.path.join(folder, name)
+
+
 def output_path(path: str, outdir: str, suffix: str) -> str:
     """``<outdir>/<stem>_<suffix>.fits``."""
-    return os.path.join(outdir, f"{stem_of(path)}_{suffix}.fits")
+    return join(outdir, f"{stem_of(path)}_{suffix}.fits")
+
+
+def _real(path: str) -> str:
+    return path if is_url(path) else os.path.realpath(path)
 
 
 def plan_outputs(inputs: list[str], outdir: str, suffix: str) -> list[str]:
-    """Output paths, refusing any that would overwrite an input or each other."""
-    outs = [os.path.realpath(output_path(p, outdir, suffix)) for p in inputs]
-    real_inputs = {os.path.realpath(p) for p in inputs}
+    """Output paths (or URLs), refusing any that would overwrite an input or each other."""
+    outs = [_real(output_path(p, outdir, suffix)) for p in inputs]
+    real_inputs = {_real(p) for p in inputs}
     for src, out in zip(inputs, outs, strict=True):
         if out in real_inputs:
             msg = (f"{src}: its output {out} would overwrite an input; choose another "
@@ -56,26 +69,25 @@ def plan_outputs(inputs: list[str], outdir: str, suffix: str) -> list[str]:
     return outs
 
 
-def _replace_atomically(model: Any, final: str) -> None:
-    folder = os.path.dirname(final)
-    tmp = os.path.join(folder, f".{os.path.basename(final)[:-5]}.partial-{os.getpid()}.fits")
-    try:
-        model.save(tmp)
-        os.replace(tmp, final)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+def _replace_atomically(model: Any, final: str,
+                        storage_options: dict[str, Any] | None = None) -> None:
+    """Save ``model`` under the temporary folder, then move or upload it to ``final``."""
+    with temp_folder("daskod-product-") as tmp:
+        staged = os.path.join(tmp, os.path.basename(final))
+        model.save(staged)
+        publish([staged], [final], storage_options=storage_options)
 
 
-def write_product(src: str, dst: str, dq: Any, *, status: str = "COMPLETE") -> None:
+def write_product(src: str, dst: str, dq: Any, *, status: str = "COMPLETE",
+                  storage_options: dict[str, Any] | None = None) -> None:
     """Write ``dst``: the product ``src`` with the new DQ and the reference's NaN matching.
 
     ``status`` goes to ``meta.cal_step.outlier_detection`` (``"SKIPPED"`` when the step was
-    skipped, as the reference records it).
+    skipped, as the reference records it). ``src`` and ``dst`` may be fsspec URLs, opened
+    with ``storage_options``.
     """
-    datamodels = require_stdatamodels()
     new_dq = np.asarray(dq).astype(np.uint32)
-    with datamodels.open(src) as model:
+    with open_model(src, storage_options=storage_options) as model:
         if tuple(model.dq.shape) != new_dq.shape:
             msg = f"{src}: DQ shape {model.dq.shape} does not match the result {new_dq.shape}."
             raise InputError(msg)
@@ -91,22 +103,23 @@ def write_product(src: str, dst: str, dq: Any, *, status: str = "COMPLETE") -> N
                     setattr(model, name, arr)
         model.meta.cal_step.outlier_detection = status
         model.meta.filename = os.path.basename(dst)
-        _replace_atomically(model, dst)
+        _replace_atomically(model, dst, storage_options)
     log.info("Wrote %s", dst)
 
 
 def write_image(dst: str, data: np.ndarray, *, wcs: Any = None, extra: dict | None = None,
-                like: str | None = None) -> None:
+                like: str | None = None,
+                storage_options: dict[str, Any] | None = None) -> None:
     """An intermediate ImageModel (median, blot, drizzled group) with a WCS."""
     datamodels = require_stdatamodels()
     model = datamodels.ImageModel(data=np.asarray(data, dtype=np.float32))
     if like is not None:
-        with datamodels.open(like) as ref:
+        with open_model(like, storage_options=storage_options) as ref:
             model.update(ref, only="PRIMARY")
     for key, value in (extra or {}).items():
         setattr(model, key, np.asarray(value, dtype=np.float32))
     if wcs is not None:
         model.meta.wcs = wcs
     model.meta.filename = os.path.basename(dst)
-    _replace_atomically(model, dst)
+    _replace_atomically(model, dst, storage_options)
     log.info("Wrote %s", dst)
