@@ -217,6 +217,19 @@ def test_inputs_are_not_modified(tmp_path):
         np.testing.assert_array_equal(exp.dq, dq)
 
 
+def test_public_api_runs_the_cube_method(sim, tmp_path):
+    """``detect_outliers(mode="ifu", ifu_method="cube")`` gives the flags of the engine."""
+    import daskod
+
+    _, dq, median = run_cube(sim.exposures, tmp_path / "direct")
+    result = daskod.detect_outliers(sim.exposures, mode="ifu", ifu_method="cube",
+                                    scale="2.4 1.2", tile_size=40, scheduler="threads")
+    for a, b in zip(result.dq, dq, strict=True):
+        np.testing.assert_array_equal(np.asarray(a), b)
+    assert list(result.n_flagged) == [int(((d & 16) != 0).sum()) for d in dq]
+    np.testing.assert_array_equal(np.asarray(result.median), median)
+
+
 # --- bad input ----------------------------------------------------------------------------
 
 def test_wcs_without_spectral_axis_is_refused_by_name(tmp_path):

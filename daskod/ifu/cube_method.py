@@ -209,13 +209,28 @@ def _build_grid(stats: list[list[dict[str, Any]]], ra0: float, dec0: float, *,
                     roi=(float(roi[0]), float(roi[1])), weighting=weighting)
 
 
+#: Bytes per spaxel-plane of a median task per exposure (flux + weight read, masked copy)
+#: and of its own sums; bytes per spaxel mapped by a blot task (float64 coordinates, masks);
+#: bytes per detector pixel of a flag task (SCI, ERR, DQ, variances, blot, temporaries).
+_MEDIAN_BYTES, _SUMS_BYTES, _BLOT_BYTES, _FLAG_BYTES = 12, 40, 120, 100
+
+
 def _default_chunks(grid: CubeGrid, n_exp: int, budget_bytes: int, plane_chunk: int | None,
                     tile: int | None, shape: tuple[int, int]) -> tuple[int, int]:
-    """Planes per chunk and detector tile: what fits the per-task budget (or as given)."""
+    """Planes per chunk and detector tile side: as given, else what fits ``budget_bytes``.
+
+    A flag task of side ``s`` maps about ``s + 4`` wavelength planes of spaxels (dispersion
+    runs along one detector axis) and holds ``s**2`` detector pixels.
+    """
     nw, ny, nx = grid.shape
-    per_plane = ny * nx * (8 * n_exp + 24)  # single cubes read + float64 sums + median
-    planes = plane_chunk or max(1, min(nw, int(budget_bytes // max(per_plane, 1))))
-    side = tile or plane_chunk or max(64, min(512, int(math.sqrt(budget_bytes / 200.0))))
+    per_plane = ny * nx * (_MEDIAN_BYTES * n_exp + _SUMS_BYTES)
+    planes = plane_chunk or int(budget_bytes // max(per_plane, 1))
+    side = tile or plane_chunk
+    if side is None:
+        side = 16
+        while side < max(shape) and ((2 * side + 4) * ny * nx * _BLOT_BYTES
+                                     + (2 * side) ** 2 * _FLAG_BYTES) <= budget_bytes:
+            side *= 2
     return int(max(1, min(planes, nw))), int(max(1, min(side, max(shape))))
 
 
