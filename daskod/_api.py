@@ -12,7 +12,7 @@ import numpy as np
 
 from daskod._exceptions import InputError, SkippedWarning
 from daskod._result import OutlierResult
-from daskod.engine._budget import plan_budget, scheduler_facts
+from daskod.engine._budget import largest_group_pixels, plan_budget, scheduler_facts
 from daskod.engine._checkpoint import recorded_tile
 from daskod.engine._dispatch import resolve_scheduler, working_directory
 from daskod.exposure import Exposure, validate_exposures
@@ -250,7 +250,10 @@ def detect_outliers(
         # On a cluster the budget is shared by its workers (asked for their memory).
         budget = plan_budget(memory_limit=memory_limit, n_groups=n_units,
                              max_group_members=max(len(g) for g in groups),
-                             tile_size=tile_size, **scheduler_facts(sched))
+                             tile_size=tile_size, **scheduler_facts(sched),
+                             group_pixels=largest_group_pixels(
+                                 [e.shape for e in items],
+                                 groups if params.resample_data else None))
     except BaseException:
         sched.close()
         raise

@@ -50,7 +50,12 @@ def estimate_memory(
     cluster the workers are asked for their resident memory and limits.
     """
     from daskod.cube import Cube
-    from daskod.engine._budget import plan_budget, scheduler_facts, task_budget
+    from daskod.engine._budget import (
+        largest_group_pixels,
+        plan_budget,
+        scheduler_facts,
+        task_budget,
+    )
     from daskod.engine._dispatch import resolve_scheduler
     from daskod.exposure import validate_exposures
     from daskod.modes.imaging import group_exposures
@@ -66,7 +71,10 @@ def estimate_memory(
             n_units = len(groups) if resample_data else len(items)
             budget = plan_budget(memory_limit=memory_limit, n_groups=max(n_units, 1),
                                  max_group_members=max(len(g) for g in groups),
-                                 tile_size=tile_size, **facts)
+                                 tile_size=tile_size, **facts,
+                                 group_pixels=largest_group_pixels(
+                                     [e.shape for e in items],
+                                     groups if resample_data else None))
     finally:
         sched.close()
     out: dict[str, Any] = {"memory_limit": budget.memory_limit,

@@ -124,6 +124,37 @@ def test_cluster_budget_refusal_says_what_would_fit():
         _plan(512 * MiB, roomy, tile_size=2048)
 
 
+def test_whole_group_threshold_task_is_budgeted(monkeypatch):
+    """The weight-threshold task gathers one group's weights whole: a worker that holds a tile
+    but not that task is refused, and the predicted peak covers it."""
+    workers = WorkerFacts(n_workers=2, threads_per_worker=1, baseline=150 * MiB,
+                          memory_cap=int(0.8 * 256 * MiB), cap_fraction=0.8)
+    assert _plan(512 * MiB, workers).tile >= 64  # tiles alone fit
+    group = 2048 * 2048
+    with pytest.raises(daskod.MemoryBudgetError, match="weights of one group") as info:
+        plan_budget(memory_limit=512 * MiB, n_groups=8, max_group_members=1, tile_size=None,
+                    num_workers=2, separate_processes=True, workers=workers,
+                    group_pixels=group)
+    import re
+
+    at_least = int(re.search(r"memory_limit of at least (\d+) MiB", str(info.value))[1])
+    bigger = WorkerFacts(2, 1, 150 * MiB, int(0.8 * at_least * MiB), 0.8)
+    budget = plan_budget(memory_limit=2 * at_least * MiB, n_groups=8, max_group_members=1,
+                         tile_size=None, num_workers=2, separate_processes=True,
+                         workers=bigger, group_pixels=group)
+    assert budget.predicted_peak // 2 >= 150 * MiB + _budget.THRESHOLD_BYTES_PER_PIXEL * group
+    assert budget.predicted_peak // 2 <= budget.worker_share
+    # Locally too: fewer threads when two such tasks at once would not fit.
+    monkeypatch.setattr(_budget, "process_rss", lambda: 150 * MiB)
+    local = plan_budget(memory_limit=400 * MiB, n_groups=8, max_group_members=1,
+                        tile_size=None, num_workers=2, separate_processes=False,
+                        group_pixels=group)
+    assert local.num_workers == 1
+    assert local.predicted_peak <= 400 * MiB
+    assert _budget.largest_group_pixels([(10, 20), (10, 20), (5, 5)], [[0, 1], [2]]) == 400
+    assert _budget.largest_group_pixels([(10, 20), (10, 30)], None) == 300
+
+
 # --- on a live cluster -------------------------------------------------------------------------
 
 def test_estimate_asks_the_workers_and_the_run_uses_the_same_budget(client, zarr_observation,

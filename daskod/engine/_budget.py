@@ -22,7 +22,8 @@ from daskod._exceptions import MemoryBudgetError
 from daskod.options import get_option, parse_bytes
 
 __all__ = ["Budget", "WorkerFacts", "plan_budget", "plan_task_budget", "task_budget",
-           "scheduler_facts", "ask_workers", "default_memory_limit", "process_rss"]
+           "scheduler_facts", "ask_workers", "largest_group_pixels", "default_memory_limit",
+           "process_rss"]
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,10 @@ log = logging.getLogger(__name__)
 MEDIAN_BYTES_PER_GROUP = 16
 DRIZZLE_BYTES_PER_INPUT = 72
 FLAG_BYTES = 120
+#: Bytes per detector pixel of the largest group held by its weight-threshold task (gathered
+#: float32 weights, their concatenation, sorted copy and sigma-clipping temporaries;
+#: measured 15 B/px on a 2150^2 frame).
+THRESHOLD_BYTES_PER_PIXEL = 16
 #: Headroom for allocator fragmentation, zarr buffers and Dask bookkeeping.
 SAFETY = 1.6
 #: Resident memory of a fresh worker process after importing the task modules (measured
@@ -169,6 +174,15 @@ def bytes_per_tile_pixel(n_groups: int, max_group_members: int) -> float:
                         DRIZZLE_BYTES_PER_INPUT * max_group_members, FLAG_BYTES)
 
 
+def largest_group_pixels(shapes: list[tuple[int, ...]], groups: list[list[int]] | None) -> int:
+    """Detector pixels of the largest group (of the largest exposure when ``groups`` is None:
+    no resampling, each exposure's own weights are thresholded)."""
+    sizes = [math.prod(shape) for shape in shapes]
+    if groups is None:
+        return max(sizes, default=0)
+    return max((sum(sizes[k] for k in g) for g in groups), default=0)
+
+
 def _limit(memory_limit: int | str | None, workers: WorkerFacts | None) -> int:
     given = parse_bytes(memory_limit if memory_limit is not None
                         else get_option("memory_limit"))
@@ -225,6 +239,7 @@ def plan_budget(
     num_workers: int,
     separate_processes: bool,
     workers: WorkerFacts | None = None,
+    group_pixels: int = 0,
 ) -> Budget:
     """Choose tile size and worker count so the run fits ``memory_limit``.
 
@@ -243,30 +258,42 @@ def plan_budget(
         Workers are local processes, each with its own baseline.
     workers : WorkerFacts, optional
         The workers of a distributed cluster (:func:`ask_workers`).
+    group_pixels : int, optional
+        Detector pixels of the largest group: its weight-threshold task gathers the group's
+        weights whole (phases run one after another, so it competes with no tile task).
     """
     limit = _limit(memory_limit, workers)
     per_px = bytes_per_tile_pixel(n_groups, max_group_members)
+    whole = SAFETY * THRESHOLD_BYTES_PER_PIXEL * group_pixels
     if tile_size is not None or get_option("tile_size") is not None:
         tile_size = int(tile_size if tile_size is not None else get_option("tile_size"))
         if tile_size < 8:
             msg = f"tile_size must be at least 8 pixels, got {tile_size!r}."
             raise ValueError(msg)
+    smallest = per_px * (tile_size or MIN_TILE) ** 2
+    if whole > smallest:
+        what = (f"gathering the weights of one group ({group_pixels / 1e6:.1f} Mpx) for its "
+                "threshold")
+    elif tile_size is None:
+        what = f"one {MIN_TILE}x{MIN_TILE} tile of {n_groups} groups"
+    else:
+        what = f"one {tile_size}x{tile_size} tile (tile_size) of {n_groups} groups"
     if workers is not None:
-        return _plan_on_cluster(limit, per_px, n_groups, tile_size, workers)
+        return _plan_on_cluster(limit, per_px, whole, tile_size, workers, what)
     baseline = process_rss()
     available = limit - baseline - OVERHEAD
     n = max(1, num_workers)
     worker_base = WORKER_BASELINE if separate_processes else 0
-    if separate_processes:
-        # Each worker process carries roughly the same imports as this one.
-        while n > 1 and available - n * worker_base < n * per_px * MIN_TILE**2:
-            n -= 1
-        available -= n * worker_base
-    if available <= per_px * MIN_TILE**2:
-        need = baseline + OVERHEAD + worker_base + per_px * MIN_TILE**2
-        msg = (f"memory_limit={_mib(limit)} cannot hold even one {MIN_TILE}x{MIN_TILE} "
-               f"tile of {n_groups} groups on top of the {_mib(baseline)} this process "
-               f"already uses; give at least {math.ceil(need / 2**20)} MiB.")
+    least = max(per_px * MIN_TILE**2, whole)
+    # Each worker process carries roughly the same imports as this one.
+    while n > 1 and available - n * worker_base < n * least:
+        n -= 1
+    available -= n * worker_base
+    if available <= least:
+        need = baseline + OVERHEAD + worker_base + least
+        msg = (f"memory_limit={_mib(limit)} cannot hold {what} on top of the "
+               f"{_mib(baseline)} this process already uses; give at least "
+               f"{math.ceil(need / 2**20)} MiB.")
         raise MemoryBudgetError(msg)
     if tile_size is None:
         edge = math.sqrt(available / n / per_px)
@@ -277,32 +304,30 @@ def plan_budget(
             n -= 1
     per_task = int(per_px * tile**2)
     budget = Budget(memory_limit=limit, tile=tile, num_workers=n, per_task_bytes=per_task,
-                    baseline=baseline,
-                    predicted_peak=int(baseline + OVERHEAD + n * (per_task + worker_base)))
+                    baseline=baseline, predicted_peak=int(
+                        baseline + OVERHEAD + n * (max(per_task, whole) + worker_base)))
     log.info("Budget: %s", budget.describe())
     return budget
 
 
-def _plan_on_cluster(limit: int, per_px: float, n_groups: int, tile_size: int | None,
-                     workers: WorkerFacts) -> Budget:
+def _plan_on_cluster(limit: int, per_px: float, whole: float, tile_size: int | None,
+                     workers: WorkerFacts, what: str) -> Budget:
     share = _worker_share(limit, workers)
     threads = workers.threads_per_worker
     available = share - workers.baseline - OVERHEAD
+    least = max(per_px * (tile_size or MIN_TILE) ** 2, whole)
+    if available < threads * least:
+        msg = _cluster_refusal(limit, workers, least, what)
+        if tile_size is not None and whole < per_px * tile_size**2:
+            msg += " A smaller tile_size (or none) may also fit."
+        raise MemoryBudgetError(msg)
     if tile_size is None:
-        if available < threads * per_px * MIN_TILE**2:
-            what = f"one {MIN_TILE}x{MIN_TILE} tile of {n_groups} groups"
-            raise MemoryBudgetError(_cluster_refusal(limit, workers, per_px * MIN_TILE**2,
-                                                     what))
         edge = math.sqrt(available / threads / per_px)
         tile = max(MIN_TILE, int(min(MAX_TILE, edge)) // 64 * 64)
     else:
         tile = tile_size
-        if available < threads * per_px * tile**2:
-            what = f"one {tile}x{tile} tile (tile_size) of {n_groups} groups"
-            raise MemoryBudgetError(_cluster_refusal(limit, workers, per_px * tile**2, what)
-                                    + " A smaller tile_size (or none) may also fit.")
     per_task = int(per_px * tile**2)
-    per_worker = workers.baseline + OVERHEAD + threads * per_task
+    per_worker = workers.baseline + OVERHEAD + threads * max(per_task, whole)
     budget = Budget(memory_limit=limit, tile=tile, num_workers=workers.n_workers * threads,
                     per_task_bytes=per_task, baseline=workers.baseline,
                     predicted_peak=int(workers.n_workers * per_worker), worker_share=share)
