@@ -1,0 +1,56 @@
+"""IFU intermediate products: the reference's ``OutlierIFUOutputModel`` per detector."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import numpy as np
+
+from daskod.io._jwst import require_stdatamodels
+
+__all__ = ["write_ifu_outputs"]
+
+log = logging.getLogger(__name__)
+
+
+def _join(folder: str, name: str) -> str:
+    """``folder/name`` for a local folder or a URL."""
+    if "://" in folder:
+        return f"{folder.rstrip('/')}/{name}"
+    return os.path.join(folder, name)
+
+
+def write_ifu_outputs(result: Any, outdir: str, root: str, stage: Any) -> list[str]:
+    """Write ``<root>_<detector>_outlier_output.fits`` per detector of a difference-method run.
+
+    Each holds ``diffarr``, ``minarr``, ``normarr`` and ``minnorm`` and the kernel size and
+    threshold in its metadata, as the reference's intermediate product. ``stage(final)``
+    returns the local path to save to (the caller moves it to ``final``).
+
+    Returns
+    -------
+    list of str
+        The final paths.
+    """
+    datamodels = require_stdatamodels()
+    finals = []
+    for detector, info in result.ifu.items():
+        if "diffarr" not in info:
+            continue
+        final = _join(outdir, f"{root}_{detector}_outlier_output.fits")
+        model = datamodels.OutlierIFUOutputModel(
+            diffarr=np.asarray(info["diffarr"], dtype=np.float32),
+            minarr=np.asarray(info["minarr"], dtype=np.float32),
+            normarr=np.asarray(info["normarr"], dtype=np.float32),
+            minnorm=np.asarray(info["minnorm"], dtype=np.float32))
+        model.meta.kernel_xsize = int(info["kernel_size"][0])
+        model.meta.kernel_ysize = int(info["kernel_size"][1])
+        model.meta.threshold_percent = float(result.params.get("threshold_percent", 99.8))
+        model.meta.filename = os.path.basename(final)
+        model.save(stage(final))
+        model.close()
+        finals.append(final)
+        log.info("Wrote %s", final)
+    return finals
