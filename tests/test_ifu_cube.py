@@ -208,6 +208,54 @@ def test_chunked_equals_unchunked_and_schedulers_agree(tmp_path):
     assert sum(int(((d & 16) != 0).sum()) for d in dq0) > 20
 
 
+def test_nirspec_layout_and_small_budget_chunking(tmp_path):
+    """Dispersion along x (NIRSpec-like); a budget far below the cube size splits the work
+    into many plane chunks and small tiles, with the flags of an unchunked run."""
+    sim = datasets.make_ifu_exposures(3, shape=(112, 128), seed=4, instrument="NIRSPEC")
+    _, dq, med = run_cube(sim.exposures, tmp_path / "one", plane_chunk=10_000, tile=128)
+    s = scores(sim, dq)
+    assert s["strong_found"] / s["strong"] >= 0.95
+    # ~90 core pixels here, so one flag is already 1%; the 1% bound is checked on MIRI above
+    # and aggregated over realisations in benchmarks/ifu_methods.py.
+    assert s["core_flagged"] <= 0.02 * s["core"]
+    sched = resolve_scheduler("threads")
+    small = build_cube_method(
+        sim.exposures, root=str(tmp_path / "small"), scheduler=sched, eager=True,
+        budget_bytes=200_000, snr=(5.0, 4.0), scale=IFU_SCALE, backg=0.0, maskpt=0.7,
+        bad_mask=1, spatial_scale=None, spectral_scale=None, weighting="emsm", roi=None,
+        plane_chunk=None)
+    assert small.median.chunks[0] < small.grid.shape[0] // 4
+    assert small.dq[0].chunks[0] < 128
+    np.testing.assert_array_equal(np.asarray(small.median[...]), med)
+    for a, b in zip(small.dq, dq, strict=True):
+        np.testing.assert_array_equal(np.asarray(a[...]), b)
+
+
+def test_world_axis_order_comes_from_the_frame(tmp_path):
+    """A WCS giving (wavelength, ra, dec) instead of (ra, dec, wavelength): same flags."""
+    from astropy import coordinates as coord
+    from astropy import units as u
+    from gwcs import WCS
+    from gwcs import coordinate_frames as cf
+
+    sim = datasets.make_ifu_exposures(2, shape=(64, 80), seed=6)
+    spec = cf.SpectralFrame(name="spectral", axes_order=(0,), unit=(u.um,),
+                            axes_names=("wavelength",))
+    sky = cf.CelestialFrame(reference_frame=coord.ICRS(), name="sky", axes_order=(1, 2),
+                            unit=(u.deg, u.deg))
+    swapped = []
+    for exp in sim.exposures:
+        det = exp.wcs.input_frame
+        transform = exp.wcs.forward_transform | models.Mapping((2, 0, 1))
+        wcs = WCS([(det, transform), (cf.CompositeFrame([spec, sky], name="world"), None)])
+        swapped.append(exp.copy_with(wcs=wcs))
+    _, dq_a, med_a = run_cube(sim.exposures, tmp_path / "a")
+    _, dq_b, med_b = run_cube(swapped, tmp_path / "b")
+    np.testing.assert_array_equal(med_a, med_b)
+    for a, b in zip(dq_a, dq_b, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_inputs_are_not_modified(tmp_path):
     sim = datasets.make_ifu_exposures(2, shape=(64, 80), seed=9)
     before = [(e.sci.copy(), e.dq.copy()) for e in sim.exposures]

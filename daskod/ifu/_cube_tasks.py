@@ -24,7 +24,7 @@ from daskod.ifu._cube_kernels import (
 from daskod.median._kernels import nanmedian_stack
 from daskod.resample._weights import compute_weight_threshold
 
-__all__ = ["HALO", "coordinates_band", "single_cube_chunk", "cube_weight_threshold",
+__all__ = ["HALO", "world_roles", "coordinates_band", "single_cube_chunk", "cube_weight_threshold",
            "median_chunk", "blot_cube_region", "blot_and_flag_cube_tile"]
 
 #: Detector pixels around a tile the flag rule needs (3x3 growth + blot derivative).
@@ -32,8 +32,40 @@ HALO = 2
 _VARIANCES = ("var_rnoise", "var_poisson", "var_flat")
 
 
-def coordinates_band(payload: bytes, y0: int, y1: int, nx: int, ny: int, ra0: float,
-                     dec0: float, out: dict[str, Any]) -> dict[str, Any]:
+def world_roles(wcs: Any) -> tuple[int, int, int]:
+    """Positions of (longitude, latitude, spectral) among the world axes of a gwcs.
+
+    Raises ValueError when the output frame is not two celestial axes plus one spectral.
+    """
+    types = [str(t).upper() for t in getattr(getattr(wcs, "output_frame", None), "axes_type",
+                                             ())]
+    spatial = [i for i, t in enumerate(types) if t == "SPATIAL"]
+    spectral = [i for i, t in enumerate(types) if t == "SPECTRAL"]
+    if len(types) != 3 or len(spatial) != 2 or len(spectral) != 1:
+        msg = f"world axes {types} are not (celestial, celestial, spectral)"
+        raise ValueError(msg)
+    return spatial[0], spatial[1], spectral[0]
+
+
+def to_world(wcs: Any, roles: tuple[int, int, int], x: np.ndarray, y: np.ndarray
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Detector (x, y) -> (lon, lat, wavelength) as float64, ignoring the bounding box."""
+    world = wcs(x, y, with_bounding_box=False)
+    return tuple(np.asarray(world[i], np.float64) for i in roles)  # type: ignore[return-value]
+
+
+def to_detector(wcs: Any, roles: tuple[int, int, int], lon: np.ndarray, lat: np.ndarray,
+                wave: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(lon, lat, wavelength) -> detector (x, y) through the WCS's backward transform."""
+    args: list[Any] = [None, None, None]
+    for i, value in zip(roles, (lon, lat, wave), strict=True):
+        args[i] = value
+    x, y = wcs.backward_transform(*args)
+    return np.asarray(x, np.float64), np.asarray(y, np.float64)
+
+
+def coordinates_band(payload: bytes, roles: tuple[int, int, int], y0: int, y1: int, nx: int,
+                     ny: int, ra0: float, dec0: float, out: dict[str, Any]) -> dict[str, Any]:
     """Evaluate one band of rows; store (xi, eta, wave); return extent and sampling samples.
 
     Rows ``[y0, y1]`` (one more than stored) are evaluated so that differences between
@@ -42,7 +74,7 @@ def coordinates_band(payload: bytes, y0: int, y1: int, nx: int, ny: int, ra0: fl
     wcs = pickle.loads(payload)  # a private copy: WCS objects are not shared by threads
     top = min(y1 + 1, ny)
     yy, xx = np.mgrid[y0:top, 0:nx].astype(np.float64)
-    ra, dec, wave = (np.asarray(v, np.float64) for v in wcs(xx, yy, with_bounding_box=False))
+    ra, dec, wave = to_world(wcs, roles, xx, yy)
     xi, eta = sky_to_plane(ra, dec, ra0, dec0)
     ok = np.isfinite(xi) & np.isfinite(eta) & np.isfinite(wave)
     for arr in (xi, eta, wave):
@@ -144,8 +176,9 @@ def _halo_box(tile: Tile, shape: tuple[int, int], halo: int) -> tuple[int, int, 
             max(tile.x0 - halo, 0), min(tile.x1 + halo, shape[1]))
 
 
-def blot_cube_region(payload: bytes, coords: dict[str, Any], median: Any, grid: CubeGrid,
-                     box: tuple[int, int, int, int], shape: tuple[int, int]) -> np.ndarray:
+def blot_cube_region(payload: bytes, roles: tuple[int, int, int], coords: dict[str, Any],
+                     median: Any, grid: CubeGrid, box: tuple[int, int, int, int],
+                     shape: tuple[int, int]) -> np.ndarray:
     """The reference CubeBlot of the median cube on detector pixels ``box``."""
     y0, y1, x0, x1 = _halo_box(Tile(0, 0, *box), shape, 2)
     wave = np.asarray(coords["wave"][y0:y1, x0:x1])
@@ -161,20 +194,20 @@ def blot_cube_region(payload: bytes, coords: dict[str, Any], median: Any, grid: 
         return np.full((box[1] - box[0], box[3] - box[2]), np.nan, dtype=np.float32)
     ra, dec = plane_to_sky(grid.xi[ix], grid.eta[jy], grid.ra0, grid.dec0)
     wcs = pickle.loads(payload)
-    x, y = (np.asarray(v, np.float64) for v in wcs.backward_transform(
-        ra, dec, grid.wavelength[p0 + pz]))
+    x, y = to_detector(wcs, roles, ra, dec, grid.wavelength[p0 + pz])
     keep = np.isfinite(x) & np.isfinite(y)
     return blot_points(x[keep], y[keep], cube[use][keep], box)
 
 
 def blot_and_flag_cube_tile(sources: dict[str, Any], coords: dict[str, Any], payload: bytes,
-                            tile: Tile, *, shape: tuple[int, int], grid: CubeGrid, median: Any,
+                            roles: tuple[int, int, int], tile: Tile, *,
+                            shape: tuple[int, int], grid: CubeGrid, median: Any,
                             snr: tuple[float, float], scale: tuple[float, float], backg: float,
                             out: Any = None, after: Any = None) -> dict[str, Any]:
     """Blot, flag and update the DQ of one detector tile (``dq`` returned or written)."""
     box = _halo_box(tile, shape, HALO)
     y0, y1, x0, x1 = box
-    blot = blot_cube_region(payload, coords, median, grid, box, shape)
+    blot = blot_cube_region(payload, roles, coords, median, grid, box, shape)
     sci = np.asarray(sources["sci"][y0:y1, x0:x1])
     err = np.asarray(sources["err"][y0:y1, x0:x1])
     cr = flag_resampled_crs(sci, err, blot, snr1=snr[0], snr2=snr[1], scale1=scale[0],

@@ -61,6 +61,8 @@ from daskod.ifu._cube_tasks import (
     cube_weight_threshold,
     median_chunk,
     single_cube_chunk,
+    to_world,
+    world_roles,
 )
 from daskod.io._store import array_sources, create_array
 
@@ -94,14 +96,14 @@ def check_cube_wcs(exp: Exposure) -> None:
         msg = (f"Exposure {exp.name!r} has no WCS; ifu_method='cube' needs a 3-D WCS "
                "(detector -> ra, dec, wavelength), or use ifu_method='difference'.")
         raise WCSError(msg, exposure=exp.name)
-    frame = getattr(wcs, "output_frame", None)
-    types = [str(t).upper() for t in getattr(frame, "axes_type", ())]
-    n_world = getattr(wcs, "world_n_dim", None) or len(types)
-    if n_world != 3 or "SPECTRAL" not in types:
-        msg = (f"Exposure {exp.name!r}: its WCS has {n_world} world axes {types or ''} and "
-               "no spectral axis; ifu_method='cube' needs detector -> (ra, dec, wavelength) "
-               "(use ifu_method='difference' for data without a spectral WCS).")
-        raise WCSError(msg, exposure=exp.name)
+    try:
+        world_roles(wcs)
+    except ValueError as err:
+        n_world = getattr(wcs, "world_n_dim", "?")
+        msg = (f"Exposure {exp.name!r}: its WCS ({type(wcs).__name__}, {n_world} world axes) "
+               f"has no spectral axis ({err}); ifu_method='cube' needs a gwcs detector -> "
+               "(ra, dec, wavelength) (use ifu_method='difference' without one).")
+        raise WCSError(msg, exposure=exp.name) from None
     try:
         wcs.backward_transform  # noqa: B018 - raises when there is no inverse
     except NotImplementedError:
@@ -133,7 +135,7 @@ def _reference_point(exp: Exposure) -> tuple[float, float]:
     """Median (ra, dec) of a coarse grid of the first exposure's slice pixels."""
     ny, nx = exp.shape
     yy, xx = np.mgrid[0:ny:4, 0:nx:4].astype(np.float64)
-    ra, dec, _ = exp.wcs(xx, yy, with_bounding_box=False)
+    ra, dec, _ = to_world(exp.wcs, world_roles(exp.wcs), xx, yy)
     ok = np.isfinite(ra) & np.isfinite(dec)
     if not ok.any():
         msg = (f"Exposure {exp.name!r}: its WCS gives no finite sky position on the detector; "
@@ -272,6 +274,7 @@ def build_cube_method(
     start = time.perf_counter()
     ra0, dec0 = _reference_point(exposures[0])
     payloads = [pickle.dumps(exp.wcs) for exp in exposures]
+    roles = [world_roles(exp.wcs) for exp in exposures]
     band_rows = tile or plane_chunk or 64
     coords, coord_tasks, owners = [], [], []
     for k, exp in enumerate(exposures):
@@ -282,7 +285,7 @@ def build_cube_method(
         coords.append(arrays)
         for y0 in range(0, ny, band_rows):
             coord_tasks.append(dask.delayed(coordinates_band, pure=False)(
-                payloads[k], y0, min(y0 + band_rows, ny), nx, ny, ra0, dec0, arrays))
+                payloads[k], roles[k], y0, min(y0 + band_rows, ny), nx, ny, ra0, dec0, arrays))
             owners.append(k)
     results = geometry.run("coordinates", coord_tasks)
     stats: list[list[dict[str, Any]]] = [[] for _ in exposures]
@@ -346,9 +349,9 @@ def build_cube_method(
     flags = []
     for k, exp in enumerate(exposures):
         flags.append({t: dask.delayed(blot_and_flag_cube_tile, pure=False)(
-            sources[k], coords[k], payloads[k], t, shape=exp.shape, grid=grid, median=median,
-            snr=snr, scale=scale, backg=exp.background_for_flagging(backg), out=targets[k],
-            after=median_done) for t in Tiling(exp.shape, (side, side))})
+            sources[k], coords[k], payloads[k], roles[k], t, shape=exp.shape, grid=grid,
+            median=median, snr=snr, scale=scale, backg=exp.background_for_flagging(backg),
+            out=targets[k], after=median_done) for t in Tiling(exp.shape, (side, side))})
     run = CubeMethodRun(dq=[], counts=[], median=median, grid=grid, timings=timings,
                         single_flux=flux, single_weight=weight,
                         thresholds=list(thresholds) if eager else thresholds)
