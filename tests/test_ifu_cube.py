@@ -34,14 +34,15 @@ def sim():
 
 
 def run_cube(exposures, root, *, scheduler="synchronous", eager=True, scale=IFU_SCALE,
-             weighting="emsm", plane_chunk=None, tile=None, roi=None):
+             weighting="emsm", plane_chunk=None, tile=None, roi=None, spatial_scale=None,
+             spectral_scale=None):
     sched = resolve_scheduler(scheduler)
     with sched.session():
         run = build_cube_method(
             exposures, root=str(root), scheduler=sched, eager=eager, budget_bytes=64 * 2**20,
             snr=(5.0, 4.0), scale=scale, backg=0.0, maskpt=0.7, bad_mask=1,
-            spatial_scale=None, spectral_scale=None, weighting=weighting, roi=roi,
-            plane_chunk=plane_chunk, tile=tile)
+            spatial_scale=spatial_scale, spectral_scale=spectral_scale, weighting=weighting,
+            roi=roi, plane_chunk=plane_chunk, tile=tile)
         if eager:
             dq = [np.asarray(d[...]) for d in run.dq]
         else:
@@ -278,6 +279,30 @@ def test_public_api_runs_the_cube_method(sim, tmp_path):
     np.testing.assert_array_equal(np.asarray(result.median), median)
 
 
+def test_given_sampling_and_roi_are_used(tmp_path):
+    sim = datasets.make_ifu_exposures(3, shape=(96, 112), seed=2)
+    run, dq, _ = run_cube(sim.exposures, tmp_path, spatial_scale=0.2, spectral_scale=0.0016,
+                          roi=(0.25, 0.002))
+    auto, _, _ = run_cube(sim.exposures, tmp_path / "auto")
+    assert run.grid.scale == 0.2 and run.grid.dwave == 0.0016
+    assert run.grid.roi == (0.25, 0.002)
+    assert auto.grid.scale == pytest.approx(0.13, rel=1e-6)  # the simulator's pixel scale
+    assert auto.grid.dwave == pytest.approx(0.0008, rel=0.03)
+    assert run.grid.shape[0] < auto.grid.shape[0] and run.grid.shape[2] < auto.grid.shape[2]
+    assert all(((d & 16) != 0).sum() > 0 for d in dq)
+
+
+def test_unusable_exposure_gets_no_flags_and_breaks_nothing(tmp_path):
+    sim = datasets.make_ifu_exposures(3, shape=(64, 80), seed=3)
+    # As in calibrated products: DO_NOT_USE pixels are NaN.
+    dead = sim.exposures[2].copy_with(dq=sim.exposures[2].dq | 1,
+                                      sci=np.full(sim.exposures[2].shape, np.nan, np.float32))
+    _, dq, median = run_cube([*sim.exposures[:2], dead], tmp_path)
+    assert not np.any(dq[2] & 16)
+    assert np.all(dq[2] & 1)
+    assert np.isfinite(median).any()
+
+
 # --- bad input ----------------------------------------------------------------------------
 
 def test_wcs_without_spectral_axis_is_refused_by_name(tmp_path):
@@ -292,10 +317,20 @@ def test_wcs_without_spectral_axis_is_refused_by_name(tmp_path):
         run_cube([sim.exposures[0], nowcs], tmp_path)
 
 
+def test_absurd_sampling_is_refused_before_work(tmp_path):
+    from daskod._exceptions import OutputTooLargeError
+
+    sim = datasets.make_ifu_exposures(2, shape=(64, 80), seed=1)
+    with pytest.raises(OutputTooLargeError, match="cube_spatial_scale"):
+        run_cube(sim.exposures, tmp_path, spatial_scale=1e-5, spectral_scale=1e-9)
+
+
 @pytest.mark.parametrize(("kw", "match"), [
     ({"weighting": "gauss"}, "cube_weighting"),
     ({"roi": (0.2, -1.0)}, "cube_roi"),
     ({"roi": (0.2,)}, "cube_roi"),
+    ({"spatial_scale": -0.1}, "cube_spatial_scale"),
+    ({"spectral_scale": float("nan")}, "cube_spectral_scale"),
 ])
 def test_bad_parameters(tmp_path, kw, match):
     sim = datasets.make_ifu_exposures(2, shape=(64, 80), seed=1)
