@@ -209,7 +209,9 @@ def detect_outliers(
                         threshold_percent=threshold_percent, ifu_second_check=ifu_second_check,
                         diffaxis=diffaxis, cube_spatial_scale=cube_spatial_scale,
                         cube_spectral_scale=cube_spectral_scale, cube_weighting=cube_weighting,
-                        cube_roi=cube_roi)
+                        cube_roi=cube_roi)  # parameters checked before the store is touched
+        if store is not None:  # a URL with storage_options -> a checked zarr store
+            store = open_store(store, storage_options=storage_options)
         result = detect_ifu(
             exposures, params=ifu, snr=snr, scale=scale, backg=backg, maskpt=maskpt,
             good_bits=good_bits, save_intermediate_results=save_intermediate_results,

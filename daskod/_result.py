@@ -45,8 +45,10 @@ class OutlierResult:
         The inputs (validated copies: names and group ids filled in).
     params : dict
         Resolved parameters.
-    store : str or None
-        The Zarr working store that holds the median and DQ (None once removed).
+    store : str, zarr Store or None
+        The Zarr working store that holds the median and DQ: its local folder, or a
+        ``zarr.storage.FsspecStore`` when it is on object storage (``store="s3://..."``);
+        None once removed. Open it with ``zarr.open_group(result.store, mode="r")``.
     timings : dict
         Seconds per phase.
     checkpoints : dict
@@ -63,7 +65,7 @@ class OutlierResult:
     median_wcs: Any = None
     ifu: dict[str, Any] = field(default_factory=dict)
     n_flagged: list[Any] = field(default_factory=list)
-    store: str | None = None
+    store: Any = None
     timings: dict[str, float] = field(default_factory=dict)
     groups: list[list[int]] = field(default_factory=list)
     checkpoints: dict[str, dict[str, int]] = field(default_factory=dict)
@@ -134,7 +136,8 @@ class OutlierResult:
         return out
 
     def resampled(self, g: int) -> tuple[np.ndarray, np.ndarray]:
-        """Drizzled image and weight of group ``g`` (from the working store)."""
+        """Drizzled image and weight of group ``g`` (read from the working store, local or on
+        object storage)."""
         import zarr
 
         if self.store is None:

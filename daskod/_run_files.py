@@ -82,7 +82,11 @@ def run_files(inputs: list[str], outdir: str, *, params: dict[str, Any],
         raise ValueError(msg)
     target = items if mode in ("imaging", "ifu") else items[0]
     with temp_folder("daskod-outputs-") as staging:
-        ensure_free_space(staging, sum(_size(p, storage_options) for p in paths),
+        need = sum(_size(p, storage_options) for p in paths)
+        if save_intermediate_results:  # at least the median and (imaging) one blot each
+            pixels = [int(np.prod(np.shape(it.dq))) for it in items]
+            need += 4 * max(pixels) + (4 * sum(pixels) if mode == "imaging" else 0)
+        ensure_free_space(staging, need,
                           what="the products before they are moved to the output folder")
         start = time.perf_counter()
         result = daskod.detect_outliers(

@@ -269,3 +269,47 @@ def test_cli_output_bucket_missing_fails_before_the_run(cal_files, s3_env, capsy
         code = _cli(cal_files["asn"], "-o", "s3://daskod-no-such-bucket/out")
     err = capsys.readouterr().err
     assert code == 1 and "bucket does not exist" in err and "output folder" in err
+
+
+@pytest.fixture
+def s3_auth_enforced(s3_endpoint):
+    """The server checks signatures against its (empty) IAM users while the test runs."""
+    import urllib.request
+
+    def set_count(value: str) -> None:
+        request = urllib.request.Request(f"{s3_endpoint}/moto-api/reset-auth",
+                                         data=value.encode(), method="POST",
+                                         headers={"Content-Type": "text/plain"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert response.status == 200
+
+    set_count("0")
+    yield
+    set_count("inf")
+
+
+def test_refused_credentials_are_a_store_error_before_work(observation, s3_options, prefix,
+                                                           s3_auth_enforced, no_work):
+    with pytest.raises(StoreError, match="refused a test write") as info:
+        daskod.detect_outliers(observation.exposures, store=f"s3://{prefix}/work.zarr",
+                               storage_options=s3_options)
+    assert "credentials" in str(info.value) and prefix in str(info.value)
+
+
+def test_time_series_store_on_s3_gives_the_local_flags(s3_options, prefix):
+    sim = datasets.make_tso_cube(nints=40, shape=(16, 32), seed=2)
+    local = daskod.detect_outliers(sim.cube, mode="tso", scheduler="synchronous")
+    remote = daskod.detect_outliers(sim.cube, mode="tso", scheduler="threads",
+                                    store=f"s3://{prefix}/tso.zarr", storage_options=s3_options)
+    np.testing.assert_array_equal(np.asarray(remote.dq[0]), np.asarray(local.dq[0]))
+    assert int(remote.n_flagged[0]) > 0
+    assert _fs(s3_options).exists(f"{prefix}/tso.zarr/outputs/dq/zarr.json")
+
+
+def test_file_url_is_a_local_store(observation, local_flags, tmp_path):
+    folder = tmp_path / "work.zarr"
+    result = daskod.detect_outliers(observation.exposures, store=f"file://{folder}",
+                                    scheduler="synchronous")
+    assert result.store == str(folder)
+    assert (folder / "median" / "zarr.json").exists()
+    np.testing.assert_array_equal(np.asarray(result.dq[0]), local_flags[0])

@@ -155,16 +155,20 @@ def test_temp_dir_must_be_local(observation):
         daskod.detect_outliers(observation.exposures)
 
 
-@pytest.mark.filterwarnings("ignore::DeprecationWarning")
-def test_daskod_run_cleans_temp_space_on_success_and_failure(temp_dir, tmp_path, monkeypatch,
-                                                              capsys):
+@pytest.fixture(scope="module")
+def cal_files(tmp_path_factory):
     pytest.importorskip("stdatamodels.jwst.datamodels")
+    sim = datasets.make_dithered_imaging(n_exposures=3, shape=(96, 96), seed=4)
+    return datasets.write_cal_files(sim.exposures, tmp_path_factory.mktemp("cal"))
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_daskod_run_cleans_temp_space_on_success_and_failure(cal_files, temp_dir, tmp_path,
+                                                              monkeypatch, capsys):
     from daskod.cli import main
     from daskod.io import _products
 
-    sim = datasets.make_dithered_imaging(n_exposures=3, shape=(96, 96), seed=4)
-    files = datasets.write_cal_files(sim.exposures, tmp_path / "in")
-    argv = ["run", files["asn"], "--no-progress", "--scheduler", "synchronous"]
+    argv = ["run", cal_files["asn"], "--no-progress", "--scheduler", "synchronous"]
     real = _products.write_product
     during = []
 
@@ -185,4 +189,24 @@ def test_daskod_run_cleans_temp_space_on_success_and_failure(temp_dir, tmp_path,
     assert main([*argv, "-o", str(tmp_path / "failed")]) == 1
     assert "simulated write failure" in capsys.readouterr().err
     assert not os.path.exists(tmp_path / "failed")
+    assert os.listdir(temp_dir) == []
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_daskod_run_checks_space_for_staged_products(cal_files, temp_dir, tmp_path,
+                                                     monkeypatch, capsys):
+    import daskod
+    from daskod.cli import main
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("ran without room for its products")
+
+    monkeypatch.setattr(daskod, "detect_outliers", forbidden)
+    monkeypatch.setattr(_location, "free_bytes", lambda path: 1000)
+    code = main(["run", cal_files["asn"], "-o", str(tmp_path / "out"), "--no-progress"])
+    err = capsys.readouterr().err
+    inputs = sum(os.path.getsize(p) for p in cal_files["files"])
+    assert code == 1 and "Not enough free space for the products" in err
+    assert f"({inputs} bytes)" in err and "(1000 bytes) free" in err
+    assert not os.path.exists(tmp_path / "out")
     assert os.listdir(temp_dir) == []
