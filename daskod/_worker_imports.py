@@ -9,5 +9,6 @@ import zarr
 import daskod.engine._checkpoint
 import daskod.engine._tasks
 import daskod.flag._graph
+import daskod.ifu._cube_tasks
 import daskod.median._graph
 import daskod.resample._graph
