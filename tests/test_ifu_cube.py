@@ -257,6 +257,17 @@ def test_world_axis_order_comes_from_the_frame(tmp_path):
         np.testing.assert_array_equal(a, b)
 
 
+def test_processes_equal_synchronous(tmp_path):
+    """Worker processes get pickled WCS copies and the inputs copied into the store."""
+    sim = datasets.make_ifu_exposures(2, shape=(64, 80), seed=8)
+    _, dq_a, med_a = run_cube(sim.exposures, tmp_path / "sync")
+    _, dq_b, med_b = run_cube(sim.exposures, tmp_path / "proc", scheduler="processes",
+                              plane_chunk=20, tile=32)
+    np.testing.assert_array_equal(med_a, med_b)
+    for a, b in zip(dq_a, dq_b, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_inputs_are_not_modified(tmp_path):
     sim = datasets.make_ifu_exposures(2, shape=(64, 80), seed=9)
     before = [(e.sci.copy(), e.dq.copy()) for e in sim.exposures]
