@@ -6,6 +6,7 @@ real s3fs/aiobotocore client over HTTP, nothing is mocked in the client.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
@@ -154,6 +155,7 @@ def test_run_association_on_s3_with_store_and_outputs_on_s3(cal_files, s3_env, s
         assert _cli(f"s3://{prefix}/in/test_asn.json", "-o", f"s3://{prefix}/out",
                     "--store", f"s3://{prefix}/work.zarr") == 0, capsys.readouterr().err
     names = [os.path.basename(p).replace("_cal", "_crf") for p in cal_files["files"]]
+    fs.invalidate_cache()
     assert sorted(os.path.basename(k) for k in fs.ls(f"{prefix}/out")) == sorted(names)
     assert fs.exists(f"{prefix}/work.zarr/median/zarr.json")  # the kept working store
     assert not [k for k in fs.find(prefix) if ".daskod-probe-" in k]
@@ -173,8 +175,9 @@ def test_run_association_on_s3_with_store_and_outputs_on_s3(cal_files, s3_env, s
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
-def test_failed_run_leaves_no_output_object(cal_files, s3_env, s3_options, prefix, tmp_path,
-                                            monkeypatch, capsys):
+def test_failed_run_leaves_no_output_object(cal_files, no_credentials, s3_options, prefix,
+                                            tmp_path, monkeypatch, capsys):
+    # Credentials and endpoint only through --storage-options (no AWS_* variables).
     from daskod.io import _products
 
     fs = _fs(s3_options)
@@ -190,9 +193,11 @@ def test_failed_run_leaves_no_output_object(cal_files, s3_env, s3_options, prefi
 
     monkeypatch.setattr(_products, "write_product", failing)
     with daskod.set_options(temp_dir=str(tmp_path / "tmp")):
-        code = _cli(f"s3://{prefix}/in/test_asn.json", "-o", f"s3://{prefix}/out")
+        code = _cli(f"s3://{prefix}/in/test_asn.json", "-o", f"s3://{prefix}/out",
+                    "--storage-options", json.dumps(s3_options))
     assert code == 1 and "simulated write failure" in capsys.readouterr().err
     assert len(calls) == 3  # two products were complete before the failure
+    fs.invalidate_cache()
     assert not fs.exists(f"{prefix}/out") or fs.find(f"{prefix}/out") == []
     assert os.listdir(tmp_path / "tmp") == []
 
@@ -313,3 +318,26 @@ def test_file_url_is_a_local_store(observation, local_flags, tmp_path):
     assert result.store == str(folder)
     assert (folder / "median" / "zarr.json").exists()
     np.testing.assert_array_equal(np.asarray(result.dq[0]), local_flags[0])
+
+
+def test_remove_store_deletes_every_object_under_the_prefix(s3_options, prefix, tmp_path):
+    import zarr
+
+    from daskod.io._location import open_store, remove_store, store_location
+
+    root = open_store(f"s3://{prefix}/scratch.zarr", storage_options=s3_options)
+    assert store_location(root) == f"s3://{prefix}/scratch.zarr"
+    zarr.create_array(store=root, name="a/b", shape=(8,), chunks=(4,), dtype="f4",
+                      fill_value=0)[:] = 1
+    fs = _fs(s3_options)
+    assert len(fs.find(f"{prefix}/scratch.zarr")) >= 3
+    keep = f"{prefix}/scratch.zarr-other"
+    fs.pipe_file(keep, b"x")
+    remove_store(root)
+    fs.invalidate_cache()
+    left = fs.find(prefix)
+    assert keep in left and not [k for k in left if k.startswith(f"{prefix}/scratch.zarr/")]
+    local = open_store(tmp_path / "local.zarr")
+    zarr.create_array(store=local, name="a", shape=(2,), dtype="f4", fill_value=0)
+    remove_store(local)
+    assert not (tmp_path / "local.zarr").exists()
