@@ -137,6 +137,18 @@ def test_full_disk_is_refused_with_the_numbers(observation, temp_dir, tmp_path, 
     assert os.listdir(tmp_path / "named") == []
 
 
+def test_files_a_store_already_holds_count_as_reusable(tmp_path, monkeypatch):
+    store = tmp_path / "store"
+    (store / "median" / "c").mkdir(parents=True)
+    (store / "median" / "c" / "0").write_bytes(b"x" * 5000)
+    monkeypatch.setattr(_location, "free_bytes", lambda path: 1000)
+    _location.ensure_free_space(str(store), 5900, what="the working store")
+    with pytest.raises(StoreError) as info:
+        _location.ensure_free_space(str(store), 7000, what="the working store")
+    assert (info.value.needed, info.value.free) == (2000, 1000)
+    _location.ensure_free_space(object(), 10**18, what="an object store")  # not checked
+
+
 def test_free_space_needed_counts_copies_of_inputs(observation):
     from daskod.io._store import store_bytes
 

@@ -27,8 +27,8 @@ from daskod._exceptions import StoreError
 from daskod.options import default_temp_dir
 
 __all__ = ["is_url", "local_path", "url_filesystem", "explain_location_error", "open_store",
-           "remove_store", "store_location", "free_bytes", "ensure_free_space", "temp_parent",
-           "temp_folder", "publish"]
+           "remove_store", "store_location", "free_bytes", "folder_bytes", "ensure_free_space",
+           "temp_parent", "temp_folder", "publish"]
 
 log = logging.getLogger(__name__)
 
@@ -229,6 +229,23 @@ def free_bytes(path: str) -> int:
     return int(shutil.disk_usage(probe).free)
 
 
+def folder_bytes(path: str) -> int:
+    """Bytes of the files under a local folder (0 when it does not exist)."""
+    total = 0
+    stack = [path]
+    while stack:
+        try:
+            entries = list(os.scandir(stack.pop()))
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                stack.append(entry.path)
+            elif entry.is_file(follow_symlinks=False):
+                total += entry.stat(follow_symlinks=False).st_size
+    return total
+
+
 def _gib(n: int) -> str:
     return f"{n / 2**30:.2f} GiB" if n >= 2**27 else f"{n / 2**20:.1f} MiB"
 
@@ -241,7 +258,8 @@ def ensure_free_space(root: Any, nbytes: int, *, what: str) -> None:
     root : str or zarr Store
         The store (or folder) about to be written.
     nbytes : int
-        Bytes the run will write there.
+        Bytes the run will write there; files the store already holds count as reusable
+        (they are overwritten in place).
     what : str
         What will be written, for the message (e.g. ``"the working store"``).
 
@@ -254,8 +272,11 @@ def ensure_free_space(root: Any, nbytes: int, *, what: str) -> None:
         return
     path = local_path(root)
     free = free_bytes(path)
+    # Arrays a store already holds (a resumed run, or one it overwrites) are rewritten in
+    # place: only the difference needs free space.
+    nbytes = max(0, int(nbytes) - folder_bytes(path))
     if nbytes > free:
-        msg = (f"Not enough free space for {what} in {path!r}: needs about {_gib(nbytes)} "
+        msg = (f"Not enough free space for {what} in {path!r}: needs about {_gib(nbytes)} more "
                f"({nbytes} bytes), {_gib(free)} ({free} bytes) free; free some space, pass "
                "another store= (an object store URL needs no local space), or set "
                "daskod.set_options(temp_dir=...) to a larger disk.")
