@@ -37,6 +37,8 @@ __all__ = [
     "nanmedian_filter",
     "medfilt",
     "noise_floor",
+    "median_in_place",
+    "percentile_in_place",
     "normalise",
     "central_percentile",
     "outlier_mask",
@@ -123,12 +125,14 @@ def neighbour_difference(extended: np.ndarray, diffaxis: int) -> np.ndarray:
     return np.moveaxis(np.fmin(left, right), 0, diffaxis)
 
 
-def nanmedian_filter(padded: np.ndarray, kernel: tuple[int, int]) -> np.ndarray:
+def nanmedian_filter(padded: np.ndarray, kernel: tuple[int, int], *,
+                     max_values: int = _FILTER_VALUES) -> np.ndarray:
     """NaN-ignoring median of every ``kernel`` window fully inside ``padded``.
 
     ``padded`` is the block extended by ``k // 2`` on each side (the halo, or zeros beyond the
     frame), so the output has the block's shape. NaN where a window holds only NaN. Equal to
-    ``np.nanmedian`` of each window; computed with bottleneck in row strips.
+    ``np.nanmedian`` of each window; computed with bottleneck in row strips of at most
+    ``max_values`` window values (two float64 copies of a strip are held at once).
     """
     k0, k1 = kernel
     arr = np.asarray(padded, dtype=np.float64)
@@ -137,7 +141,7 @@ def nanmedian_filter(padded: np.ndarray, kernel: tuple[int, int]) -> np.ndarray:
     if out.size == 0:
         return out
     windows = np.lib.stride_tricks.sliding_window_view(arr, (k0, k1))
-    rows = max(1, _FILTER_VALUES // (nx * k0 * k1))
+    rows = max(1, int(max_values) // (nx * k0 * k1))
     for y0 in range(0, ny, rows):
         y1 = min(ny, y0 + rows)
         block = windows[y0:y1].reshape(y1 - y0, nx, k0 * k1)
@@ -159,6 +163,30 @@ def medfilt(array: np.ndarray, kernel: tuple[int, int]) -> np.ndarray:
 def noise_floor(minarr: np.ndarray) -> float:
     """``nanmedian(minarr) / 3``: the smallest normalisation allowed (NaN if all NaN)."""
     return float(bn.nanmedian(np.asarray(minarr, dtype=np.float64))) / 3
+
+
+def median_in_place(values: np.ndarray) -> float:
+    """Median of a float64 array without NaN, partitioning it in place (no copy).
+
+    The same value as ``np.nanmedian`` of the array the values were gathered from (the mean
+    of the two middle values for an even count); NaN when empty.
+    """
+    n = values.size
+    if n == 0:
+        return math.nan
+    k = n // 2
+    if n % 2:
+        values.partition(k)
+        return float(values[k])
+    values.partition((k - 1, k))
+    return float(np.mean(values[k - 1:k + 1]))
+
+
+def percentile_in_place(values: np.ndarray, threshold_percent: float) -> float:
+    """``np.nanpercentile`` (linear) of values gathered without their NaN, in place."""
+    if values.size == 0:
+        return math.nan
+    return float(np.percentile(values, threshold_percent, overwrite_input=True))
 
 
 def normalise(minarr: np.ndarray, normarr: np.ndarray, nfloor: float

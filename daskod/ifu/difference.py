@@ -39,13 +39,13 @@ from daskod.flag._kernels import apply_outlier_flags, nan_or_unusable_flags
 from daskod.geometry._tiles import Tile, Tiling
 from daskod.ifu._difference_kernels import (
     CENTRAL_BORDER,
-    central_percentile,
     masked_science,
+    median_in_place,
     nanmedian_filter,
     neighbour_difference,
-    noise_floor,
     normalise,
     outlier_mask,
+    percentile_in_place,
 )
 from daskod.io._store import array_sources, create_array
 
@@ -129,30 +129,48 @@ def difference_tile(sources: list[dict[str, Any]], tile: Tile, *, shape: tuple[i
     minarr[tile.slices] = result
 
 
-def floor_task(minarr: Any, *_after: Any) -> float:
-    """``nanmedian(minarr) / 3`` from the stored frame."""
-    return noise_floor(np.asarray(minarr[...]))
+def _gather_finite(array: Any, box: tuple[int, int, int, int], rows: int) -> np.ndarray:
+    """The non-NaN values of ``array[y0:y1, x0:x1]``, read ``rows`` rows at a time into one
+    float64 buffer (at most one frame of values is held, plus one band)."""
+    y0, y1, x0, x1 = box
+    out = np.empty(max(y1 - y0, 0) * max(x1 - x0, 0), dtype=np.float64)
+    n = 0
+    for a in range(y0, y1, rows):
+        band = np.asarray(array[a:min(a + rows, y1), x0:x1], dtype=np.float64)
+        keep = band[~np.isnan(band)]
+        out[n:n + keep.size] = keep
+        n += keep.size
+    return out[:n]
+
+
+def floor_task(minarr: Any, rows: int, *_after: Any) -> float:
+    """``nanmedian(minarr) / 3`` over the stored frame (exact: every value is gathered)."""
+    ny, nx = minarr.shape
+    return median_in_place(_gather_finite(minarr, (0, ny, 0, nx), rows)) / 3
 
 
 def normalise_tile(minarr: Any, tile: Tile, *, shape: tuple[int, int], kernel: tuple[int, int],
-                   nfloor: float, minnorm: Any, normarr: Any = None, after: Any = None) -> None:
+                   nfloor: float, minnorm: Any, normarr: Any = None, max_values: int = 2**22,
+                   after: Any = None) -> None:
     """Median filter (halo ``k // 2``, zeros beyond the frame), floor and ratio on one tile."""
     halo = (kernel[0] // 2, kernel[1] // 2)
     padded = _read_zero_padded(minarr, tile, shape, halo,
                                lambda a, region: np.asarray(a[region]))
     centre = padded[halo[0]:padded.shape[0] - halo[0], halo[1]:padded.shape[1] - halo[1]]
-    norm, ratio = normalise(centre, nanmedian_filter(padded, kernel), nfloor)
+    norm, ratio = normalise(centre, nanmedian_filter(padded, kernel, max_values=max_values),
+                            nfloor)
     minnorm[tile.slices] = ratio
     if normarr is not None:
         normarr[tile.slices] = norm
 
 
 def percentile_task(minnorm: Any, shape: tuple[int, int], threshold_percent: float,
-                    *_after: Any) -> float:
-    """The percentile cut from the stored ``minnorm`` on the central region."""
+                    rows: int, *_after: Any) -> float:
+    """The percentile cut over the stored ``minnorm`` of the central region (exact)."""
     b = CENTRAL_BORDER
     ny, nx = shape
-    return central_percentile(np.asarray(minnorm[b:ny - b, b:nx - b]), threshold_percent)
+    return percentile_in_place(_gather_finite(minnorm, (b, ny - b, b, nx - b), rows),
+                               threshold_percent)
 
 
 def flag_tile(source: dict[str, Any], tile: Tile, *, minnorm: Any, minarr: Any, pct: float,
@@ -188,7 +206,7 @@ def flag_tile(source: dict[str, Any], tile: Tile, *, minnorm: Any, minarr: Any, 
 def build_difference(exposures: list[Exposure], indices: list[int], *, detector: str,
                      root: Any, scheduler: Scheduler, eager: bool, tile: int, diffaxis: int,
                      kernel: tuple[int, int], threshold_percent: float, second_check: bool,
-                     save_intermediate: bool) -> DifferenceRun:
+                     save_intermediate: bool, filter_values: int = 2**22) -> DifferenceRun:
     """Build (and with ``eager`` run) the difference method for one detector's exposures.
 
     Parameters
@@ -199,6 +217,8 @@ def build_difference(exposures: list[Exposure], indices: list[int], *, detector:
         The working store; arrays go under ``ifu_difference/<detector>/``.
     kernel : tuple of int
         Odd filter sizes (rows, columns).
+    filter_values : int
+        Window values the median filter holds per strip (bounds its temporaries).
     """
     members = [exposures[k] for k in indices]
     shape = members[0].shape
@@ -233,13 +253,13 @@ def build_difference(exposures: list[Exposure], indices: list[int], *, detector:
         after=after) for t in tiles]
     done = phases.run("difference", diff_tasks)
     (run.nfloor,) = phases.run("floor", [dask.delayed(floor_task, pure=False)(
-        run.minarr, *([] if eager else done))])
+        run.minarr, tile, *([] if eager else done))])
     norm_tasks = [dask.delayed(normalise_tile, pure=False)(
         run.minarr, t, shape=shape, kernel=kernel, nfloor=run.nfloor, minnorm=run.minnorm,
-        normarr=run.normarr) for t in tiles]
+        normarr=run.normarr, max_values=filter_values) for t in tiles]
     done = phases.run("normalise", norm_tasks)
     (run.pct,) = phases.run("percentile", [dask.delayed(percentile_task, pure=False)(
-        run.minnorm, shape, threshold_percent, *([] if eager else done))])
+        run.minnorm, shape, threshold_percent, tile, *([] if eager else done))])
     if eager:
         log.info("Detector %s: %d exposure(s), floor %.6g, %.4g-th percentile %.6g",
                  detector, len(indices), run.nfloor, threshold_percent, run.pct)

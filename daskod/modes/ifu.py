@@ -21,7 +21,13 @@ from typing import Any
 
 import numpy as np
 
-from daskod._exceptions import DaskodWarning, InputError, SkippedWarning, WCSError
+from daskod._exceptions import (
+    DaskodWarning,
+    InputError,
+    MemoryBudgetError,
+    SkippedWarning,
+    WCSError,
+)
 from daskod._result import OutlierResult
 from daskod.exposure import Exposure, validate_exposures
 from daskod.flag._dq import interpret_good_bits
@@ -38,9 +44,9 @@ IFU_METHODS = ("difference", "cube")
 #: Axis of the across-slice neighbours per instrument (the reference's ``diffaxis``).
 DIFFAXIS = {"MIRI": 1, "NIRSPEC": 0}
 #: Bytes per tile pixel held by a difference-method task (float64 temporaries, the DQ, SCI,
-#: ERR and variances of one exposure), and the median filter's fixed strip buffer.
+#: ERR and variances of one exposure). A quarter of a task's budget goes to the median
+#: filter's strips (two float64 copies of the window values).
 _BYTES_PER_PIXEL = 96
-_FILTER_BUFFER = 40 * 2**20
 
 
 def _positive_or_none(value: Any, name: str) -> float | None:
@@ -200,8 +206,19 @@ def _tile_for(per_task: int, tile_size: int | None) -> int:
             msg = f"tile_size must be a positive number of pixels, got {tile_size!r}."
             raise ValueError(msg)
         return int(tile_size)
-    edge = int(math.sqrt(max(per_task - _FILTER_BUFFER, 0) / _BYTES_PER_PIXEL))
+    edge = int(math.sqrt(0.75 * per_task / _BYTES_PER_PIXEL))
     return max(64, min(2048, edge // 16 * 16))
+
+
+def _check_gather(items: list[Exposure], per_task: int, workers: int) -> None:
+    """The floor and the percentile gather one float64 per detector pixel in one task (they
+    run alone, so the whole task budget is theirs)."""
+    need = 8 * max(int(np.prod(e.shape)) for e in items)
+    if need > per_task * workers:
+        msg = (f"memory_limit leaves {per_task * workers / 2**20:.0f} MiB for tasks, but the "
+               f"difference method's exact statistics gather {need / 2**20:.0f} MiB (8 bytes "
+               "per detector pixel); raise memory_limit.")
+        raise MemoryBudgetError(msg)
 
 
 def detect_ifu(exposures: Any, *, params: IFUParams, snr: Any, scale: Any, backg: float,
@@ -270,10 +287,11 @@ def detect_ifu(exposures: Any, *, params: IFUParams, snr: Any, scale: Any, backg
                 snr=snr_pair, scale=scale_pair, backg=backg, maskpt=maskpt,
                 bad_mask=bad_mask, tile_size=tile_size)
         else:
+            _check_gather(items, per_task, sched.num_workers)
             dq, counts, median, timings, extra = _run_difference(
                 items, groups, params, kernel, diffaxis, root=root, sched=sched,
                 eager=compute, tile=tile or _tile_for(per_task, None),
-                save=save_intermediate_results)
+                save=save_intermediate_results, filter_values=max(1, per_task // 64))
         if compute and in_memory:
             dq = [np.asarray(d) for d in dq]
             median = None if median is None else np.asarray(median)
@@ -295,7 +313,7 @@ def detect_ifu(exposures: Any, *, params: IFUParams, snr: Any, scale: Any, backg
 
 def _run_difference(items: list[Exposure], groups: dict[str, list[int]], params: IFUParams,
                     kernel: tuple[int, int], diffaxis: int, *, root: Any, sched: Any,
-                    eager: bool, tile: int, save: bool
+                    eager: bool, tile: int, save: bool, filter_values: int
                     ) -> tuple[list[Any], list[Any], None, dict[str, float], dict[str, Any]]:
     import dask.array as da
 
@@ -310,7 +328,7 @@ def _run_difference(items: list[Exposure], groups: dict[str, list[int]], params:
                                eager=eager, tile=tile, diffaxis=diffaxis, kernel=kernel,
                                threshold_percent=float(params.threshold_percent),
                                second_check=bool(params.ifu_second_check),
-                               save_intermediate=save)
+                               save_intermediate=save, filter_values=filter_values)
         for pos, k in enumerate(idx):
             dq[k] = run.dq[pos]
             counts[k] = run.counts[pos]
