@@ -14,10 +14,12 @@ from daskod.ifu._difference_kernels import (
     difference_reference,
     masked_science,
     medfilt,
+    median_in_place,
     neighbour_difference,
     normalise,
     outlier_mask,
     parse_kernel_size,
+    percentile_in_place,
 )
 
 NAN = np.nan
@@ -137,6 +139,22 @@ def test_percentile_ignores_the_4_pixel_border():
     assert wild.pct < np.percentile(wild.minnorm, 99)  # the edge would have raised it
     np.testing.assert_array_equal(wild.outliers, wild.minnorm > wild.pct)
     assert np.count_nonzero(wild.outliers[:3]) > 0  # the border is still flagged
+
+
+@pytest.mark.parametrize("n", [0, 1, 2, 7, 10, 1001])
+def test_in_place_selection_equals_numpy(n):
+    rng = np.random.default_rng(n)
+    values = rng.normal(size=n) * 10.0 ** rng.integers(-3, 3, n)
+    if n > 2:
+        values[1] = np.inf
+    with_nan = np.concatenate([values, [NAN] * 3])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        want_median = np.nanmedian(with_nan)
+        want_pct = [np.nanpercentile(with_nan, q) if n else NAN for q in (0, 37.3, 99.8, 100)]
+    np.testing.assert_array_equal(median_in_place(values.copy()), want_median)
+    np.testing.assert_array_equal([percentile_in_place(values.copy(), q)
+                                   for q in (0, 37.3, 99.8, 100)], want_pct)
 
 
 @pytest.mark.parametrize("kernel_size", ["7", "a b", "0 3", "-1 7", "7 7 7", "7.5 7", ""])

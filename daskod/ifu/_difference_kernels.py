@@ -186,7 +186,8 @@ def percentile_in_place(values: np.ndarray, threshold_percent: float) -> float:
     """``np.nanpercentile`` (linear) of values gathered without their NaN, in place."""
     if values.size == 0:
         return math.nan
-    return float(np.percentile(values, threshold_percent, overwrite_input=True))
+    with np.errstate(invalid="ignore"):  # inf - inf between infinite neighbours, as numpy
+        return float(np.percentile(values, threshold_percent, overwrite_input=True))
 
 
 def normalise(minarr: np.ndarray, normarr: np.ndarray, nfloor: float
