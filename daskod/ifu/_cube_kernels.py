@@ -15,17 +15,22 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-__all__ = ["ARCSEC", "CubeGrid", "sky_to_plane", "plane_to_sky", "point_weights",
-           "accumulate_cube", "blot_points", "WEIGHTINGS"]
+from daskod._exceptions import OutputTooLargeError, WCSError
+
+__all__ = ["ARCSEC", "MAX_SPAXELS", "WEIGHTINGS", "CubeGrid", "build_grid", "sky_to_plane",
+           "plane_to_sky", "point_weights", "accumulate_cube", "blot_points"]
 
 ARCSEC = 3600.0
 WEIGHTINGS = ("emsm", "msm")
 #: Smallest normalised distance of the modified Shepard weight (as cube_build's lower limit).
 _MSM_FLOOR = 1e-3
 _MSM_POWER = 2.0
+#: Largest cube built (spaxels); beyond it the WCS or the scales are almost surely wrong.
+MAX_SPAXELS = 2_000_000_000
 
 
 def sky_to_plane(ra: np.ndarray, dec: np.ndarray, ra0: float, dec0: float
@@ -216,3 +221,75 @@ def blot_points(x: np.ndarray, y: np.ndarray, flux: np.ndarray,
     good = den > 0
     out[good] = num[good] / den[good]
     return out.reshape(h, w).astype(np.float32)
+
+
+def _hull_area(points: np.ndarray) -> float:
+    from scipy.spatial import ConvexHull, QhullError
+
+    pts = np.unique(points, axis=0)  # sorted: the area does not depend on band order
+    if len(pts) < 3:
+        return 0.0
+    try:
+        return float(ConvexHull(pts).volume)
+    except QhullError:
+        return 0.0
+
+
+def _sig(value: float) -> float:
+    """Round a derived number to 9 significant digits (insensitive to summation order)."""
+    return float(f"{value:.9g}")
+
+
+def build_grid(stats: list[list[dict[str, Any]]], ra0: float, dec0: float, *,
+                spatial_scale: float | None, spectral_scale: float | None,
+                roi: tuple[float, float] | None, weighting: str) -> CubeGrid:
+    """The common grid from the coordinate bands' statistics (see :mod:`..cube_method`).
+
+    Steps: median sampling along the dispersion axis (wavelength) and the other detector
+    axis (sky), unless given; extent: union of the bands; default region of interest
+    ``(max(scale, sqrt(area / points per wavelength step)), dwave)``. Derived numbers are
+    rounded to 9 significant digits so they cannot depend on the order bands came in.
+    """
+    bands = [b for per_exp in stats for b in per_exp if b["n"] > 0]
+    if not bands:
+        msg = "No exposure has a pixel with a finite (ra, dec, wavelength); check the WCS."
+        raise WCSError(msg)
+
+    def pooled(key: str) -> np.ndarray:
+        return np.concatenate([b[key] for b in bands])
+
+    w0, w1 = np.median(pooled("wave0")), np.median(pooled("wave1"))
+    disp = 0 if w0 > w1 else 1
+    dwave = spectral_scale or _sig(float(np.median(pooled(f"wave{disp}"))))
+    sky = pooled(f"sky{1 - disp}")
+    scale = spatial_scale or _sig(float(np.median(sky[sky > 0])))
+    if not (dwave > 0 and scale > 0):
+        msg = (f"Could not derive the cube sampling from the WCS (spatial {scale!r}, spectral "
+               f"{dwave!r}); give cube_spatial_scale and cube_spectral_scale.")
+        raise WCSError(msg)
+    lo = {key: min(b[key][0] for b in bands) for key in ("xi", "eta", "wave")}
+    hi = {key: max(b[key][1] for b in bands) for key in ("xi", "eta", "wave")}
+    nx = math.ceil((hi["xi"] - lo["xi"]) / scale) + 1
+    ny = math.ceil((hi["eta"] - lo["eta"]) / scale) + 1
+    nw = math.ceil((hi["wave"] - lo["wave"]) / dwave) + 1
+    if nx * ny * nw > MAX_SPAXELS:
+        msg = (f"The common cube would have shape {(nw, ny, nx)} ({nx * ny * nw} spaxels); "
+               "check the exposures' WCS or give larger cube_spatial_scale / "
+               "cube_spectral_scale.")
+        raise OutputTooLargeError(msg, shape=(ny, nx), nbytes=4 * nx * ny * nw)
+    if roi is None:
+        spacings = []
+        for per_exp in stats:
+            good = [b for b in per_exp if b["n"] > 0]
+            if not good:
+                continue
+            area = _hull_area(np.concatenate([b["hull"] for b in good]))
+            span = max(b["wave"][1] for b in good) - min(b["wave"][0] for b in good)
+            per_step = sum(b["n"] for b in good) * dwave / max(span, dwave)
+            spacings.append(math.sqrt(area / per_step) if per_step > 0 else 0.0)
+        roi = (_sig(max(scale, float(np.median(spacings)))), dwave)
+    xi0 = _sig(0.5 * (lo["xi"] + hi["xi"]) - 0.5 * (nx - 1) * scale)
+    eta0 = _sig(0.5 * (lo["eta"] + hi["eta"]) - 0.5 * (ny - 1) * scale)
+    return CubeGrid(ra0=ra0, dec0=dec0, xi0=xi0, eta0=eta0, scale=float(scale),
+                    wave0=float(lo["wave"]), dwave=float(dwave), shape=(nw, ny, nx),
+                    roi=(float(roi[0]), float(roi[1])), weighting=weighting)

@@ -49,12 +49,12 @@ import dask
 import dask.array as da
 import numpy as np
 
-from daskod._exceptions import InputError, OutputTooLargeError, WCSError
+from daskod._exceptions import InputError, WCSError
 from daskod.engine._dispatch import PhaseRunner, Scheduler
 from daskod.engine._tasks import barrier
 from daskod.exposure import Exposure
 from daskod.geometry._tiles import Tile, Tiling
-from daskod.ifu._cube_kernels import WEIGHTINGS, CubeGrid
+from daskod.ifu._cube_kernels import WEIGHTINGS, CubeGrid, build_grid
 from daskod.ifu._cube_tasks import (
     blot_and_flag_cube_tile,
     coordinates_band,
@@ -71,8 +71,6 @@ __all__ = ["CubeMethodRun", "build_cube_method", "check_cube_wcs"]
 log = logging.getLogger(__name__)
 
 PREFIX = "ifu_cube"
-#: Largest cube built (spaxels); beyond it the WCS or the scales are almost surely wrong.
-MAX_SPAXELS = 2_000_000_000
 
 
 @dataclass
@@ -146,71 +144,6 @@ def _reference_point(exp: Exposure) -> tuple[float, float]:
     return float(np.median(ra) % 360.0), float(np.median(dec))
 
 
-def _hull_area(points: np.ndarray) -> float:
-    from scipy.spatial import ConvexHull, QhullError
-
-    pts = np.unique(points, axis=0)  # sorted: the area does not depend on band order
-    if len(pts) < 3:
-        return 0.0
-    try:
-        return float(ConvexHull(pts).volume)
-    except QhullError:
-        return 0.0
-
-
-def _sig(value: float) -> float:
-    """Round a derived number to 9 significant digits (insensitive to summation order)."""
-    return float(f"{value:.9g}")
-
-
-def _build_grid(stats: list[list[dict[str, Any]]], ra0: float, dec0: float, *,
-                spatial_scale: float | None, spectral_scale: float | None,
-                roi: tuple[float, float] | None, weighting: str) -> CubeGrid:
-    bands = [b for per_exp in stats for b in per_exp if b["n"] > 0]
-    if not bands:
-        msg = "No exposure has a pixel with a finite (ra, dec, wavelength); check the WCS."
-        raise WCSError(msg)
-
-    def pooled(key: str) -> np.ndarray:
-        return np.concatenate([b[key] for b in bands])
-
-    w0, w1 = np.median(pooled("wave0")), np.median(pooled("wave1"))
-    disp = 0 if w0 > w1 else 1
-    dwave = spectral_scale or _sig(float(np.median(pooled(f"wave{disp}"))))
-    sky = pooled(f"sky{1 - disp}")
-    scale = spatial_scale or _sig(float(np.median(sky[sky > 0])))
-    if not (dwave > 0 and scale > 0):
-        msg = (f"Could not derive the cube sampling from the WCS (spatial {scale!r}, spectral "
-               f"{dwave!r}); give cube_spatial_scale and cube_spectral_scale.")
-        raise WCSError(msg)
-    lo = {key: min(b[key][0] for b in bands) for key in ("xi", "eta", "wave")}
-    hi = {key: max(b[key][1] for b in bands) for key in ("xi", "eta", "wave")}
-    nx = math.ceil((hi["xi"] - lo["xi"]) / scale) + 1
-    ny = math.ceil((hi["eta"] - lo["eta"]) / scale) + 1
-    nw = math.ceil((hi["wave"] - lo["wave"]) / dwave) + 1
-    if nx * ny * nw > MAX_SPAXELS:
-        msg = (f"The common cube would have shape {(nw, ny, nx)} ({nx * ny * nw} spaxels); "
-               "check the exposures' WCS or give larger cube_spatial_scale / "
-               "cube_spectral_scale.")
-        raise OutputTooLargeError(msg, shape=(ny, nx), nbytes=4 * nx * ny * nw)
-    if roi is None:
-        spacings = []
-        for per_exp in stats:
-            good = [b for b in per_exp if b["n"] > 0]
-            if not good:
-                continue
-            area = _hull_area(np.concatenate([b["hull"] for b in good]))
-            span = max(b["wave"][1] for b in good) - min(b["wave"][0] for b in good)
-            per_step = sum(b["n"] for b in good) * dwave / max(span, dwave)
-            spacings.append(math.sqrt(area / per_step) if per_step > 0 else 0.0)
-        roi = (_sig(max(scale, float(np.median(spacings)))), dwave)
-    xi0 = _sig(0.5 * (lo["xi"] + hi["xi"]) - 0.5 * (nx - 1) * scale)
-    eta0 = _sig(0.5 * (lo["eta"] + hi["eta"]) - 0.5 * (ny - 1) * scale)
-    return CubeGrid(ra0=ra0, dec0=dec0, xi0=xi0, eta0=eta0, scale=float(scale),
-                    wave0=float(lo["wave"]), dwave=float(dwave), shape=(nw, ny, nx),
-                    roi=(float(roi[0]), float(roi[1])), weighting=weighting)
-
-
 #: Bytes per spaxel-plane of a median task per exposure (flux + weight read, masked copy)
 #: and of its own sums; bytes per spaxel mapped by a blot task (float64 coordinates, masks);
 #: bytes per detector pixel of a flag task (SCI, ERR, DQ, variances, blot, temporaries).
@@ -257,10 +190,51 @@ def build_cube_method(
 ) -> CubeMethodRun:
     """Build (and with ``eager`` run) the cube method into the working store ``root``.
 
-    ``plane_chunk`` is the number of wavelength planes per task and ``tile`` the detector
-    tile side of the flag phase (default: ``plane_chunk`` if given, else from
-    ``budget_bytes``). The geometry (WCS evaluation, grid) is computed at build time even
-    when not ``eager``; everything that reads pixels is left lazy then.
+    Parameters
+    ----------
+    exposures : list of Exposure
+        Validated exposures whose gwcs maps detector (x, y) to two celestial axes and one
+        spectral axis, with a backward transform.
+    root : str or zarr store
+        The working store; arrays go under ``ifu_cube/``.
+    scheduler : Scheduler
+        Where tasks run.
+    eager : bool
+        Compute each phase at once (bounded memory) or leave the pixel phases lazy. The
+        geometry (WCS evaluation, grid) is computed at build time in both cases; it reads
+        no pixel.
+    budget_bytes : int
+        Memory one task may use; sets ``plane_chunk`` and ``tile`` when not given.
+    snr, scale, backg : float pairs and float
+        The imaging flag rule's parameters.
+    maskpt : float
+        Weight threshold factor of the single-exposure cubes.
+    bad_mask : int
+        DQ bits that keep a detector pixel out of the cubes.
+    spatial_scale, spectral_scale : float or None
+        Grid steps (arcsec, wavelength unit of the WCS); None derives them from the data.
+    weighting : {"emsm", "msm"}
+        Point-cloud weighting of the cube build.
+    roi : pair of float or None
+        Spatial (arcsec) and spectral region of interest; None derives it.
+    plane_chunk : int or None
+        Wavelength planes per task.
+    tile : int or None
+        Detector tile side of the flag phase (default ``plane_chunk`` if given, else from
+        ``budget_bytes``). Results do not depend on ``plane_chunk`` or ``tile``.
+
+    Returns
+    -------
+    CubeMethodRun
+        New DQ per exposure (zarr arrays when eager, lazy Dask arrays otherwise), outlier
+        counts, the median cube (zarr), the grid and the phase timings.
+
+    Raises
+    ------
+    WCSError
+        An exposure's WCS has no spectral axis or no backward transform (named).
+    OutputTooLargeError
+        The common grid would be absurdly large.
     """
     _check_params(weighting, roi, spatial_scale, spectral_scale)
     if not exposures:
@@ -291,7 +265,7 @@ def build_cube_method(
     stats: list[list[dict[str, Any]]] = [[] for _ in exposures]
     for k, band in zip(owners, results, strict=True):
         stats[k].append(band)
-    grid = _build_grid(stats, ra0, dec0, spatial_scale=spatial_scale,
+    grid = build_grid(stats, ra0, dec0, spatial_scale=spatial_scale,
                        spectral_scale=spectral_scale, roi=roi, weighting=weighting)
     # Sampling arrays are only needed for the grid: keep the band tables small.
     stats = [[{key: b[key] for key in ("y0", "y1", "n", "wave") if key in b} for b in per]
