@@ -18,6 +18,7 @@ from daskod.ifu._cube_kernels import (
     CubeGrid,
     accumulate_cube,
     blot_points,
+    build_grid,
     plane_to_sky,
     point_weights,
     sky_to_plane,
@@ -136,6 +137,40 @@ def test_blot_is_exp_distance_weighted_mean_within_one_pixel():
     # The box offset is honoured: the same points onto a shifted box.
     shifted = blot_points(x + 10, y + 20, f, (20, 24, 10, 15))
     np.testing.assert_array_equal(shifted, blot)
+
+
+def test_grid_from_band_statistics_by_hand():
+    """Dispersion along axis 0 (wavelength steps 0.01 there); sky steps 0.2 along axis 1."""
+    rng = np.random.default_rng(0)
+    square = np.array([[0.0, 0.0], [0.0, 2.0], [2.0, 0.0], [2.0, 2.0]])
+    band = {"y0": 0, "y1": 10, "n": 400, "xi": (-1.0, 1.0), "eta": (-0.5, 1.5),
+            "wave": (5.0, 6.0), "hull": square,
+            "wave0": np.full(50, 0.01), "wave1": rng.uniform(0, 1e-4, 50),
+            "sky0": rng.uniform(0, 1e-3, 50), "sky1": np.full(50, 0.2)}
+    grid = build_grid([[band]], 10.0, 20.0, spatial_scale=None, spectral_scale=None,
+                      roi=None, weighting="msm")
+    assert grid.scale == 0.2 and grid.dwave == 0.01
+    assert grid.shape == (101, 11, 11)
+    np.testing.assert_allclose([grid.xi[0], grid.xi[-1]], [-1.0, 1.0])
+    np.testing.assert_allclose([grid.eta[0], grid.eta[-1]], [-0.5, 1.5])
+    # 400 points over 1.0 in wavelength: 4 per step of 0.01 over an area of 4 arcsec^2, so
+    # the mean spacing sqrt(4 / 4) = 1 arcsec is the spatial region of interest.
+    assert grid.roi == (1.0, 0.01)
+    assert grid.weighting == "msm"
+
+
+def test_weight_threshold_masks_the_median(tmp_path):
+    sim = datasets.make_ifu_exposures(2, shape=(64, 80), seed=3)
+    sched = resolve_scheduler("synchronous")
+    run = build_cube_method(
+        sim.exposures, root=str(tmp_path), scheduler=sched, eager=True, budget_bytes=2**26,
+        snr=(5.0, 4.0), scale=IFU_SCALE, backg=0.0, maskpt=1e6, bad_mask=1,
+        spatial_scale=None, spectral_scale=None, weighting="emsm", roi=None,
+        plane_chunk=None)
+    weights = np.asarray(run.single_weight[...])
+    assert np.all(np.asarray(run.thresholds) > weights.max())
+    assert np.isnan(np.asarray(run.median[...])).all()
+    assert run.counts == [0, 0]
 
 
 # --- science on the simulator -----------------------------------------------------------
