@@ -213,3 +213,10 @@ def test_second_check_flags_nan_minimum():
 def test_ifu_keywords_are_keyword_only():
     with pytest.raises(TypeError):
         daskod.detect_outliers(_flat_exposures(2), "ifu")  # type: ignore[misc]
+
+
+def test_mode_guessed_from_exp_type_without_wcs():
+    exps = [e.copy_with(meta={"exp_type": "NRS_IFU"}) for e in _flat_exposures(2)]
+    assert daskod.detect_outliers(exps).params["mode"] == "ifu"
+    with pytest.raises(WCSError, match="no WCS"):  # no IFU hint: imaging, which needs a WCS
+        daskod.detect_outliers(_flat_exposures(2))
