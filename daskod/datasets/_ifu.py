@@ -187,6 +187,9 @@ class IFUSimulation:
         1 for MIRI (dispersion along y), 0 for NIRSpec (dispersion along x).
     offsets : list of tuple of float
         Dither offsets (alpha, beta) arcsec per exposure.
+    layout : _Layout
+        The slicer geometry (slices, pixel scale 0.13 arcsec along slices, slice width 0.18
+        arcsec, per-slice dispersion law).
     """
 
     exposures: list[Exposure]
