@@ -173,6 +173,19 @@ def test_processes_scheduler_gives_the_same_flags(miri_sim):
         np.testing.assert_array_equal(a, b)
 
 
+def test_distributed_cluster_gives_the_same_flags(miri_sim):
+    distributed = pytest.importorskip("distributed")
+    local = daskod.detect_outliers(miri_sim.exposures, tile_size=40, scheduler="synchronous")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster, \
+            distributed.Client(cluster) as client:
+        remote = daskod.detect_outliers(miri_sim.exposures, tile_size=40, scheduler=client,
+                                        memory_limit="2GiB")
+    for a, b in zip(local.dq, remote.dq, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert remote.n_flagged == local.n_flagged
+
+
 def test_save_intermediate_results_keeps_the_reference_arrays(miri_sim, tmp_path):
     store = tmp_path / "work.zarr"
     result = daskod.detect_outliers(miri_sim.exposures, save_intermediate_results=True,

@@ -232,7 +232,7 @@ def detect_ifu(exposures: Any, *, params: IFUParams, snr: Any, scale: Any, backg
     the reference does. ``progress`` makes a context manager (a progress bar) from the
     resolved scheduler.
     """
-    from daskod.engine._budget import plan_task_budget
+    from daskod.engine._budget import plan_task_budget, scheduler_facts
     from daskod.engine._dispatch import resolve_scheduler, working_directory
 
     cube = params.ifu_method == "cube"
@@ -267,12 +267,11 @@ def detect_ifu(exposures: Any, *, params: IFUParams, snr: Any, scale: Any, backg
     tile = _tile_for(0, tile_size) if tile_size is not None and not cube else None
     sched = resolve_scheduler(scheduler)
     try:
+        # On a cluster the budget is shared by its workers (asked for their memory).
         per_task, workers = plan_task_budget(memory_limit=memory_limit,
-                                             num_workers=sched.num_workers,
-                                             separate_processes=sched.name == "processes")
+                                             **scheduler_facts(sched))
     except BaseException:
-        if sched.owns_client:
-            sched.client.close()
+        sched.close()
         raise
     if sched.client is None:
         sched.num_workers = workers
