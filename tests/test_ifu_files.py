@@ -72,7 +72,7 @@ def _run(*args):
 def test_reader_gives_ifu_exposures(ifu_files):
     from daskod.io._jwst import gather_members, read_members
 
-    _sim, files, asn = ifu_files
+    _sim, _files, asn = ifu_files
     items, info, mode = read_members(gather_members([asn]))
     assert mode == "ifu"
     assert [i["model_type"] for i in info] == ["IFUImageModel"] * 3
