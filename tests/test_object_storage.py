@@ -128,7 +128,7 @@ def test_zarr_inputs_on_s3(s3_env, prefix, local_flags, tmp_path):
 def cal_files(tmp_path_factory):
     pytest.importorskip("stdatamodels.jwst.datamodels")
     folder = tmp_path_factory.mktemp("cal")
-    sim = datasets.make_dithered_imaging(n_exposures=4, shape=(128, 128), seed=3)
+    sim = datasets.make_dithered_imaging(n_exposures=3, shape=(96, 96), seed=3)
     return datasets.write_cal_files(sim.exposures, folder / "in")
 
 
@@ -341,3 +341,27 @@ def test_remove_store_deletes_every_object_under_the_prefix(s3_options, prefix, 
     zarr.create_array(store=local, name="a", shape=(2,), dtype="f4", fill_value=0)
     remove_store(local)
     assert not (tmp_path / "local.zarr").exists()
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_fits_blocks_read_from_a_url_equal_local_reads(cal_files):
+    # fsspec's in-memory file system stands for any URL: one ranged read per block.
+    import fsspec
+
+    from daskod.io._jwst import _fits_arrays
+
+    path = cal_files["files"][0]
+    memory = fsspec.filesystem("memory")
+    with open(path, "rb") as f:
+        memory.pipe_file("/daskod-test/cal.fits", f.read())
+    remote, local = _fits_arrays("memory:///daskod-test/cal.fits"), _fits_arrays(path)
+    assert sorted(remote) == sorted(local) and "dq" in remote
+    for name, arr in remote.items():
+        assert arr.layout is not None and arr.dtype == local[name].dtype
+        for key in (..., (slice(3, 40), slice(5, 90)), (slice(0, 1),),
+                    (slice(90, 200), slice(-7, None)), (slice(10, 10), slice(0, 5)), 5):
+            got, want = arr[key], local[name][key]
+            assert got.shape == want.shape and got.dtype == want.dtype
+            np.testing.assert_array_equal(got, want)
+    assert remote["dq"].dtype == np.uint32 and int(np.asarray(remote["dq"]).max()) > 0
+    memory.rm("/daskod-test", recursive=True)

@@ -11,7 +11,6 @@ import contextlib
 import json
 import logging
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +19,7 @@ import numpy as np
 from daskod._exceptions import InputError, StoreError, WCSError
 from daskod.cube import CORON_EXP_TYPES, TSO_EXP_TYPES, Cube
 from daskod.exposure import Exposure
+from daskod.io._fits_url import image_layout, open_fits, open_model, read_block, scale_raw
 from daskod.io._location import explain_location_error, is_url, url_filesystem
 
 __all__ = ["Member", "FitsArray", "require_stdatamodels", "gather_members", "read_members",
@@ -166,7 +166,7 @@ def _check_fits(path: str, storage_options: dict[str, Any] | None = None) -> Non
         msg = f"{path}: no such file."
         raise InputError(msg)
     try:
-        with _open_fits(path, storage_options, memmap=True) as hdul:
+        with open_fits(path, storage_options, memmap=True) as hdul:
             names = {h.name for h in hdul}
             telescope = hdul[0].header.get("TELESCOP", "")
             hdul.verify("exception")
@@ -212,33 +212,34 @@ class FitsArray:
     """One image extension of a FITS file, read lazily: each slice opens the file
     memory-mapped, copies the requested pixels (native byte order) and closes it, so pages
     never stay mapped and resident. Picklable (a path and an extension name). A URL path is
-    opened with fsspec (``storage_options``) and only the requested section is read."""
+    read through fsspec (``storage_options``): with the extension's ``layout``
+    (:func:`~daskod.io._fits_url.image_layout`) one ranged request per slice, else an
+    astropy section."""
 
     def __init__(self, path: str, extname: str, shape: tuple[int, ...], dtype: Any, *,
-                 storage_options: dict[str, Any] | None = None) -> None:
+                 storage_options: dict[str, Any] | None = None,
+                 layout: dict[str, Any] | None = None) -> None:
         self.path = path
         self.storage_options = storage_options
+        self.layout = layout
         self.extname = extname
         self.shape = tuple(int(n) for n in shape)
         self.dtype = np.dtype(dtype).newbyteorder("=")
         self.ndim = len(self.shape)
 
     def __getitem__(self, key: Any) -> np.ndarray:
-
+        if self.layout is not None:
+            raw = read_block(self.path, self.storage_options, self.layout, self.shape, key)
+            if raw is not None:
+                return scale_raw(raw, self.layout["bzero"], self.layout["bscale"], self.dtype)
         # Unsigned integers are stored signed with BZERO, which astropy cannot memory-map
         # scaled: read the raw values memory-mapped and apply BZERO/BSCALE here.
-        with _open_fits(self.path, self.storage_options, memmap=True, lazy_load_hdus=True,
-                        do_not_scale_image_data=True) as hdul:
+        with open_fits(self.path, self.storage_options, memmap=True, lazy_load_hdus=True,
+                       do_not_scale_image_data=True) as hdul:
             hdu = hdul[self.extname]
-            bzero = hdu.header.get("BZERO", 0)
-            bscale = hdu.header.get("BSCALE", 1)
             raw = hdu.section[key] if is_url(self.path) else hdu.data[key]
-            if bscale == 1 and bzero != 0 and np.issubdtype(raw.dtype, np.integer):
-                out = (raw.astype(np.int64) + int(bzero)).astype(self.dtype)
-            elif bscale != 1 or bzero != 0:
-                out = (raw * bscale + bzero).astype(self.dtype)
-            else:
-                out = np.array(raw, dtype=self.dtype, copy=True)
+            out = scale_raw(raw, hdu.header.get("BZERO", 0), hdu.header.get("BSCALE", 1),
+                            self.dtype)
             del raw
         return out
 
@@ -250,41 +251,10 @@ class FitsArray:
         return f"FitsArray({self.path!r}, {self.extname!r}, shape={self.shape})"
 
 
-def _open_fits(path: str, storage_options: dict[str, Any] | None = None, **kwargs: Any) -> Any:
-    """``astropy.io.fits.open`` of a local path, or of a URL through fsspec (no memory map;
-    sections are read on demand)."""
-    from astropy.io import fits
-
-    if is_url(path):
-        kwargs.pop("memmap", None)
-        return fits.open(path, use_fsspec=True, fsspec_kwargs=dict(storage_options or {}),
-                         **kwargs)
-    return fits.open(path, **kwargs)
-
-
-@contextlib.contextmanager
-def open_model(path: str, *, storage_options: dict[str, Any] | None = None) -> Iterator[Any]:
-    """Open a JWST product with stdatamodels, from a local path or an fsspec URL.
-
-    A URL is opened as an HDUList through fsspec and handed to the model class named by its
-    ``DATAMODL`` keyword (``datamodels.open`` takes only local paths).
-    """
-    datamodels = require_stdatamodels()
-    if not is_url(path):
-        with datamodels.open(path) as model:
-            yield model
-        return
-    with _open_fits(path, storage_options, lazy_load_hdus=True) as hdul:
-        name = str(hdul[0].header.get("DATAMODL", "JwstDataModel"))
-        cls = getattr(datamodels, name, None) or datamodels.JwstDataModel
-        with cls(hdul) as model:
-            yield model
-
-
 def _fits_arrays(path: str, storage_options: dict[str, Any] | None = None) -> dict[str, Any]:
     """Lazy pixel arrays of a product (nothing is read until sliced)."""
     arrays: dict[str, Any] = {}
-    with _open_fits(path, storage_options, memmap=True, lazy_load_hdus=True,
+    with open_fits(path, storage_options, memmap=True, lazy_load_hdus=True,
                     do_not_scale_image_data=True) as hdul:
         names = {h.name for h in hdul}
         for key, ext in _EXTENSIONS.items():
@@ -293,8 +263,9 @@ def _fits_arrays(path: str, storage_options: dict[str, Any] | None = None) -> di
             header = hdul[ext].header
             shape = tuple(int(header[f"NAXIS{i}"]) for i in range(header["NAXIS"], 0, -1))
             if shape:
+                layout = image_layout(hdul, ext) if is_url(path) else None
                 arrays[key] = FitsArray(path, ext, shape, _dtype(header),
-                                        storage_options=storage_options)
+                                        storage_options=storage_options, layout=layout)
     return arrays
 
 

@@ -112,6 +112,8 @@ def _probe_local(path: str, what: str) -> None:
             f.write(b"daskod")
         os.remove(probe)
     except OSError as err:
+        with contextlib.suppress(OSError):
+            os.remove(probe)
         msg = (f"The {what} {path!r} is not writable ({err.strerror or err}); choose another "
                "folder or fix its permissions.")
         raise StoreError(msg) from err
@@ -123,6 +125,8 @@ def _probe_url(fs: Any, path: str, url: str, what: str) -> None:
         fs.pipe_file(probe, b"daskod")
         fs.rm_file(probe)
     except Exception as err:  # any driver's error: network, credentials, bucket
+        with contextlib.suppress(Exception):
+            fs.rm_file(probe)
         raise StoreError(explain_location_error(err, url, what)) from err
     finally:
         with contextlib.suppress(Exception):

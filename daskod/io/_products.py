@@ -16,7 +16,8 @@ import numpy as np
 
 from daskod._exceptions import InputError
 from daskod.flag._dq import DO_NOT_USE
-from daskod.io._jwst import open_model, require_stdatamodels
+from daskod.io._fits_url import open_model
+from daskod.io._jwst import require_stdatamodels
 from daskod.io._location import is_url, publish, temp_folder
 
 __all__ = ["output_path", "plan_outputs", "write_product", "write_image"]
