@@ -365,3 +365,20 @@ def test_fits_blocks_read_from_a_url_equal_local_reads(cal_files):
             np.testing.assert_array_equal(got, want)
     assert remote["dq"].dtype == np.uint32 and int(np.asarray(remote["dq"]).max()) > 0
     memory.rm("/daskod-test", recursive=True)
+
+
+def test_file_stamp_changes_when_an_object_is_replaced(s3_options, prefix, tmp_path):
+    from daskod.io._location import file_stamp
+
+    fs = _fs(s3_options)
+    url = f"s3://{prefix}/x.fits"
+    assert file_stamp(url, s3_options) == ()
+    fs.pipe_file(url, b"a" * 10)
+    first = file_stamp(url, s3_options)
+    assert first[0] == 10 and file_stamp(url, s3_options) == first
+    fs.pipe_file(url, b"b" * 10)
+    assert file_stamp(url, s3_options) != first  # same size, new content: new ETag
+    local = tmp_path / "x.fits"
+    assert file_stamp(str(local)) == ()
+    local.write_bytes(b"abc")
+    assert file_stamp(str(local))[0] == 3 and file_stamp(f"file://{local}")[0] == 3

@@ -27,8 +27,8 @@ from daskod._exceptions import StoreError
 from daskod.options import default_temp_dir
 
 __all__ = ["is_url", "local_path", "url_filesystem", "explain_location_error", "open_store",
-           "remove_store", "store_location", "free_bytes", "folder_bytes", "ensure_free_space",
-           "temp_parent", "temp_folder", "publish"]
+           "remove_store", "store_location", "file_stamp", "free_bytes", "folder_bytes",
+           "ensure_free_space", "temp_parent", "temp_folder", "publish"]
 
 log = logging.getLogger(__name__)
 
@@ -220,6 +220,29 @@ def remove_store(root: Any) -> None:
         pass
     except Exception as err:
         log.warning("Could not remove the store %s: %s", store_location(root), err)
+
+
+def file_stamp(path: str, storage_options: dict[str, Any] | None = None) -> tuple[Any, ...]:
+    """What changes when a file is replaced, read without its content: ``(size, mtime_ns)``
+    of a local file, ``(size, ETag or last-modified)`` of an object; ``()`` when missing.
+
+    For run fingerprints (a resumed run must notice an input that changed).
+    """
+    if not is_url(path):
+        try:
+            st = os.stat(local_path(path))
+        except OSError:
+            return ()
+        return (st.st_size, st.st_mtime_ns)
+    fs, key = url_filesystem(path, storage_options, what="input")
+    fs.invalidate_cache(key)  # never a listing cached before the object changed
+    try:
+        info = fs.info(key)
+    except FileNotFoundError:
+        return ()
+    stamp = info.get("ETag") or info.get("LastModified") or info.get("mtime") \
+        or info.get("created")
+    return (info.get("size"), str(stamp))
 
 
 def free_bytes(path: str) -> int:
