@@ -217,7 +217,7 @@ def detect_outliers(
             good_bits=good_bits, save_intermediate_results=save_intermediate_results,
             in_memory=in_memory, memory_limit=memory_limit, tile_size=tile_size,
             scheduler=scheduler, progress=lambda sched: _progress(progress, sched),
-            store=store, compute=compute,
+            store=store, compute=compute, overwrite_store=overwrite_store,
             resolved={"mode": mode, **vars(ifu), "snr": snr, "scale": scale, "backg": backg,
                       "maskpt": maskpt, "good_bits": good_bits})
         if inplace and not result.skipped:

@@ -124,6 +124,22 @@ def test_zarr_inputs_on_s3(s3_env, prefix, local_flags, tmp_path):
     assert os.listdir(tmp_path / "tmp") == []
 
 
+def test_resumable_run_with_zarr_inputs_on_s3(s3_env, prefix, tmp_path):
+    # Checkpoint fingerprints identify S3 inputs by their objects' sizes and ETags: a rerun
+    # resumes, an input rewritten on S3 invalidates the store.
+    sim = datasets.make_dithered_imaging(n_exposures=3, shape=(96, 96), seed=12,
+                                         store=f"s3://{prefix}/inputs.zarr")
+    store = str(tmp_path / "work.zarr")
+    first = daskod.detect_outliers(sim.exposures, store=store, tile_size=48)
+    again = daskod.detect_outliers(sim.exposures, store=store, tile_size=48)
+    assert again.checkpoints["resample"]["reused"] == again.checkpoints["resample"]["total"]
+    assert again.n_flagged == first.n_flagged
+    sci = sim.exposures[2].sci
+    sci[0:2, 0:2] = np.asarray(sci[0:2, 0:2]) + 5.0
+    with pytest.raises(daskod.StoreError, match="other inputs"):
+        daskod.detect_outliers(sim.exposures, store=store, tile_size=48)
+
+
 @pytest.fixture(scope="module")
 def cal_files(tmp_path_factory):
     pytest.importorskip("stdatamodels.jwst.datamodels")

@@ -189,3 +189,21 @@ def test_record_describes_the_run(small_observation, tmp_path):
     assert record["status"] == "complete"
     assert json.loads(record["describe"]["parameters"])["snr"] == "5.5 4.0"
     assert json.loads(record["describe"]["layout"]) == {"tile": "64"}
+
+
+@pytest.mark.parametrize("method", ["difference", "cube"])
+def test_ifu_run_resumes_and_refuses_other_parameters(tmp_path, method):
+    sim = datasets.make_ifu_exposures(3, seed=1)
+    store = str(tmp_path / "w")
+    kwargs = dict(mode="ifu", ifu_method=method, scale="2.4 1.2")
+    first = daskod.detect_outliers(sim.exposures, store=store, memory_limit="1GiB", **kwargs)
+    assert first.checkpoints and all(v["reused"] == 0 for v in first.checkpoints.values())
+    # The layout derived from the budget is noted and repeated, whatever the new budget.
+    again = daskod.detect_outliers(sim.exposures, store=store, memory_limit="2GiB", **kwargs)
+    assert all(v["reused"] == v["total"] > 0 for v in again.checkpoints.values())
+    for a, b in zip(first.dq, again.dq, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert again.n_flagged == first.n_flagged
+    other = {"threshold_percent": 99.0} if method == "difference" else {"snr": "6.0 4.0"}
+    with pytest.raises(daskod.StoreError, match="other parameters"):
+        daskod.detect_outliers(sim.exposures, store=store, **{**kwargs, **other})

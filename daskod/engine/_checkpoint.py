@@ -26,7 +26,8 @@ import numpy as np
 
 from daskod._exceptions import StoreError
 
-__all__ = ["Checkpoints", "read_record", "recorded_tile", "input_token", "record_result"]
+__all__ = ["Checkpoints", "read_record", "recorded_tile", "input_token", "wcs_token",
+           "record_result"]
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,21 @@ def _tokenize(*args: Any) -> str:
     from dask.base import tokenize
 
     return tokenize(*args)
+
+
+def wcs_token(wcs: Any, shape: tuple[int, int]) -> str:
+    """Identity of a detector WCS by what it does: its forward transform evaluated on a
+    9 x 9 grid of pixels (pickles of WCS objects are not stable from one process to the
+    next)."""
+    if wcs is None:
+        return "none"
+    ny, nx = shape
+    y, x = np.meshgrid(np.linspace(0, ny - 1, 9), np.linspace(0, nx - 1, 9), indexing="ij")
+    forward = getattr(wcs, "forward_transform", None)
+    world = forward(x, y) if forward is not None else wcs.pixel_to_world_values(x, y)
+    if not isinstance(world, tuple | list):
+        world = (world,)
+    return _tokenize("wcs", [np.round(np.asarray(w, dtype=np.float64), 10) for w in world])
 
 
 def _zarr_array_token(array: Any) -> str:
@@ -63,7 +79,12 @@ def _zarr_array_token(array: Any) -> str:
     fs = getattr(store, "fs", None)
     if fs is not None:
         base = f"{store.path.rstrip('/')}/{array.path}"
-        listing = fs.find(base, detail=True)
+        if getattr(fs, "asynchronous", False):  # zarr's fsspec stores are asynchronous
+            from zarr.core.sync import sync
+
+            listing = sync(fs._find(base, detail=True))
+        else:
+            listing = fs.find(base, detail=True)
         entries = sorted((key, info.get("size"), str(info.get("ETag") or info.get("mtime")
                                                      or info.get("LastModified")))
                          for key, info in listing.items())
@@ -90,11 +111,10 @@ def input_token(value: Any) -> str:
         return f"dask-{value.name}"
     path = getattr(value, "path", None)
     if isinstance(path, str):
-        stat: Any = None
-        if os.path.exists(path):
-            st = os.stat(path)
-            stat = (st.st_size, st.st_mtime_ns)
-        return _tokenize("file", path, getattr(value, "extname", None), stat,
+        from daskod.io._location import file_stamp
+
+        stamp = file_stamp(path, getattr(value, "storage_options", None))
+        return _tokenize("file", path, getattr(value, "extname", None), stamp,
                          str(getattr(value, "shape", None)))
     return _tokenize("object", value)
 
@@ -169,6 +189,7 @@ class Checkpoints:
     enabled: bool = False
     resuming: bool = False
     reused: dict[str, tuple[int, int]] = field(default_factory=dict)
+    notes: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def disabled(cls, root: Any) -> Checkpoints:
@@ -208,8 +229,9 @@ class Checkpoints:
         if record is not None and record.get("tokens") == tokens:
             status = record.get("status", "running")
             log.info("Resuming the run in the working store (%s)", status)
-            cls._write_record(root, tokens, describe, "running", __version__)
-            return cls(root=root, enabled=True, resuming=True)
+            notes = dict(record.get("notes", {}))
+            cls._write_record(root, tokens, describe, "running", __version__, notes)
+            return cls(root=root, enabled=True, resuming=True, notes=notes)
         if record is not None and not overwrite:
             old = record.get("tokens", {})
             differ = [name for name in PARTS if old.get(name) != tokens[name]]
@@ -238,12 +260,29 @@ class Checkpoints:
 
     @staticmethod
     def _write_record(root: Any, tokens: dict[str, str], describe: dict[str, str],
-                      status: str, version: str) -> None:
+                      status: str, version: str, notes: dict[str, Any] | None = None) -> None:
         import zarr
 
         group = zarr.open_group(store=root, mode="a")
         group.attrs[RECORD_KEY] = {"tokens": tokens, "describe": describe, "status": status,
-                                   "daskod_version": version}
+                                   "daskod_version": version, "notes": notes or {}}
+
+    def note(self, **values: Any) -> None:
+        """Record choices made during the run (e.g. a chunk layout derived from the memory
+        budget) that a resumed run must repeat; read back with :meth:`noted`."""
+        self.notes.update(values)
+        if not self.enabled:
+            return
+        import zarr
+
+        group = zarr.open_group(store=self.root, mode="a")
+        record = dict(group.attrs[RECORD_KEY])
+        record["notes"] = dict(self.notes)
+        group.attrs[RECORD_KEY] = record
+
+    def noted(self, key: str) -> Any:
+        """A choice noted by the run being resumed (None when not resuming)."""
+        return self.notes.get(key) if self.resuming else None
 
     def complete(self) -> None:
         """Mark the run complete (every phase finished and its outputs written)."""

@@ -50,6 +50,7 @@ import dask.array as da
 import numpy as np
 
 from daskod._exceptions import InputError, WCSError
+from daskod.engine._checkpoint import Checkpoints
 from daskod.engine._dispatch import PhaseRunner, Scheduler
 from daskod.engine._tasks import barrier
 from daskod.exposure import Exposure
@@ -187,6 +188,7 @@ def build_cube_method(
     roi: tuple[float, float] | None,
     plane_chunk: int | None,
     tile: int | None = None,
+    checkpoints: Checkpoints | None = None,
 ) -> CubeMethodRun:
     """Build (and with ``eager`` run) the cube method into the working store ``root``.
 
@@ -222,6 +224,10 @@ def build_cube_method(
     tile : int or None
         Detector tile side of the flag phase (default ``plane_chunk`` if given, else from
         ``budget_bytes``). Results do not depend on ``plane_chunk`` or ``tile``.
+    checkpoints : Checkpoints, optional
+        Record finished tasks in the store and reuse those of a resumed run (the WCS
+        coordinates are recomputed; the chunk layout derived from the budget is noted in the
+        store's record and repeated).
 
     Returns
     -------
@@ -242,12 +248,18 @@ def build_cube_method(
         raise InputError(msg)
     for exp in exposures:
         check_cube_wcs(exp)
+    ckpt = checkpoints or Checkpoints.disabled(root)
     timings: dict[str, float] = {}
     geometry = PhaseRunner(scheduler, True, timings)
     phases = PhaseRunner(scheduler, eager, timings)
     start = time.perf_counter()
     ra0, dec0 = _reference_point(exposures[0])
-    payloads = [pickle.dumps(exp.wcs) for exp in exposures]
+    # Each WCS travels once, as its own key (pickled bytes that every task of that exposure
+    # depends on), never embedded in every task.
+    payloads = []
+    for k, exp in enumerate(exposures):
+        blob = pickle.dumps(exp.wcs)
+        payloads.append(dask.delayed(blob, name=f"ifu-wcs-{k}-{dask.base.tokenize(blob)}"))
     roles = [world_roles(exp.wcs) for exp in exposures]
     band_rows = tile or plane_chunk or 64
     coords, coord_tasks, owners = [], [], []
@@ -270,8 +282,10 @@ def build_cube_method(
     # Sampling arrays are only needed for the grid: keep the band tables small.
     stats = [[{key: b[key] for key in ("y0", "y1", "n", "wave") if key in b} for b in per]
              for per in stats]
-    planes, side = _default_chunks(grid, len(exposures), budget_bytes, plane_chunk, tile,
-                                   exposures[0].shape)
+    planes, side = _default_chunks(grid, len(exposures), budget_bytes,
+                                   plane_chunk or ckpt.noted("planes"),
+                                   tile or ckpt.noted("side"), exposures[0].shape)
+    ckpt.note(planes=planes, side=side)
     timings["geometry"] = time.perf_counter() - start
     log.info("Phase geometry: cube grid %s (scale %.4g arcsec, step %.4g, roi %s, %s), "
              "%d planes per chunk, detector tiles of %d px, in %.2f s", grid.shape,
@@ -280,23 +294,23 @@ def build_cube_method(
     sources, ingest = [], []
     for k, exp in enumerate(exposures):
         entry, tasks = array_sources(exp, root, f"{PREFIX}/inputs/{k}", (side, side),
-                                     shares_memory=scheduler.shares_memory)
+                                     shares_memory=scheduler.shares_memory, create=ckpt.array)
         sources.append(entry)
         ingest.extend(tasks)
-    ingested = phases.run("ingest", ingest)
+    ingested = phases.run("ingest", ckpt.tasks("ingest", ingest))
     after = None if eager else dask.delayed(barrier, pure=False)(*ingested)
 
     nw, cy, cx = grid.shape
     n_exp = len(exposures)
     chunks = [(p, min(p + planes, nw)) for p in range(0, nw, planes)]
-    flux = create_array(root, f"{PREFIX}/single/flux", (n_exp, nw, cy, cx), np.float32,
-                        (1, planes, cy, cx), np.nan, dimension_names=("exposure", "wavelength",
-                                                                     "y", "x"))
-    weight = create_array(root, f"{PREFIX}/single/weight", (n_exp, nw, cy, cx), np.float32,
-                          (1, planes, cy, cx), 0.0, dimension_names=("exposure", "wavelength",
-                                                                    "y", "x"))
-    median = create_array(root, f"{PREFIX}/median", grid.shape, np.float32, (planes, cy, cx),
-                          np.nan, dimension_names=("wavelength", "y", "x"),
+    flux = ckpt.array(f"{PREFIX}/single/flux", (n_exp, nw, cy, cx), np.float32,
+                      (1, planes, cy, cx), np.nan,
+                      dimension_names=("exposure", "wavelength", "y", "x"))
+    weight = ckpt.array(f"{PREFIX}/single/weight", (n_exp, nw, cy, cx), np.float32,
+                        (1, planes, cy, cx), 0.0,
+                        dimension_names=("exposure", "wavelength", "y", "x"))
+    median = ckpt.array(f"{PREFIX}/median", grid.shape, np.float32, (planes, cy, cx),
+                        np.nan, dimension_names=("wavelength", "y", "x"),
                           attributes={"kind": "IFU median cube", "ra0": grid.ra0,
                                       "dec0": grid.dec0, "xi0": grid.xi0, "eta0": grid.eta0,
                                       "scale_arcsec": grid.scale, "wave0": grid.wave0,
@@ -306,19 +320,20 @@ def build_cube_method(
         sources[k], coords[k], stats[k], grid, k, c, bad_mask, flux, weight, after)
         for k in range(n_exp) for c in chunks}
     keys = list(cube_tasks)
-    built = dict(zip(keys, phases.run("cube", [cube_tasks[key] for key in keys]), strict=True))
+    built = dict(zip(keys, phases.run("cube", ckpt.tasks(
+        "cube", [cube_tasks[key] for key in keys], decode=int)), strict=True))
     thr_tasks = [dask.delayed(cube_weight_threshold, pure=False)(
         weight, k, chunks, maskpt, *[built[(k, c)] for c in chunks]) for k in range(n_exp)]
-    thresholds = phases.run("threshold", thr_tasks)
+    thresholds = phases.run("threshold", ckpt.tasks("threshold", thr_tasks))
     med_tasks = [dask.delayed(median_chunk, pure=False)(
         flux, weight, thresholds, c, median, *[built[(k, c)] for k in range(n_exp)])
         for c in chunks]
-    medians = phases.run("median", med_tasks)
+    medians = phases.run("median", ckpt.tasks("median", med_tasks, decode=int))
     median_done = None if eager else dask.delayed(barrier, pure=False)(*medians)
 
     targets: list[Any] = [None] * n_exp
     if eager:
-        targets = [create_array(root, f"{PREFIX}/dq/{k}", e.shape, np.uint32, (side, side), 0)
+        targets = [ckpt.array(f"{PREFIX}/dq/{k}", e.shape, np.uint32, (side, side), 0)
                    for k, e in enumerate(exposures)]
     flags = []
     for k, exp in enumerate(exposures):
@@ -329,6 +344,11 @@ def build_cube_method(
     run = CubeMethodRun(dq=[], counts=[], median=median, grid=grid, timings=timings,
                         single_flux=flux, single_weight=weight,
                         thresholds=list(thresholds) if eager else thresholds)
+    if eager:
+        flat = ckpt.tasks("flag", [task for per_tile in flags for task in per_tile.values()],
+                          encode=operator.itemgetter("n"), decode=lambda v: {"n": int(v)})
+        it = iter(flat)
+        flags = [{t: next(it) for t in per_tile} for per_tile in flags]
     _finish(run, exposures, flags, phases, targets, side)
     return run
 

@@ -31,6 +31,7 @@ import dask
 import dask.array as da
 import numpy as np
 
+from daskod.engine._checkpoint import Checkpoints
 from daskod.engine._dispatch import PhaseRunner, Scheduler
 from daskod.engine._tasks import barrier
 from daskod.exposure import Exposure
@@ -47,7 +48,7 @@ from daskod.ifu._difference_kernels import (
     outlier_mask,
     percentile_in_place,
 )
-from daskod.io._store import array_sources, create_array
+from daskod.io._store import array_sources
 
 __all__ = ["DifferenceRun", "build_difference", "difference_tile", "normalise_tile",
            "flag_tile"]
@@ -203,10 +204,16 @@ def flag_tile(source: dict[str, Any], tile: Tile, *, minnorm: Any, minarr: Any, 
     return {"dq": new, "n": n}
 
 
+def _phase_name(detector: str) -> str:
+    """A detector name usable as a store path component."""
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in str(detector)) or "detector"
+
+
 def build_difference(exposures: list[Exposure], indices: list[int], *, detector: str,
                      root: Any, scheduler: Scheduler, eager: bool, tile: int, diffaxis: int,
                      kernel: tuple[int, int], threshold_percent: float, second_check: bool,
-                     save_intermediate: bool, filter_values: int = 2**22) -> DifferenceRun:
+                     save_intermediate: bool, filter_values: int = 2**22,
+                     checkpoints: Checkpoints | None = None) -> DifferenceRun:
     """Build (and with ``eager`` run) the difference method for one detector's exposures.
 
     Parameters
@@ -219,7 +226,11 @@ def build_difference(exposures: list[Exposure], indices: list[int], *, detector:
         Odd filter sizes (rows, columns).
     filter_values : int
         Window values the median filter holds per strip (bounds its temporaries).
+    checkpoints : Checkpoints, optional
+        Record finished tasks in the store / reuse those of a resumed run.
     """
+    ckpt = checkpoints or Checkpoints.disabled(root)
+    create_array = ckpt.array  # reopens the arrays of a resumed run
     members = [exposures[k] for k in indices]
     shape = members[0].shape
     run = DifferenceRun(detector=detector, indices=list(indices), tile=tile)
@@ -229,48 +240,54 @@ def build_difference(exposures: list[Exposure], indices: list[int], *, detector:
     sources, ingest = [], []
     for k in indices:
         entry, tasks = array_sources(exposures[k], root, f"inputs/{k}", chunks,
-                                     shares_memory=scheduler.shares_memory)
+                                     shares_memory=scheduler.shares_memory, create=create_array)
         sources.append(entry)
         ingest.extend(tasks)
-    ingested = phases.run("ingest", ingest)
+    name = _phase_name(detector)
+    ingested = phases.run("ingest", ckpt.tasks(f"ingest/{name}", ingest))
     after = None if eager else dask.delayed(barrier, pure=False)(*ingested)
     attrs = {"detector": detector, "kernel_size": list(kernel),
              "threshold_percent": float(threshold_percent), "diffaxis": int(diffaxis)}
-    run.minarr = create_array(root, f"{prefix}/minarr", shape, np.float64, chunks, np.nan,
+    run.minarr = create_array(f"{prefix}/minarr", shape, np.float64, chunks, np.nan,
                               attributes={**attrs, "kind": "minimum neighbour difference"})
-    run.minnorm = create_array(root, f"{prefix}/minnorm", shape, np.float64, chunks, np.nan,
+    run.minnorm = create_array(f"{prefix}/minnorm", shape, np.float64, chunks, np.nan,
                                attributes={**attrs, "kind": "minarr / normarr"})
     if save_intermediate:
-        run.diffarr = create_array(root, f"{prefix}/diffarr", (len(indices), *shape),
-                                   np.float64, (1, *chunks), np.nan,
+        run.diffarr = create_array(f"{prefix}/diffarr", (len(indices), *shape), np.float64,
+                                   (1, *chunks), np.nan,
                                    attributes={**attrs, "kind": "neighbour differences",
                                                "exposures": [e.name for e in members]})
-        run.normarr = create_array(root, f"{prefix}/normarr", shape, np.float64, chunks,
-                                   np.nan, attributes={**attrs, "kind": "normalisation"})
+        run.normarr = create_array(f"{prefix}/normarr", shape, np.float64, chunks, np.nan,
+                                   attributes={**attrs, "kind": "normalisation"})
     tiles = list(Tiling(shape, chunks))
     diff_tasks = [dask.delayed(difference_tile, pure=False)(
         sources, t, shape=shape, diffaxis=diffaxis, minarr=run.minarr, diffarr=run.diffarr,
         after=after) for t in tiles]
-    done = phases.run("difference", diff_tasks)
-    (run.nfloor,) = phases.run("floor", [dask.delayed(floor_task, pure=False)(
-        run.minarr, tile, *([] if eager else done))])
+    done = phases.run("difference", ckpt.tasks(f"difference/{name}", diff_tasks))
+    (run.nfloor,) = phases.run("floor", ckpt.tasks(f"floor/{name}", [dask.delayed(
+        floor_task, pure=False)(run.minarr, tile, *([] if eager else done))]))
     norm_tasks = [dask.delayed(normalise_tile, pure=False)(
         run.minarr, t, shape=shape, kernel=kernel, nfloor=run.nfloor, minnorm=run.minnorm,
         normarr=run.normarr, max_values=filter_values) for t in tiles]
-    done = phases.run("normalise", norm_tasks)
-    (run.pct,) = phases.run("percentile", [dask.delayed(percentile_task, pure=False)(
-        run.minnorm, shape, threshold_percent, tile, *([] if eager else done))])
+    done = phases.run("normalise", ckpt.tasks(f"normalise/{name}", norm_tasks))
+    (run.pct,) = phases.run("percentile", ckpt.tasks(f"percentile/{name}", [dask.delayed(
+        percentile_task, pure=False)(run.minnorm, shape, threshold_percent, tile,
+                                     *([] if eager else done))]))
     if eager:
         log.info("Detector %s: %d exposure(s), floor %.6g, %.4g-th percentile %.6g",
                  detector, len(indices), run.nfloor, threshold_percent, run.pct)
     targets: list[Any] = [None] * len(indices)
     if eager:
-        targets = [create_array(root, f"outputs/{k}/dq", shape, np.uint32, chunks, 0)
+        targets = [create_array(f"outputs/{k}/dq", shape, np.uint32, chunks, 0)
                    for k in indices]
     flags = [[dask.delayed(flag_tile, pure=False)(
         source, t, minnorm=run.minnorm, minarr=run.minarr, pct=run.pct,
         second_check=second_check, out=target) for t in tiles]
         for source, target in zip(sources, targets, strict=True)]
+    if eager:
+        flat = ckpt.tasks(f"flag/{name}", [task for per_tile in flags for task in per_tile],
+                          encode=operator.itemgetter("n"), decode=lambda v: {"n": int(v)})
+        flags = [flat[i:i + len(tiles)] for i in range(0, len(flat), len(tiles))]
     counts = [dask.delayed(sum, pure=True)(
         [dask.delayed(operator.getitem, pure=True)(task, "n") for task in per_tile])
         for per_tile in flags]

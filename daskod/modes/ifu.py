@@ -200,6 +200,38 @@ def _check_spectral_wcs(items: list[Exposure]) -> None:
             raise WCSError(msg, exposure=exp.name)
 
 
+def _open_checkpoints(root: Any, items: list[Exposure], resolved: dict[str, Any],
+                      tile_size: int | None, *, enabled: bool, overwrite: bool) -> Any:
+    """Checkpoints of an IFU run: the fingerprint covers the parameters, the inputs (arrays,
+    detector, and what the WCS does) and the tile size asked for; the layout derived from
+    the memory budget is noted in the record so that a resumed run repeats it."""
+    from daskod.engine._checkpoint import (
+        Checkpoints,
+        describe_mapping,
+        input_token,
+        wcs_token,
+    )
+    from daskod.io._store import INPUT_ARRAYS
+
+    if not enabled:
+        return Checkpoints.disabled(root)
+    import dask.base
+
+    inputs = {exp.name: dask.base.tokenize(
+        exp.detector, exp.instrument, exp.shape, exp.background_level,
+        exp.background_subtracted, [input_token(getattr(exp, n, None)) for n in INPUT_ARRAYS])
+        for exp in items}
+    geometry = {exp.name: wcs_token(exp.wcs, exp.shape) if resolved.get("ifu_method") == "cube"
+                else "none" for exp in items}
+    params = {k: str(v) for k, v in resolved.items()}
+    parts = {"mode": "ifu", "parameters": params, "inputs": inputs, "geometry": geometry,
+             "layout": {"tile_size": tile_size}}
+    describe = {"mode": "ifu", "parameters": describe_mapping(params),
+                "inputs": describe_mapping(inputs), "geometry": describe_mapping(geometry),
+                "layout": describe_mapping({"tile_size": tile_size})}
+    return Checkpoints.open(root, parts=parts, overwrite=overwrite, describe=describe)
+
+
 def _tile_for(per_task: int, tile_size: int | None) -> int:
     if tile_size is not None:
         if isinstance(tile_size, bool) or int(tile_size) < 1:
@@ -225,6 +257,7 @@ def detect_ifu(exposures: Any, *, params: IFUParams, snr: Any, scale: Any, backg
                maskpt: float, good_bits: Any, save_intermediate_results: bool,
                in_memory: bool, memory_limit: Any, tile_size: int | None, scheduler: Any,
                progress: Any = None, store: Any = None, compute: bool = True,
+               overwrite_store: bool = False,
                resolved: dict[str, Any] | None = None) -> OutlierResult:
     """IFU outlier detection (called by :func:`daskod.detect_outliers` with ``mode="ifu"``).
 
@@ -280,17 +313,22 @@ def detect_ifu(exposures: Any, *, params: IFUParams, snr: Any, scale: Any, backg
     log.info("IFU %s method: %d exposure(s) on detector(s) %s, diffaxis %d", params.ifu_method,
              len(items), list(groups), diffaxis)
     with working_directory(store, keep=keep) as root, progress_ctx, sched.session():
+        ckpt = _open_checkpoints(root, items, resolved, tile_size,
+                                 enabled=compute and store is not None, overwrite=overwrite_store)
         if cube:
             dq, counts, median, timings, extra = _run_cube(
                 items, params, root=root, sched=sched, eager=compute, per_task=per_task,
                 snr=snr_pair, scale=scale_pair, backg=backg, maskpt=maskpt,
-                bad_mask=bad_mask, tile_size=tile_size)
+                bad_mask=bad_mask, tile_size=tile_size, checkpoints=ckpt)
         else:
             _check_gather(items, per_task, sched.num_workers)
+            tile = tile or ckpt.noted("tile") or _tile_for(per_task, None)
+            ckpt.note(tile=tile)
             dq, counts, median, timings, extra = _run_difference(
                 items, groups, params, kernel, diffaxis, root=root, sched=sched,
-                eager=compute, tile=tile or _tile_for(per_task, None),
-                save=save_intermediate_results, filter_values=max(1, per_task // 64))
+                eager=compute, tile=tile, save=save_intermediate_results,
+                filter_values=max(1, per_task // 64), checkpoints=ckpt)
+        ckpt.complete()
         if compute and in_memory:
             dq = [np.asarray(d) for d in dq]
             median = None if median is None else np.asarray(median)
@@ -300,7 +338,7 @@ def detect_ifu(exposures: Any, *, params: IFUParams, snr: Any, scale: Any, backg
                         info[key] = np.asarray(info[key])
         result = OutlierResult(status="COMPLETE", params=resolved, exposures=items, dq=dq,
                                median=median, n_flagged=counts, store=root if keep else None,
-                               timings=timings, ifu=extra)
+                               timings=timings, ifu=extra, checkpoints=ckpt.summary())
     if keep and store is None and not save_intermediate_results:
         result._keepalive = weakref.finalize(result, shutil.rmtree, root, True)
     if compute:
@@ -312,7 +350,8 @@ def detect_ifu(exposures: Any, *, params: IFUParams, snr: Any, scale: Any, backg
 
 def _run_difference(items: list[Exposure], groups: dict[str, list[int]], params: IFUParams,
                     kernel: tuple[int, int], diffaxis: int, *, root: Any, sched: Any,
-                    eager: bool, tile: int, save: bool, filter_values: int
+                    eager: bool, tile: int, save: bool, filter_values: int,
+                    checkpoints: Any = None
                     ) -> tuple[list[Any], list[Any], None, dict[str, float], dict[str, Any]]:
     import dask.array as da
 
@@ -327,7 +366,8 @@ def _run_difference(items: list[Exposure], groups: dict[str, list[int]], params:
                                eager=eager, tile=tile, diffaxis=diffaxis, kernel=kernel,
                                threshold_percent=float(params.threshold_percent),
                                second_check=bool(params.ifu_second_check),
-                               save_intermediate=save, filter_values=filter_values)
+                               save_intermediate=save, filter_values=filter_values,
+                               checkpoints=checkpoints)
         for pos, k in enumerate(idx):
             dq[k] = run.dq[pos]
             counts[k] = run.counts[pos]
@@ -345,7 +385,8 @@ def _run_difference(items: list[Exposure], groups: dict[str, list[int]], params:
 
 def _run_cube(items: list[Exposure], params: IFUParams, *, root: Any, sched: Any, eager: bool,
               per_task: int, snr: tuple[float, float], scale: tuple[float, float],
-              backg: float, maskpt: float, bad_mask: int, tile_size: int | None
+              backg: float, maskpt: float, bad_mask: int, tile_size: int | None,
+              checkpoints: Any = None
               ) -> tuple[list[Any], list[Any], Any, dict[str, float], dict[str, Any]]:
     import dask.array as da
 
@@ -355,7 +396,8 @@ def _run_cube(items: list[Exposure], params: IFUParams, *, root: Any, sched: Any
         items, root=root, scheduler=sched, eager=eager, budget_bytes=per_task, snr=snr,
         scale=scale, backg=backg, maskpt=maskpt, bad_mask=bad_mask,
         spatial_scale=params.cube_spatial_scale, spectral_scale=params.cube_spectral_scale,
-        weighting=params.cube_weighting, roi=params.roi, plane_chunk=tile_size)
+        weighting=params.cube_weighting, roi=params.roi, plane_chunk=tile_size,
+        checkpoints=checkpoints)
     median = None if run.median is None else da.from_zarr(run.median)
     dq = [d if hasattr(d, "dask") else da.from_zarr(d) for d in run.dq]
     return dq, list(run.counts), median, dict(run.timings), {"cube": {"grid": run.grid}}
