@@ -95,6 +95,10 @@ def run_files(inputs: list[str], outdir: str, *, params: dict[str, Any],
             in_memory=False, progress=progress, store=store, storage_options=storage_options,
             **params)
         elapsed = time.perf_counter() - start
+        reused = sum(v["reused"] for v in result.checkpoints.values())
+        if reused:
+            total = sum(v["total"] for v in result.checkpoints.values())
+            echo(f"Resumed the run in {store}: {reused} of {total} tasks were done already")
         if result.skipped:
             echo(f"Step skipped: {result.reason}")
         staged: list[str] = []

@@ -109,6 +109,9 @@ def _parser() -> argparse.ArgumentParser:
                      help="Zarr working store: a folder or a URL such as s3://bucket/work.zarr "
                           "(kept; a rerun resumes it). Default: a temporary folder under "
                           "temp_dir, removed afterwards")
+    eng.add_argument("--overwrite-store", action="store_true",
+                     help="discard what --store holds from a run with other inputs or "
+                          "parameters (otherwise refused) instead of resuming it")
     eng.add_argument("--storage-options", type=_json_dict, default=None,
                      help='fsspec options for URLs as JSON, e.g. \'{"anon": true}\' or '
                           '\'{"client_kwargs": {"endpoint_url": "http://host:9000"}}\' '
@@ -159,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
                 "ifu_method": args.ifu_method, "kernel_size": args.kernel_size,
                 "threshold_percent": args.threshold_percent,
                 "ifu_second_check": args.ifu_second_check,
+                "overwrite_store": args.overwrite_store,
             }
             run_files(args.inputs, args.output_dir, params=params,
                       memory_limit=args.memory_limit, scheduler=args.scheduler,

@@ -97,6 +97,26 @@ def test_run_files_and_intermediates(cal_files, tmp_path):
     assert "median" in ds
 
 
+def test_run_resumes_from_its_store_and_refuses_other_parameters(cal_files, tmp_path):
+    _, files = cal_files
+    store = str(tmp_path / "work.zarr")
+    args = [files["asn"], "--no-progress", "--store", store]
+    first = _run(*args, "-o", str(tmp_path / "a"))
+    assert first.returncode == 0, first.stderr
+    again = _run(*args, "-o", str(tmp_path / "b"))
+    assert again.returncode == 0, again.stderr
+    assert "Resumed the run" in again.stdout and "Resumed" not in first.stdout
+    for name in os.listdir(tmp_path / "a"):
+        np.testing.assert_array_equal(b_dq_17(tmp_path / "a" / name),
+                                      b_dq_17(tmp_path / "b" / name))
+    other = _run(*args, "-o", str(tmp_path / "c"), "--snr", "6.0 4.0")
+    assert other.returncode == 1
+    assert "other parameters" in other.stderr and "--overwrite-store" in other.stderr
+    assert not (tmp_path / "c").exists()
+    fresh = _run(*args, "-o", str(tmp_path / "c"), "--snr", "6.0 4.0", "--overwrite-store")
+    assert fresh.returncode == 0, fresh.stderr
+
+
 def _bad(tmp_path, cal_files, mutate):
     _, files = cal_files
     folder = tmp_path / "bad"
