@@ -240,15 +240,16 @@ class Checkpoints:
                                for name in differ)
             msg = (f"The working store {_name(root)} holds a run with other {', '.join(differ)} "
                    f"({detail}); its checkpoints cannot be reused. Rerun with the same inputs "
-                   "and parameters to resume, pass overwrite_store=True (daskod run: --overwrite-store) to discard it, or "
-                   "choose another store.")
+                   "and parameters to resume, pass overwrite_store=True (daskod run: "
+                   "--overwrite-store) to discard it, or choose another store.")
             raise StoreError(msg)
         if record is None and _store_has_content(root) and not (
                 overwrite and _is_zarr_hierarchy(root)):
             what = ("a Zarr hierarchy that records no daskod run" if _is_zarr_hierarchy(root)
                     else "files that are not a Zarr store")
-            fix = ("pass overwrite_store=True (daskod run: --overwrite-store) to discard it, or choose an empty folder"
-                   if _is_zarr_hierarchy(root) else "choose an empty or new folder")
+            fix = ("pass overwrite_store=True (daskod run: --overwrite-store) to discard it, "
+                   "or choose an empty folder" if _is_zarr_hierarchy(root)
+                   else "choose an empty or new folder")
             msg = f"The working store {_name(root)} already holds {what}; {fix}."
             raise StoreError(msg)
         if record is not None or _store_has_content(root):
