@@ -16,7 +16,8 @@ from daskod.flag._kernels import (
 from daskod.geometry._pixel_map import PixelMap
 from daskod.geometry._tiles import Tile
 
-__all__ = ["FLAG_HALO", "blot_and_flag_tile", "flag_tile_against_median", "blot_region"]
+__all__ = ["FLAG_HALO", "blot_and_flag_tile", "flag_tile_against_median", "blot_region",
+           "update_dq_block"]
 
 #: Detector pixels around a tile that the rule needs: 1 for the 3x3 growth of the first
 #: pass, 1 more for the derivative of the blot behind it.
@@ -41,18 +42,27 @@ def blot_region(pixel_map: PixelMap, box: tuple[int, int, int, int], median: Any
     return blot_tile(np.asarray(median[y0:y1, x0:x1]), pixmap, (y0, x0), median_shape)
 
 
-def _finish(sources: dict[str, Any], tile: Tile, cr: np.ndarray, out: Any,
-            arrays: dict[str, np.ndarray]) -> dict[str, Any]:
-    """New DQ of the tile; written to ``out`` (then only the count is returned) or returned."""
-    dq = np.asarray(sources["dq"][tile.slices]).astype(np.uint32)
+def update_dq_block(sources: dict[str, Any], region: tuple[slice, ...], cr: np.ndarray,
+                    out: Any, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
+    """New DQ of one block of an exposure or cube: ``|= 17`` where ``cr``, then DO_NOT_USE
+    wherever SCI/ERR/VAR (``arrays`` holds SCI and ERR of the block; the variances are read
+    here) is NaN, as the reference's NaN matching.
+
+    Returns
+    -------
+    dict
+        ``n``: pixels flagged as outliers; ``dq``: the new DQ block, unless it was written
+        to ``out[region]``.
+    """
+    dq = np.asarray(sources["dq"][region]).astype(np.uint32)
     dq = apply_outlier_flags(dq, cr)
     for key in _VARIANCES:
         if sources.get(key) is not None:
-            arrays[key] = np.asarray(sources[key][tile.slices])
+            arrays[key] = np.asarray(sources[key][region])
     dq = nan_or_unusable_flags(dq, arrays)
     n = int(np.count_nonzero(cr))
     if out is not None:
-        out[tile.slices] = dq
+        out[region] = dq
         return {"n": n}
     return {"dq": dq, "n": n}
 
@@ -91,7 +101,7 @@ def blot_and_flag_tile(
     cr = flag_resampled_crs(sci, err, blot, snr1=snr[0], snr2=snr[1], scale1=scale[0],
                             scale2=scale[1], backg=backg)
     arrays = {"sci": _crop(sci, tile, y0, x0), "err": _crop(err, tile, y0, x0)}
-    return _finish(sources, tile, _crop(cr, tile, y0, x0), out, arrays)
+    return update_dq_block(sources, tile.slices, _crop(cr, tile, y0, x0), out, arrays)
 
 
 def flag_tile_against_median(
@@ -103,4 +113,4 @@ def flag_tile_against_median(
     err = np.asarray(sources["err"][tile.slices])
     med = np.asarray(median[tile.slices])
     cr = flag_crs(sci, err, med, snr1=snr1)
-    return _finish(sources, tile, cr, out, {"sci": sci, "err": err})
+    return update_dq_block(sources, tile.slices, cr, out, {"sci": sci, "err": err})

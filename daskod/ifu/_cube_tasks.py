@@ -12,7 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from daskod.flag._kernels import apply_outlier_flags, flag_resampled_crs, nan_or_unusable_flags
+from daskod.flag._graph import update_dq_block
+from daskod.flag._kernels import flag_resampled_crs
 from daskod.geometry._tiles import Tile
 from daskod.ifu._cube_kernels import (
     CubeGrid,
@@ -29,7 +30,6 @@ __all__ = ["HALO", "world_roles", "coordinates_band", "single_cube_chunk", "cube
 
 #: Detector pixels around a tile the flag rule needs (3x3 growth + blot derivative).
 HALO = 2
-_VARIANCES = ("var_rnoise", "var_poisson", "var_flat")
 
 
 def world_roles(wcs: Any) -> tuple[int, int, int]:
@@ -213,15 +213,5 @@ def blot_and_flag_cube_tile(sources: dict[str, Any], coords: dict[str, Any], pay
     cr = flag_resampled_crs(sci, err, blot, snr1=snr[0], snr2=snr[1], scale1=scale[0],
                             scale2=scale[1], backg=backg)
     inner = (slice(tile.y0 - y0, tile.y1 - y0), slice(tile.x0 - x0, tile.x1 - x0))
-    cr = cr[inner]
-    arrays = {"sci": sci[inner], "err": err[inner]}
-    for key in _VARIANCES:
-        if sources.get(key) is not None:
-            arrays[key] = np.asarray(sources[key][tile.slices])
-    dq = apply_outlier_flags(np.asarray(sources["dq"][tile.slices]), cr)
-    dq = nan_or_unusable_flags(dq, arrays)
-    n = int(np.count_nonzero(cr))
-    if out is not None:
-        out[tile.slices] = dq
-        return {"n": n}
-    return {"dq": dq, "n": n}
+    return update_dq_block(sources, tile.slices, cr[inner], out,
+                           {"sci": sci[inner], "err": err[inner]})

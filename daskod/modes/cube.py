@@ -31,7 +31,8 @@ from daskod.engine._checkpoint import (
 from daskod.engine._dispatch import PhaseRunner, Scheduler
 from daskod.engine._tasks import barrier
 from daskod.flag._dq import interpret_good_bits
-from daskod.flag._kernels import apply_outlier_flags, nan_or_unusable_flags, parse_pair
+from daskod.flag._graph import update_dq_block
+from daskod.flag._kernels import parse_pair
 from daskod.io._store import INPUT_ARRAYS, array_sources, is_zarr_array
 from daskod.median._kernels import nanmedian_stack, rolling_median, rolling_window_span
 
@@ -148,17 +149,7 @@ def _flag_block(sources: dict[str, Any], region: tuple[slice, slice], median: np
     err = np.asarray(sources["err"][region])
     with np.errstate(invalid="ignore"):
         cr = np.abs(sci - median) > snr1 * np.nan_to_num(err)
-    dq = apply_outlier_flags(np.asarray(sources["dq"][region]), cr)
-    arrays = {"sci": sci, "err": err}
-    for key in ("var_rnoise", "var_poisson", "var_flat"):
-        if sources.get(key) is not None:
-            arrays[key] = np.asarray(sources[key][region])
-    dq = nan_or_unusable_flags(dq, arrays)
-    n = int(np.count_nonzero(cr))
-    if out is not None:
-        out[region] = dq
-        return {"n": n}
-    return {"dq": dq, "n": n}
+    return update_dq_block(sources, region, cr, out, {"sci": sci, "err": err})
 
 
 def rolling_flag_chunk(sources: dict[str, Any], t0: int, t1: int, y0: int, y1: int, *,
