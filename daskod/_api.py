@@ -260,6 +260,7 @@ def detect_outliers(
         sched.close()
         raise
     sched.num_workers = budget.num_workers if sched.client is None else sched.num_workers
+    sched.phase_workers = dict(budget.phase_workers)
     keep = save_intermediate_results or not in_memory or not compute or store is not None
     progress_ctx = _progress(progress, sched)
     with working_directory(store, keep=keep) as root, progress_ctx, sched.session():

@@ -149,8 +149,47 @@ def test_whole_group_threshold_task_is_budgeted(monkeypatch):
     local = plan_budget(memory_limit=400 * MiB, n_groups=8, max_group_members=1,
                         tile_size=None, num_workers=2, separate_processes=False,
                         group_pixels=group)
-    assert local.num_workers == 1
+    assert local.num_workers == 2
+    assert local.phase_workers == {"threshold": 1}
     assert local.predicted_peak <= 400 * MiB
+    roomy = plan_budget(memory_limit=2048 * MiB, n_groups=8, max_group_members=1,
+                        tile_size=None, num_workers=2, separate_processes=False,
+                        group_pixels=group)
+    assert roomy.phase_workers == {}
+    with pytest.raises(daskod.MemoryBudgetError, match="weights of one group"):
+        plan_budget(memory_limit=300 * MiB, n_groups=8, max_group_members=1, tile_size=None,
+                    num_workers=2, separate_processes=False, group_pixels=group)
+
+
+@pytest.mark.parametrize("name", ["threads", "processes"])
+def test_a_phase_runs_no_more_tasks_at_once_than_the_budget_allows(name):
+    import dask
+
+    from daskod.engine._dispatch import Scheduler, compute
+
+    sched = Scheduler(name, 2, phase_workers={"threshold": 1})
+    tasks = [dask.delayed(_interval, pure=False)(k) for k in range(6)]
+    with sched.session():
+        narrow = compute(*tasks, scheduler=sched, phase="threshold")
+        wide = compute(*tasks, scheduler=sched, phase="median")
+    assert _max_overlap(narrow) == 1
+    assert len(wide) == 6  # other phases keep the full width
+    assert sched.compute_kwargs("median").get("num_workers", 2) == 2
+
+
+def _interval(k):
+    start = time.monotonic()
+    time.sleep(0.05)
+    return start, time.monotonic()
+
+
+def _max_overlap(intervals):
+    events = sorted([(a, 1) for a, _ in intervals] + [(b, -1) for _, b in intervals])
+    running = peak = 0
+    for _, step in events:
+        running += step
+        peak = max(peak, running)
+    return peak
     assert _budget.largest_group_pixels([(10, 20), (10, 20), (5, 5)], [[0, 1], [2]]) == 400
     assert _budget.largest_group_pixels([(10, 20), (10, 30)], None) == 300
 
@@ -219,12 +258,12 @@ def _record_phase_graphs(monkeypatch):
     graphs = []
     original = dispatch.compute
 
-    def recording(*collections, scheduler):
+    def recording(*collections, **kwargs):
         graph = {}
         for c in collections:
             graph.update(dict(c.__dask_graph__()))
         graphs.append(graph)
-        return original(*collections, scheduler=scheduler)
+        return original(*collections, **kwargs)
 
     monkeypatch.setattr(dispatch, "compute", recording)
     return graphs

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from daskod._exceptions import MemoryBudgetError
@@ -33,8 +33,10 @@ DRIZZLE_BYTES_PER_INPUT = 72
 FLAG_BYTES = 120
 #: Bytes per detector pixel of the largest group held by its weight-threshold task (gathered
 #: float32 weights, their concatenation, sorted copy and sigma-clipping temporaries;
-#: measured 15 B/px on a 2150^2 frame).
-THRESHOLD_BYTES_PER_PIXEL = 16
+#: measured 24 B/px for one 2048^2 exposure per group).
+THRESHOLD_BYTES_PER_PIXEL = 24
+#: The phase whose tasks hold a whole group (its concurrency may be lower than the tiles').
+WHOLE_GROUP_PHASE = "threshold"
 #: Headroom for allocator fragmentation, zarr buffers and Dask bookkeeping.
 SAFETY = 1.6
 #: Resident memory of a fresh worker process after importing the task modules (measured
@@ -148,7 +150,8 @@ class Budget:
     ``tile`` is the tile edge (0 for modes sized in bytes); ``per_task_bytes`` what one task
     holds at its peak; ``predicted_peak`` the resident memory the budget covers (this process
     and its local workers, or the workers of a cluster); ``worker_share`` the budget of one
-    cluster worker (None locally).
+    cluster worker (None locally); ``phase_workers`` lower concurrency for named phases
+    (local schedulers), e.g. ``{"threshold": 1}``.
     """
 
     memory_limit: int
@@ -158,6 +161,7 @@ class Budget:
     baseline: int
     predicted_peak: int = 0
     worker_share: int | None = None
+    phase_workers: dict[str, int] = field(default_factory=dict)
 
     def describe(self) -> str:
         share = (f", {_mib(self.worker_share)} per cluster worker"
@@ -286,7 +290,7 @@ def plan_budget(
     worker_base = WORKER_BASELINE if separate_processes else 0
     least = max(per_px * MIN_TILE**2, whole)
     # Each worker process carries roughly the same imports as this one.
-    while n > 1 and available - n * worker_base < n * least:
+    while n > 1 and available - n * worker_base < max(n * per_px * MIN_TILE**2, whole):
         n -= 1
     available -= n * worker_base
     if available <= least:
@@ -303,9 +307,13 @@ def plan_budget(
         while n > 1 and per_px * tile**2 * n > available:
             n -= 1
     per_task = int(per_px * tile**2)
+    # Whole-group tasks run in a phase of their own: as many at once as fit.
+    n_whole = n if whole <= 0 else max(1, min(n, int(available // whole)))
     budget = Budget(memory_limit=limit, tile=tile, num_workers=n, per_task_bytes=per_task,
                     baseline=baseline, predicted_peak=int(
-                        baseline + OVERHEAD + n * (max(per_task, whole) + worker_base)))
+                        baseline + OVERHEAD + max(n * per_task, n_whole * whole)
+                        + n * worker_base),
+                    phase_workers={WHOLE_GROUP_PHASE: n_whole} if n_whole < n else {})
     log.info("Budget: %s", budget.describe())
     return budget
 

@@ -12,7 +12,7 @@ import logging
 import os
 import socket
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import dask
@@ -34,6 +34,8 @@ class Scheduler:
     client: Any = None
     pool: Any = None
     owns_client: bool = False
+    #: Lower concurrency for named phases on local schedulers (set by the memory budget).
+    phase_workers: dict[str, int] = field(default_factory=dict)
 
     @property
     def is_distributed(self) -> bool:
@@ -44,14 +46,16 @@ class Scheduler:
         """True when tasks run in this process (numpy inputs need no copy)."""
         return self.client is None and self.name in {"synchronous", "threads"}
 
-    def compute_kwargs(self) -> dict[str, Any]:
+    def compute_kwargs(self, phase: str | None = None) -> dict[str, Any]:
         if self.client is not None:
             return {"scheduler": self.client}
         if self.name == "synchronous":
             return {"scheduler": "synchronous"}
+        width = min(self.num_workers, self.phase_workers.get(phase or "", self.num_workers))
         if self.pool is not None:
-            return {"scheduler": self.name, "pool": self.pool}
-        return {"scheduler": self.name, "num_workers": self.num_workers}
+            pool = self.pool if width >= self.num_workers else _NarrowPool(self.pool, width)
+            return {"scheduler": self.name, "pool": pool}
+        return {"scheduler": self.name, "num_workers": width}
 
     def close(self) -> None:
         """Close the client daskod opened from an address (for runs that end before
@@ -176,9 +180,22 @@ def _client_width(client: Any) -> int:
         return 1
 
 
-def compute(*collections: Any, scheduler: Scheduler) -> tuple[Any, ...]:
-    """``dask.compute`` on the chosen scheduler."""
-    return dask.compute(*collections, **scheduler.compute_kwargs())
+class _NarrowPool:
+    """A process pool seen by dask as having fewer workers (dask keeps at most
+    ``_max_workers`` tasks in flight), so one phase runs fewer tasks at once."""
+
+    def __init__(self, pool: Any, width: int) -> None:
+        self._pool = pool
+        self._max_workers = max(1, width)
+
+    def submit(self, *args: Any, **kwargs: Any) -> Any:
+        return self._pool.submit(*args, **kwargs)
+
+
+def compute(*collections: Any, scheduler: Scheduler, phase: str | None = None
+            ) -> tuple[Any, ...]:
+    """``dask.compute`` on the chosen scheduler (``phase`` may lower local concurrency)."""
+    return dask.compute(*collections, **scheduler.compute_kwargs(phase))
 
 
 class PhaseRunner:
@@ -196,7 +213,7 @@ class PhaseRunner:
         import time
 
         start = time.perf_counter()
-        results = list(compute(*tasks, scheduler=self.scheduler))
+        results = list(compute(*tasks, scheduler=self.scheduler, phase=name))
         self.timings[name] = time.perf_counter() - start
         log.info("Phase %s: %d tasks in %.2f s", name, len(tasks), self.timings[name])
         return results
