@@ -23,7 +23,12 @@ import pytest
 import daskod
 from daskod import datasets
 from daskod.engine import _budget
-from daskod.engine._budget import OVERHEAD, WorkerFacts, bytes_per_tile_pixel, plan_budget
+from daskod.engine._budget import (
+    WORKER_OVERHEAD,
+    WorkerFacts,
+    bytes_per_tile_pixel,
+    plan_budget,
+)
 
 distributed = pytest.importorskip("distributed")
 
@@ -69,7 +74,7 @@ def test_cluster_budget_is_each_workers_share_not_the_client_process(monkeypatch
     per_px = bytes_per_tile_pixel(8, 1)
     assert budget.worker_share == 512 * MiB
     # The tile is derived from the share minus the workers' own baseline.
-    edge = ((512 * MiB - 150 * MiB - OVERHEAD) / per_px) ** 0.5
+    edge = ((512 * MiB - 150 * MiB - WORKER_OVERHEAD) / per_px) ** 0.5
     assert budget.tile == min(2048, int(edge) // 64 * 64)
     assert budget.predicted_peak <= 1024 * MiB
     assert budget.predicted_peak // 2 <= budget.worker_share

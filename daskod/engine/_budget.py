@@ -44,6 +44,9 @@ SAFETY = 1.6
 WORKER_BASELINE = 130 * 2**20
 #: Per process: zarr buffers, Dask/distributed bookkeeping, task results in flight.
 OVERHEAD = 48 * 2**20
+#: The same for a cluster worker, whose graph state is small (measured: a worker's RSS grew
+#: 34 MiB above its post-import baseline over a whole 8 x 1024^2 run, tasks included).
+WORKER_OVERHEAD = 24 * 2**20
 MIN_TILE = 64
 MAX_TILE = 2048
 #: Bytes one cube-mode task needs at the least.
@@ -207,7 +210,7 @@ def _worker_share(limit: int, workers: WorkerFacts) -> int:
 
 def _cluster_refusal(limit: int, workers: WorkerFacts, task_bytes: float, what: str) -> str:
     """Why one task of ``task_bytes`` per thread does not fit a worker, and what would."""
-    need = workers.baseline + OVERHEAD + workers.threads_per_worker * task_bytes
+    need = workers.baseline + WORKER_OVERHEAD + workers.threads_per_worker * task_bytes
     share = _worker_share(limit, workers)
     msg = (f"memory_limit={_mib(limit)} over {workers.n_workers} workers gives each "
            f"{_mib(share)}")
@@ -322,7 +325,7 @@ def _plan_on_cluster(limit: int, per_px: float, whole: float, tile_size: int | N
                      workers: WorkerFacts, what: str) -> Budget:
     share = _worker_share(limit, workers)
     threads = workers.threads_per_worker
-    available = share - workers.baseline - OVERHEAD
+    available = share - workers.baseline - WORKER_OVERHEAD
     least = max(per_px * (tile_size or MIN_TILE) ** 2, whole)
     if available < threads * least:
         msg = _cluster_refusal(limit, workers, least, what)
@@ -335,7 +338,7 @@ def _plan_on_cluster(limit: int, per_px: float, whole: float, tile_size: int | N
     else:
         tile = tile_size
     per_task = int(per_px * tile**2)
-    per_worker = workers.baseline + OVERHEAD + threads * max(per_task, whole)
+    per_worker = workers.baseline + WORKER_OVERHEAD + threads * max(per_task, whole)
     budget = Budget(memory_limit=limit, tile=tile, num_workers=workers.n_workers * threads,
                     per_task_bytes=per_task, baseline=workers.baseline,
                     predicted_peak=int(workers.n_workers * per_worker), worker_share=share)
@@ -351,11 +354,11 @@ def task_budget(*, memory_limit: int | str | None, num_workers: int,
     if workers is not None:
         share = _worker_share(limit, workers)
         threads = workers.threads_per_worker
-        per_task = int((share - workers.baseline - OVERHEAD) / threads / SAFETY)
+        per_task = int((share - workers.baseline - WORKER_OVERHEAD) / threads / SAFETY)
         if per_task < MIN_TASK:
             raise MemoryBudgetError(_cluster_refusal(limit, workers, SAFETY * MIN_TASK,
                                                      f"{_mib(MIN_TASK)} each"))
-        per_worker = workers.baseline + OVERHEAD + threads * per_task * SAFETY
+        per_worker = workers.baseline + WORKER_OVERHEAD + threads * per_task * SAFETY
         budget = Budget(memory_limit=limit, tile=0, num_workers=workers.n_workers * threads,
                         per_task_bytes=per_task, baseline=workers.baseline,
                         predicted_peak=int(workers.n_workers * per_worker), worker_share=share)
