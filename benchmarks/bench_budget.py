@@ -47,14 +47,18 @@ MiB = 2**20
 
 def simulate(n: int, edge: int, workdir: str) -> str:
     """The pickled exposures of an ``n`` x ``edge``^2 observation in Zarr (reused if there)."""
+    import glob
+
     from daskod import datasets
 
+    for done in glob.glob(os.path.join(workdir, f"imaging-*x{edge}", "done.json")):
+        with open(done) as f:
+            have = json.load(f)["n"]
+        if have >= n:  # a larger simulation serves: runs take its first n exposures
+            print(f"reusing {have} x {edge}^2 exposures in {os.path.dirname(done)}", flush=True)
+            return os.path.join(os.path.dirname(done), "exposures.pkl")
     root = os.path.join(workdir, f"imaging-{n}x{edge}")
     pkl = os.path.join(root, "exposures.pkl")
-    done = os.path.join(root, "done.json")
-    if os.path.exists(done):
-        print(f"reusing {n} x {edge}^2 exposures in {root}", flush=True)
-        return pkl
     shutil.rmtree(root, ignore_errors=True)
     os.makedirs(root)
     need = n * edge * edge * 4 * 5
@@ -70,7 +74,7 @@ def simulate(n: int, edge: int, workdir: str) -> str:
     with open(pkl, "wb") as f:
         pickle.dump(sim.exposures, f)
     took = time.perf_counter() - start
-    with open(done, "w") as f:
+    with open(os.path.join(root, "done.json"), "w") as f:
         json.dump({"n": n, "edge": edge, "seconds": took}, f)
     print(f"  simulated in {took:.1f} s ({took / n:.2f} s per exposure; not timed)", flush=True)
     return pkl
