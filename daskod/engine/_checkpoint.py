@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from daskod._exceptions import StoreError
+from daskod.engine._tasks import new_task
 
 __all__ = ["Checkpoints", "read_record", "recorded_tile", "input_token", "wcs_token",
            "record_result"]
@@ -324,7 +325,6 @@ class Checkpoints:
         """
         if not self.enabled or not tasks:
             return tasks
-        import dask
 
         n = len(tasks)
         name = f"checkpoints/{phase}"
@@ -348,7 +348,7 @@ class Checkpoints:
                 out.append(decode(done[i, 1]))
                 reused += 1
             else:
-                out.append(dask.delayed(record_result, pure=False)(task, record, i, encode))
+                out.append(new_task(record_result, task, record, i, encode))
         self.reused[phase] = (reused, n)
         if reused:
             log.info("Phase %s: %d of %d tasks done by an earlier run, reused", phase, reused,

@@ -1,10 +1,19 @@
-"""Tiny graph helpers shared by the modes (kept import-light for worker processes)."""
+"""Graph helpers shared by the modes (kept import-light for worker processes).
+
+:func:`new_task` is how every mode makes a task. ``dask.delayed(f)(...)`` walks its arguments to
+find Dask collections, and it walks dataclasses field by field: a zarr 3 ``Array`` is a
+dataclass whose metadata tree holds hundreds of nested fields, so each call cost milliseconds
+and a 64-exposure run spent most of a minute building its graph. :func:`new_task` looks only into
+plain lists, tuples and dicts for the Delayed objects a task depends on (pixel maps, earlier
+tasks), hands every other argument to the task untouched, and builds the task spec itself.
+"""
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
-__all__ = ["barrier", "first"]
+__all__ = ["barrier", "first", "new_task"]
 
 
 def barrier(*_args: Any) -> None:
@@ -15,3 +24,67 @@ def barrier(*_args: Any) -> None:
 def first(value: Any, *_after: Any) -> Any:
     """Return ``value`` once the other arguments are computed."""
     return value
+
+
+class _Slot:
+    """Where the value of the n-th dependency goes in a task's arguments."""
+
+    __slots__ = ("n",)
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+
+def _template(value: Any, deps: list[Any]) -> Any:
+    from dask.delayed import Delayed
+
+    if isinstance(value, Delayed):
+        deps.append(value)
+        return _Slot(len(deps) - 1)
+    typ = type(value)
+    if typ is list or typ is tuple:
+        items = [_template(v, deps) for v in value]
+        return items if typ is list else tuple(items)
+    if typ is dict:
+        return {k: _template(v, deps) for k, v in value.items()}
+    return value
+
+
+def _fill(value: Any, values: tuple[Any, ...]) -> Any:
+    if isinstance(value, _Slot):
+        return values[value.n]
+    typ = type(value)
+    if typ is list or typ is tuple:
+        items = [_fill(v, values) for v in value]
+        return items if typ is list else tuple(items)
+    if typ is dict:
+        return {k: _fill(v, values) for k, v in value.items()}
+    return value
+
+
+def _run_task(payload: tuple[Any, Any, Any, bool], *values: Any) -> Any:
+    func, args, kwargs, has_slots = payload
+    if has_slots:
+        args, kwargs = _fill(args, values), _fill(kwargs, values)
+    return func(*args, **kwargs)
+
+
+def new_task(func: Any, *args: Any, **kwargs: Any) -> Any:
+    """A ``Delayed`` call ``func(*args, **kwargs)`` (impure: a new key every call).
+
+    Delayed values anywhere in plain lists, tuples or dicts of the arguments are computed
+    first and passed in; nothing else is inspected or copied.
+    """
+    from dask._task_spec import DataNode, Task, TaskRef
+    from dask.delayed import Delayed
+    from dask.highlevelgraph import HighLevelGraph
+
+    deps: list[Any] = []
+    targs = _template(list(args), deps)
+    tkwargs = _template(kwargs, deps)
+    name = getattr(func, "__name__", "task").replace("_", "-")
+    key = f"{name}-{uuid.uuid4().hex}"
+    spec = Task(key, _run_task, DataNode(None, (func, targs, tkwargs, bool(deps))),
+                *[TaskRef(d.key) for d in deps])
+    graph = HighLevelGraph.from_collections(key, {key: spec}, dependencies=deps)
+    return Delayed(key, graph)

@@ -52,7 +52,7 @@ import numpy as np
 from daskod._exceptions import InputError, WCSError
 from daskod.engine._checkpoint import Checkpoints
 from daskod.engine._dispatch import PhaseRunner, Scheduler
-from daskod.engine._tasks import barrier
+from daskod.engine._tasks import barrier, new_task
 from daskod.exposure import Exposure
 from daskod.geometry._tiles import Tile, Tiling
 from daskod.ifu._cube_kernels import WEIGHTINGS, CubeGrid, build_grid
@@ -270,7 +270,7 @@ def build_cube_method(
                   for key in ("xi", "eta", "wave")}
         coords.append(arrays)
         for y0 in range(0, ny, band_rows):
-            coord_tasks.append(dask.delayed(coordinates_band, pure=False)(
+            coord_tasks.append(new_task(coordinates_band,
                 payloads[k], roles[k], y0, min(y0 + band_rows, ny), nx, ny, ra0, dec0, arrays))
             owners.append(k)
     results = geometry.run("coordinates", coord_tasks)
@@ -298,7 +298,7 @@ def build_cube_method(
         sources.append(entry)
         ingest.extend(tasks)
     ingested = phases.run("ingest", ckpt.tasks("ingest", ingest))
-    after = None if eager else dask.delayed(barrier, pure=False)(*ingested)
+    after = None if eager else new_task(barrier, *ingested)
 
     nw, cy, cx = grid.shape
     n_exp = len(exposures)
@@ -316,20 +316,20 @@ def build_cube_method(
                                       "scale_arcsec": grid.scale, "wave0": grid.wave0,
                                       "dwave": grid.dwave, "roi": list(grid.roi),
                                       "weighting": weighting})
-    cube_tasks = {(k, c): dask.delayed(single_cube_chunk, pure=False)(
+    cube_tasks = {(k, c): new_task(single_cube_chunk,
         sources[k], coords[k], stats[k], grid, k, c, bad_mask, flux, weight, after)
         for k in range(n_exp) for c in chunks}
     keys = list(cube_tasks)
     built = dict(zip(keys, phases.run("cube", ckpt.tasks(
         "cube", [cube_tasks[key] for key in keys], decode=int)), strict=True))
-    thr_tasks = [dask.delayed(cube_weight_threshold, pure=False)(
+    thr_tasks = [new_task(cube_weight_threshold,
         weight, k, chunks, maskpt, *[built[(k, c)] for c in chunks]) for k in range(n_exp)]
     thresholds = phases.run("threshold", ckpt.tasks("threshold", thr_tasks))
-    med_tasks = [dask.delayed(median_chunk, pure=False)(
-        flux, weight, thresholds, c, median, *[built[(k, c)] for k in range(n_exp)])
+    med_tasks = [new_task(
+        median_chunk, flux, weight, thresholds, c, median, *[built[(k, c)] for k in range(n_exp)])
         for c in chunks]
     medians = phases.run("median", ckpt.tasks("median", med_tasks, decode=int))
-    median_done = None if eager else dask.delayed(barrier, pure=False)(*medians)
+    median_done = None if eager else new_task(barrier, *medians)
 
     targets: list[Any] = [None] * n_exp
     if eager:
@@ -337,7 +337,7 @@ def build_cube_method(
                    for k, e in enumerate(exposures)]
     flags = []
     for k, exp in enumerate(exposures):
-        flags.append({t: dask.delayed(blot_and_flag_cube_tile, pure=False)(
+        flags.append({t: new_task(blot_and_flag_cube_tile,
             sources[k], coords[k], payloads[k], roles[k], t, shape=exp.shape, grid=grid,
             median=median, snr=snr, scale=scale, backg=exp.background_for_flagging(backg),
             out=targets[k], after=median_done) for t in Tiling(exp.shape, (side, side))})

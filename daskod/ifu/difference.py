@@ -33,7 +33,7 @@ import numpy as np
 
 from daskod.engine._checkpoint import Checkpoints
 from daskod.engine._dispatch import PhaseRunner, Scheduler
-from daskod.engine._tasks import barrier
+from daskod.engine._tasks import barrier, new_task
 from daskod.exposure import Exposure
 from daskod.flag._dq import DO_NOT_USE
 from daskod.flag._kernels import apply_outlier_flags, nan_or_unusable_flags
@@ -245,7 +245,7 @@ def build_difference(exposures: list[Exposure], indices: list[int], *, detector:
         ingest.extend(tasks)
     name = _phase_name(detector)
     ingested = phases.run("ingest", ckpt.tasks(f"ingest/{name}", ingest))
-    after = None if eager else dask.delayed(barrier, pure=False)(*ingested)
+    after = None if eager else new_task(barrier, *ingested)
     attrs = {"detector": detector, "kernel_size": list(kernel),
              "threshold_percent": float(threshold_percent), "diffaxis": int(diffaxis)}
     run.minarr = create_array(f"{prefix}/minarr", shape, np.float64, chunks, np.nan,
@@ -260,19 +260,19 @@ def build_difference(exposures: list[Exposure], indices: list[int], *, detector:
         run.normarr = create_array(f"{prefix}/normarr", shape, np.float64, chunks, np.nan,
                                    attributes={**attrs, "kind": "normalisation"})
     tiles = list(Tiling(shape, chunks))
-    diff_tasks = [dask.delayed(difference_tile, pure=False)(
+    diff_tasks = [new_task(difference_tile,
         sources, t, shape=shape, diffaxis=diffaxis, minarr=run.minarr, diffarr=run.diffarr,
         after=after) for t in tiles]
     done = phases.run("difference", ckpt.tasks(f"difference/{name}", diff_tasks))
-    (run.nfloor,) = phases.run("floor", ckpt.tasks(f"floor/{name}", [dask.delayed(
-        floor_task, pure=False)(run.minarr, tile, *([] if eager else done))]))
-    norm_tasks = [dask.delayed(normalise_tile, pure=False)(
+    floor = new_task(floor_task, run.minarr, tile, *([] if eager else done))
+    (run.nfloor,) = phases.run("floor", ckpt.tasks(f"floor/{name}", [floor]))
+    norm_tasks = [new_task(normalise_tile,
         run.minarr, t, shape=shape, kernel=kernel, nfloor=run.nfloor, minnorm=run.minnorm,
         normarr=run.normarr, max_values=filter_values) for t in tiles]
     done = phases.run("normalise", ckpt.tasks(f"normalise/{name}", norm_tasks))
-    (run.pct,) = phases.run("percentile", ckpt.tasks(f"percentile/{name}", [dask.delayed(
-        percentile_task, pure=False)(run.minnorm, shape, threshold_percent, tile,
-                                     *([] if eager else done))]))
+    pct = new_task(percentile_task, run.minnorm, shape, threshold_percent, tile,
+                   *([] if eager else done))
+    (run.pct,) = phases.run("percentile", ckpt.tasks(f"percentile/{name}", [pct]))
     if eager:
         log.info("Detector %s: %d exposure(s), floor %.6g, %.4g-th percentile %.6g",
                  detector, len(indices), run.nfloor, threshold_percent, run.pct)
@@ -280,8 +280,8 @@ def build_difference(exposures: list[Exposure], indices: list[int], *, detector:
     if eager:
         targets = [create_array(f"outputs/{k}/dq", shape, np.uint32, chunks, 0)
                    for k in indices]
-    flags = [[dask.delayed(flag_tile, pure=False)(
-        source, t, minnorm=run.minnorm, minarr=run.minarr, pct=run.pct,
+    flags = [[new_task(
+        flag_tile, source, t, minnorm=run.minnorm, minarr=run.minarr, pct=run.pct,
         second_check=second_check, out=target) for t in tiles]
         for source, target in zip(sources, targets, strict=True)]
     if eager:

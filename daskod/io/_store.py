@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from daskod.engine._tasks import new_task
+
 __all__ = ["INPUT_ARRAYS", "create_array", "is_zarr_array", "write_block", "ingest_tasks",
            "array_sources", "ingested_bytes", "store_bytes"]
 
@@ -78,7 +80,6 @@ def ingest_tasks(source: Any, target: Any, chunks: tuple[int, ...]) -> list[Any]
     """
     import itertools
 
-    import dask
 
     if hasattr(source, "dask") and hasattr(source, "chunks"):
         import dask.array as da
@@ -92,9 +93,9 @@ def ingest_tasks(source: Any, target: Any, chunks: tuple[int, ...]) -> list[Any]
         region = tuple(slice(a, min(a + c, n)) for a, c, n in zip(corner, chunks, shape,
                                                                   strict=True))
         if isinstance(source, np.ndarray):
-            tasks.append(dask.delayed(write_block, pure=False)(target, region, source[region]))
+            tasks.append(new_task(write_block, target, region, source[region]))
         else:
-            tasks.append(dask.delayed(copy_block, pure=False)(target, region, source))
+            tasks.append(new_task(copy_block, target, region, source))
     return tasks
 
 

@@ -29,7 +29,7 @@ from daskod.engine._checkpoint import (
     read_record,
 )
 from daskod.engine._dispatch import PhaseRunner, Scheduler
-from daskod.engine._tasks import barrier
+from daskod.engine._tasks import barrier, new_task
 from daskod.flag._dq import interpret_good_bits
 from daskod.flag._graph import update_dq_block
 from daskod.flag._kernels import parse_pair
@@ -253,7 +253,7 @@ def build_cube_mode(cube: Cube, params: CubeParams, mode: str, *, root: str,
     sources, ingest = array_sources(cube, root, "inputs", (nt, ny, nx),
                                     shares_memory=scheduler.shares_memory, create=ckpt.array)
     ingested = phases.run("ingest", ckpt.tasks("ingest", ingest))
-    after = None if eager else dask.delayed(barrier, pure=False)(*ingested)
+    after = None if eager else new_task(barrier, *ingested)
     start = time.perf_counter()
     thr = _threshold(cube.dq, params.bad_mask, params.maskpt)
     run.timings["threshold"] = time.perf_counter() - start
@@ -269,19 +269,19 @@ def build_cube_mode(cube: Cube, params: CubeParams, mode: str, *, root: str,
             median_out = ckpt.array("median", cube.shape, np.float32, (nt, block_rows, nx),
                                     np.nan, attributes={"kind": "rolling median"})
             run.median = median_out
-        tasks = [dask.delayed(rolling_flag_chunk, pure=False)(
+        tasks = [new_task(rolling_flag_chunk,
             sources, t0, t1, y0, y1, nints=nints, window=window, bad_mask=bad_mask, thr=thr,
             snr1=snr1, nan_policy=params.rolling_nan_policy, out=out, median_out=median_out,
             after=after) for t0, t1, y0, y1 in chunks]
     else:
         run.median = ckpt.array("median", (ny, nx), np.float32, (rows, nx), np.nan,
                                 attributes={"kind": "median over integrations"})
-        median_tasks = [dask.delayed(median_rows, pure=False)(
+        median_tasks = [new_task(median_rows,
             sources, y0, min(y0 + rows, ny), use_mask=mode == "coron", bad_mask=bad_mask,
             thr=thr, median=run.median, after=after) for y0 in range(0, ny, rows)]
         done = phases.run("median", ckpt.tasks("median", median_tasks))
-        median_done = None if eager else dask.delayed(barrier, pure=False)(*done)
-        tasks = [dask.delayed(flag_against_median, pure=False)(
+        median_done = None if eager else new_task(barrier, *done)
+        tasks = [new_task(flag_against_median,
             sources, t0, t1, y0, y1, median=run.median, snr1=snr1, out=out, after=median_done)
             for t0, t1, y0, y1 in chunks]
     if eager:

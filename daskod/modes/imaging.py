@@ -21,7 +21,7 @@ import numpy as np
 from daskod._exceptions import InputError
 from daskod.engine._checkpoint import Checkpoints, describe_mapping, input_token
 from daskod.engine._dispatch import PhaseRunner, Scheduler
-from daskod.engine._tasks import barrier, first
+from daskod.engine._tasks import barrier, first, new_task
 from daskod.exposure import Exposure
 from daskod.flag._graph import blot_and_flag_tile, flag_tile_against_median
 from daskod.geometry._frame import OutputFrame, compute_output_frame
@@ -114,7 +114,7 @@ def build_imaging(
         sources.append(entry)
         ingest.extend(tasks)
     ingested = phases.run("ingest", ckpt.tasks("ingest", ingest))
-    after_ingest = dask.delayed(barrier, pure=False)(*ingested) if not eager else None
+    after_ingest = new_task(barrier, *ingested) if not eager else None
     if eager:
         _check_usable(run, sources, phases)
     if params.resample_data:
@@ -172,7 +172,7 @@ def _check_usable(run: ImagingGraph, sources: list[dict[str, Any]], phases: Phas
     almost always a processing failure upstream, and the reference would silently carry it.
     """
     params = run.params
-    tasks = [dask.delayed(count_usable_pixels, pure=False)(
+    tasks = [new_task(count_usable_pixels,
         src, list(Tiling(exp.shape, (run.tile, run.tile))), weight_type=params.weight_type,
         bad_mask=params.bad_mask, exposure_time=float(exp.exposure_time or 1.0))
         for src, exp in zip(sources, run.exposures, strict=True)]
@@ -209,7 +209,7 @@ def _resampled_median(run: ImagingGraph, sources: list[dict[str, Any]], phases: 
         members = [GroupMember(index=k, sources=sources[k], box=box,
                                exposure_time=float(exposures[k].exposure_time or 1.0),
                                sky=exposures[k].sky_to_subtract()) for k, box in entries]
-        resample_tasks[(g, t)] = dask.delayed(resample_group_tile, pure=False)(
+        resample_tasks[(g, t)] = new_task(resample_group_tile,
             members, [pm_keys[k] for k, _ in entries], t, g, pad=pad, kernel=params.kernel,
             pixfrac=params.pixfrac, fillval=params.fillval, weight_type=params.weight_type,
             bad_mask=params.bad_mask, out_data=data, out_wht=wht, after=after)
@@ -221,8 +221,8 @@ def _resampled_median(run: ImagingGraph, sources: list[dict[str, Any]], phases: 
     for g, t in keys:
         tiles_of_group[g].append(t)
     threshold_tasks = [
-        dask.delayed(group_weight_threshold, pure=False)(
-            wht, g, tiles_of_group[g], params.maskpt,
+        new_task(
+            group_weight_threshold, wht, g, tiles_of_group[g], params.maskpt,
             *[resampled[(g, t)] for t in tiles_of_group[g]])
         for g in range(n_groups)]
     thresholds = phases.run("threshold", ckpt.tasks("threshold", threshold_tasks))
@@ -231,11 +231,11 @@ def _resampled_median(run: ImagingGraph, sources: list[dict[str, Any]], phases: 
         groups_here = [g for g in range(n_groups) if (g, t) in resampled]
         if not groups_here:
             continue
-        median_tasks.append(dask.delayed(median_of_resampled_tile, pure=False)(
+        median_tasks.append(new_task(median_of_resampled_tile,
             t, groups_here, [thresholds[g] for g in groups_here], data=data, wht=wht,
             median=run.median, after=[resampled[(g, t)] for g in groups_here]))
     medians = phases.run("median", ckpt.tasks("median", median_tasks, decode=int))
-    return None if phases.eager else dask.delayed(barrier, pure=False)(*medians)
+    return None if phases.eager else new_task(barrier, *medians)
 
 
 def _direct_median(run: ImagingGraph, sources: list[dict[str, Any]], phases: PhaseRunner,
@@ -248,18 +248,18 @@ def _direct_median(run: ImagingGraph, sources: list[dict[str, Any]], phases: Pha
     run.median = ckpt.array("median", shape, np.float32, (tile, tile), np.nan,
                             attributes={"kind": "median frame (no resampling)"})
     times = [float(e.exposure_time or 1.0) for e in run.exposures]
-    thr_tasks = [dask.delayed(exposure_weight_threshold, pure=False)(
-        src, tiles, maskpt=params.maskpt, weight_type=params.weight_type,
+    thr_tasks = [new_task(
+        exposure_weight_threshold, src, tiles, maskpt=params.maskpt, weight_type=params.weight_type,
         bad_mask=params.bad_mask, exposure_time=texp)
         for src, texp in zip(sources, times, strict=True)]
     if after is not None:
-        thr_tasks = [dask.delayed(first, pure=False)(t, after) for t in thr_tasks]
+        thr_tasks = [new_task(first, t, after) for t in thr_tasks]
     thresholds = phases.run("threshold", ckpt.tasks("threshold", thr_tasks))
-    median_tasks = [dask.delayed(median_of_exposures_tile, pure=False)(
+    median_tasks = [new_task(median_of_exposures_tile,
         t, sources, thresholds, times, weight_type=params.weight_type, bad_mask=params.bad_mask,
         median=run.median, after=after) for t in tiles]
     medians = phases.run("median", ckpt.tasks("median", median_tasks, decode=int))
-    return None if phases.eager else dask.delayed(barrier, pure=False)(*medians)
+    return None if phases.eager else new_task(barrier, *medians)
 
 
 def _flag_resampled(run: ImagingGraph, sources: list[dict[str, Any]], median_done: Any,
@@ -272,8 +272,8 @@ def _flag_resampled(run: ImagingGraph, sources: list[dict[str, Any]], median_don
                               f"{dask.base.tokenize(run.pixel_maps[k].X)}")
         per_tile = {}
         for t in Tiling(exp.shape, (run.tile, run.tile)):
-            per_tile[t] = dask.delayed(blot_and_flag_tile, pure=False)(
-                sources[k], pm_key, t, shape=exp.shape, median=run.median,
+            per_tile[t] = new_task(
+                blot_and_flag_tile, sources[k], pm_key, t, shape=exp.shape, median=run.median,
                 median_shape=frame.shape, snr=params.snr_pair, scale=params.scale_pair,
                 backg=exp.background_for_flagging(params.backg), out=targets[k],
                 after=median_done)
@@ -286,7 +286,7 @@ def _flag_direct(run: ImagingGraph, sources: list[dict[str, Any]], median_done: 
     snr1 = run.params.snr_pair[0]
     out = []
     for k, exp in enumerate(run.exposures):
-        out.append({t: dask.delayed(flag_tile_against_median, pure=False)(
+        out.append({t: new_task(flag_tile_against_median,
             sources[k], t, median=run.median, snr1=snr1, out=targets[k], after=median_done)
             for t in Tiling(exp.shape, (run.tile, run.tile))})
     return out
