@@ -13,7 +13,7 @@ import numpy as np
 from daskod._exceptions import InputError, SkippedWarning
 from daskod._result import OutlierResult
 from daskod.engine._budget import largest_group_pixels, plan_budget, scheduler_facts
-from daskod.engine._checkpoint import recorded_tile
+from daskod.engine._checkpoint import recorded_tiles
 from daskod.engine._dispatch import resolve_scheduler, working_directory
 from daskod.exposure import Exposure, validate_exposures
 from daskod.flag._dq import DO_NOT_USE
@@ -245,9 +245,11 @@ def detect_outliers(
         store = open_store(store, storage_options=storage_options)
     sched = resolve_scheduler(scheduler)
     checkpoint = compute and store is not None
+    recorded = None
     if checkpoint and tile_size is None and not overwrite_store:
         # Resuming: keep the tile layout of the run that left the store.
-        tile_size = recorded_tile(store)
+        recorded = recorded_tiles(store)
+        tile_size = recorded[0] if recorded else None
     try:
         # On a cluster the budget is shared by its workers (asked for their memory).
         budget = plan_budget(memory_limit=memory_limit, n_groups=n_units,
@@ -270,7 +272,9 @@ def detect_outliers(
             items, shares_memory=sched.shares_memory, frame_pixels=frame,
             n_groups=n_units if params.resample_data else 0,
             median_pixels=frame or int(np.prod(items[0].shape))), what="the working store")
-        run = build_imaging(items, params, root=root, tile=budget.tile, scheduler=sched,
+        run = build_imaging(items, params, root=root, tile=budget.tile,
+                            median_tile=recorded[1] if recorded else budget.median_tile,
+                            scheduler=sched,
                             eager=compute, max_output_pixels=get_option("max_output_pixels"),
                             checkpoint=checkpoint, overwrite_store=overwrite_store)
         median_wcs = run.frame.wcs if run.frame is not None else items[0].wcs

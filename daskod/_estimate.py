@@ -82,6 +82,7 @@ def estimate_memory(
                            "per_task": budget.per_task_bytes, "workers": budget.num_workers}
     if budget.tile:
         out["tile"] = budget.tile
+        out["median_tile"] = budget.median_tile or budget.tile
     else:
         out["budget_per_task"] = budget.per_task_bytes
     workers = facts["workers"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import zarr
 
 import daskod
 
@@ -185,3 +186,39 @@ def test_detectors_of_one_exposure_are_drizzled_as_one_group(tmp_path):
         recalled += int(new[crs["y"][sel], crs["x"][sel]].sum())
     assert bright > 10
     assert recalled / bright >= 0.95
+
+
+def test_median_tiles_smaller_than_drizzle_tiles_give_the_same_answer(small_observation,
+                                                                     tmp_path):
+    # Many groups shrink the median's tiles but not the drizzle's: groups are drizzled into
+    # shards of the large tile holding chunks of the small one.
+    from daskod.engine._dispatch import resolve_scheduler
+    from daskod.exposure import validate_exposures
+    from daskod.modes._params import ImagingParams
+    from daskod.modes.imaging import build_imaging
+
+    reference = daskod.detect_outliers(small_observation.exposures, tile_size=32,
+                                       scheduler="synchronous")
+    items = validate_exposures(small_observation.exposures)
+    run = build_imaging(items, ImagingParams(), root=str(tmp_path / "w"), tile=96,
+                        median_tile=32, scheduler=resolve_scheduler("threads"), eager=True,
+                        max_output_pixels=2**32)
+    data = zarr.open_array(str(tmp_path / "w"), path="resampled/data", mode="r")
+    assert data.shards == (1, 96, 96) and data.chunks == (1, 32, 32)
+    assert run.median.chunks == (32, 32)
+    np.testing.assert_array_equal(np.asarray(run.median[...]), np.asarray(reference.median))
+    for got, want in zip(run.dq, reference.dq, strict=True):
+        np.testing.assert_array_equal(np.asarray(got), want)
+
+
+def test_budget_shrinks_only_the_median_tile_as_groups_are_added():
+    from daskod.engine._budget import plan_budget
+
+    plans = [plan_budget(memory_limit=1536 * 2**20, n_groups=n, max_group_members=1,
+                         tile_size=None, num_workers=2, separate_processes=False)
+             for n in (4, 16, 64, 256)]
+    medians = [p.median_tile for p in plans]
+    assert medians == sorted(medians, reverse=True) and medians[-1] < medians[0]
+    for p in plans:
+        assert p.tile % p.median_tile == 0
+        assert p.tile >= plans[0].tile - p.median_tile  # the drizzle tile barely moves

@@ -188,7 +188,7 @@ def test_record_describes_the_run(small_observation, tmp_path):
     record = zarr.open_group(store=store, mode="r").attrs["daskod_run"]
     assert record["status"] == "complete"
     assert json.loads(record["describe"]["parameters"])["snr"] == "5.5 4.0"
-    assert json.loads(record["describe"]["layout"]) == {"tile": "64"}
+    assert json.loads(record["describe"]["layout"]) == {"tile": "64", "median_tile": "64"}
 
 
 @pytest.mark.parametrize("method", ["difference", "cube"])

@@ -150,11 +150,14 @@ def scheduler_facts(scheduler: Any) -> dict[str, Any]:
 class Budget:
     """The outcome of budgeting.
 
-    ``tile`` is the tile edge (0 for modes sized in bytes); ``per_task_bytes`` what one task
-    holds at its peak; ``predicted_peak`` the resident memory the budget covers (this process
-    and its local workers, or the workers of a cluster); ``worker_share`` the budget of one
-    cluster worker (None locally); ``phase_workers`` lower concurrency for named phases
-    (local schedulers), e.g. ``{"threshold": 1}``.
+    ``tile`` is the tile edge of the tasks that hold one tile per exposure (drizzle, flag;
+    0 for modes sized in bytes) and ``median_tile`` that of the median, whose tasks hold a
+    tile of every group: it shrinks as groups are added while ``tile`` does not (``tile`` is
+    a multiple of it); ``per_task_bytes`` what one task holds at its peak;
+    ``predicted_peak`` the resident memory the budget covers (this process and its local
+    workers, or the workers of a cluster); ``worker_share`` the budget of one cluster worker
+    (None locally); ``phase_workers`` lower concurrency for named phases (local schedulers),
+    e.g. ``{"threshold": 1}``.
     """
 
     memory_limit: int
@@ -165,11 +168,14 @@ class Budget:
     predicted_peak: int = 0
     worker_share: int | None = None
     phase_workers: dict[str, int] = field(default_factory=dict)
+    median_tile: int = 0
 
     def describe(self) -> str:
         share = (f", {_mib(self.worker_share)} per cluster worker"
                  if self.worker_share is not None else "")
-        return (f"memory_limit={_mib(self.memory_limit)}, tile={self.tile} px, "
+        median = (f" (median {self.median_tile} px)"
+                  if self.median_tile and self.median_tile != self.tile else "")
+        return (f"memory_limit={_mib(self.memory_limit)}, tile={self.tile} px{median}, "
                 f"workers={self.num_workers}, ~{_mib(self.per_task_bytes)} per task, "
                 f"baseline {_mib(self.baseline)}{share}, predicted peak "
                 f"{_mib(self.predicted_peak)}")
@@ -179,6 +185,30 @@ def bytes_per_tile_pixel(n_groups: int, max_group_members: int) -> float:
     """Peak bytes per tile pixel of the most demanding task."""
     return SAFETY * max(MEDIAN_BYTES_PER_GROUP * n_groups,
                         DRIZZLE_BYTES_PER_INPUT * max_group_members, FLAG_BYTES)
+
+
+def _tile_edges(available_per_task: float, n_groups: int,
+                max_group_members: int) -> tuple[int, int, int]:
+    """(tile, median tile, bytes per task) for ``available_per_task`` bytes per task.
+
+    Drizzle and flag tasks hold one tile of one group / exposure, median tasks a tile of every
+    group: each gets the largest edge that fits, and the tile is made a multiple of the
+    median tile (drizzled groups are stored in shards of one tile holding median-tile chunks),
+    so adding exposures shrinks only the median's tiles, never the drizzle's.
+    """
+    median_px = SAFETY * MEDIAN_BYTES_PER_GROUP * n_groups
+    tile_px = SAFETY * max(DRIZZLE_BYTES_PER_INPUT * max_group_members, FLAG_BYTES)
+
+    def edge(per_px: float) -> int:
+        return max(MIN_TILE, int(min(MAX_TILE, math.sqrt(available_per_task / per_px)))
+                   // 64 * 64)
+
+    tile, median_tile = edge(tile_px), edge(median_px)
+    if median_tile >= tile:
+        median_tile = tile
+    else:
+        tile = tile // median_tile * median_tile
+    return tile, median_tile, int(max(median_px * median_tile**2, tile_px * tile**2))
 
 
 def largest_group_pixels(shapes: list[tuple[int, ...]], groups: list[list[int]] | None) -> int:
@@ -286,7 +316,8 @@ def plan_budget(
     else:
         what = f"one {tile_size}x{tile_size} tile (tile_size) of {n_groups} groups"
     if workers is not None:
-        return _plan_on_cluster(limit, per_px, whole, tile_size, workers, what)
+        return _plan_on_cluster(limit, per_px, whole, tile_size, workers, what,
+                                (n_groups, max_group_members))
     baseline = process_rss()
     available = limit - baseline - OVERHEAD
     n = max(1, num_workers)
@@ -303,26 +334,26 @@ def plan_budget(
                f"{math.ceil(need / 2**20)} MiB.")
         raise MemoryBudgetError(msg)
     if tile_size is None:
-        edge = math.sqrt(available / n / per_px)
-        tile = max(MIN_TILE, int(min(MAX_TILE, edge)) // 64 * 64)
+        tile, median_tile, per_task = _tile_edges(available / n, n_groups, max_group_members)
     else:
-        tile = tile_size
+        tile = median_tile = tile_size
         while n > 1 and per_px * tile**2 * n > available:
             n -= 1
-    per_task = int(per_px * tile**2)
+        per_task = int(per_px * tile**2)
     # Whole-group tasks run in a phase of their own: as many at once as fit.
     n_whole = n if whole <= 0 else max(1, min(n, int(available // whole)))
     budget = Budget(memory_limit=limit, tile=tile, num_workers=n, per_task_bytes=per_task,
                     baseline=baseline, predicted_peak=int(
                         baseline + OVERHEAD + max(n * per_task, n_whole * whole)
                         + n * worker_base),
-                    phase_workers={WHOLE_GROUP_PHASE: n_whole} if n_whole < n else {})
+                    phase_workers={WHOLE_GROUP_PHASE: n_whole} if n_whole < n else {},
+                    median_tile=median_tile)
     log.info("Budget: %s", budget.describe())
     return budget
 
 
 def _plan_on_cluster(limit: int, per_px: float, whole: float, tile_size: int | None,
-                     workers: WorkerFacts, what: str) -> Budget:
+                     workers: WorkerFacts, what: str, stack: tuple[int, int]) -> Budget:
     share = _worker_share(limit, workers)
     threads = workers.threads_per_worker
     available = share - workers.baseline - WORKER_OVERHEAD
@@ -333,15 +364,15 @@ def _plan_on_cluster(limit: int, per_px: float, whole: float, tile_size: int | N
             msg += " A smaller tile_size (or none) may also fit."
         raise MemoryBudgetError(msg)
     if tile_size is None:
-        edge = math.sqrt(available / threads / per_px)
-        tile = max(MIN_TILE, int(min(MAX_TILE, edge)) // 64 * 64)
+        tile, median_tile, per_task = _tile_edges(available / threads, *stack)
     else:
-        tile = tile_size
-    per_task = int(per_px * tile**2)
+        tile = median_tile = tile_size
+        per_task = int(per_px * tile**2)
     per_worker = workers.baseline + WORKER_OVERHEAD + threads * max(per_task, whole)
     budget = Budget(memory_limit=limit, tile=tile, num_workers=workers.n_workers * threads,
                     per_task_bytes=per_task, baseline=workers.baseline,
-                    predicted_peak=int(workers.n_workers * per_worker), worker_share=share)
+                    predicted_peak=int(workers.n_workers * per_worker), worker_share=share,
+                    median_tile=median_tile)
     log.info("Budget: %s", budget.describe())
     return budget
 

@@ -27,7 +27,7 @@ import numpy as np
 from daskod._exceptions import StoreError
 from daskod.engine._tasks import new_task
 
-__all__ = ["Checkpoints", "read_record", "recorded_tile", "input_token", "wcs_token",
+__all__ = ["Checkpoints", "read_record", "recorded_tiles", "input_token", "wcs_token",
            "record_result"]
 
 log = logging.getLogger(__name__)
@@ -134,13 +134,15 @@ def read_record(root: Any) -> dict[str, Any] | None:
     return dict(record) if isinstance(record, dict) else None
 
 
-def recorded_tile(root: Any) -> int | None:
-    """The tile size of the run recorded in a store (None when there is none)."""
+def recorded_tiles(root: Any) -> tuple[int, int] | None:
+    """Tile and median tile of the imaging run recorded in a store (None when none)."""
     record = read_record(root)
     if record is None:
         return None
     try:
-        return int(json.loads(record["describe"]["layout"])["tile"])
+        layout = json.loads(record["describe"]["layout"])
+        tile = int(layout["tile"])
+        return tile, int(layout.get("median_tile", tile))
     except (KeyError, TypeError, ValueError):
         return None
 
@@ -310,9 +312,11 @@ class Checkpoints:
                 existing = zarr.open_array(store=self.root, path=name, mode="r+")
             except Exception:
                 existing = None
+            shards = kwargs.get("shards") or chunks
             if existing is not None and (tuple(existing.shape) == tuple(shape)
                                          and existing.dtype == np.dtype(dtype)
-                                         and tuple(existing.chunks) == tuple(chunks)):
+                                         and tuple(existing.chunks) == tuple(chunks)
+                                         and tuple(existing.shards or chunks) == tuple(shards)):
                 return existing
         return create_array(self.root, name, shape, dtype, chunks, fill_value, **kwargs)
 

@@ -57,3 +57,10 @@ class Tiling:
     def __len__(self) -> int:
         a, b = self.nblocks
         return a * b
+
+    def containing(self, y: int, x: int) -> Tile:
+        """The tile that holds pixel ``(y, x)``."""
+        ny, nx = self.shape
+        ty, tx = self.tile
+        i, j = y // ty, x // tx
+        return Tile(i, j, i * ty, min((i + 1) * ty, ny), j * tx, min((j + 1) * tx, nx))

@@ -41,10 +41,13 @@ _DIMS = {2: ("y", "x"), 3: ("plane", "y", "x")}
 def create_array(root: str, name: str, shape: tuple[int, ...], dtype: Any,
                  chunks: tuple[int, ...], fill_value: Any, *,
                  attributes: dict | None = None,
-                 dimension_names: tuple[str, ...] | None = None) -> Any:
-    """Create (overwrite) one uncompressed, unsharded array in the working store.
+                 dimension_names: tuple[str, ...] | None = None,
+                 shards: tuple[int, ...] | None = None) -> Any:
+    """Create (overwrite) one uncompressed array in the working store.
 
     Arrays carry dimension names, so ``xarray.open_zarr(store, group=...)`` reads them.
+    ``shards`` groups chunks into shard objects; every task must then write whole shards
+    (never two tasks into one shard: dask#12583), while reads may take single chunks.
     """
     import zarr
 
@@ -59,6 +62,8 @@ def create_array(root: str, name: str, shape: tuple[int, ...], dtype: Any,
         fill_value=fill_value,
         overwrite=True,
         attributes=attributes or {},
+        **({"shards": shards} if shards is not None and tuple(shards) != tuple(chunks)
+           else {}),
     )
 
 

@@ -64,6 +64,7 @@ class ImagingGraph:
     groups: list[list[int]]
     tile: int
     root: str
+    median_tile: int = 0
     frame: OutputFrame | None = None
     pixel_maps: list[PixelMap] = field(default_factory=list)
     median: Any = None
@@ -85,15 +86,24 @@ def build_imaging(
     max_output_pixels: int,
     checkpoint: bool = False,
     overwrite_store: bool = False,
+    median_tile: int | None = None,
 ) -> ImagingGraph:
     """Build (and with ``eager`` run) imaging outlier detection into the store at ``root``.
 
     With ``checkpoint`` (a store the user named, computed at once) every expensive task is
     recorded in the store, and a rerun of the same fingerprint resumes where the last one
     stopped (see :mod:`daskod.engine._checkpoint`).
+
+    ``tile`` is the edge of drizzle, flag and input tiles, ``median_tile`` (default ``tile``)
+    that of the median over groups; the drizzled groups are stored in shards of ``tile``
+    holding chunks of ``median_tile``. Without resampling the median tile serves for all.
     """
     groups = group_exposures(exposures)
-    run = ImagingGraph(exposures=exposures, params=params, groups=groups, tile=tile, root=root)
+    median_tile = int(median_tile or tile)
+    if not params.resample_data:
+        tile = median_tile
+    run = ImagingGraph(exposures=exposures, params=params, groups=groups, tile=tile, root=root,
+                       median_tile=median_tile)
     phases = PhaseRunner(scheduler, eager, run.timings)
     if params.resample_data:
         start = time.perf_counter()
@@ -156,12 +166,13 @@ def _open_checkpoints(run: ImagingGraph, enabled: bool, overwrite: bool) -> Chec
         geometry = (run.frame.shape, [dask.base.tokenize(pm.shape, pm.xs, pm.ys, pm.X, pm.Y,
                                                          pm.order)
                                       for pm in run.pixel_maps])
+    layout = {"tile": run.tile, "median_tile": run.median_tile}
     parts = {"mode": "imaging", "parameters": params, "inputs": inputs, "geometry": geometry,
-             "layout": {"tile": run.tile}}
+             "layout": layout}
     describe = {"mode": "imaging", "parameters": describe_mapping(params),
                 "inputs": describe_mapping(inputs),
                 "geometry": f"output frame {run.frame.shape}" if run.frame else "none",
-                "layout": describe_mapping({"tile": run.tile})}
+                "layout": describe_mapping(layout)}
     return Checkpoints.open(run.root, parts=parts, overwrite=overwrite, describe=describe)
 
 
@@ -188,17 +199,19 @@ def _check_usable(run: ImagingGraph, sources: list[dict[str, Any]], phases: Phas
 
 def _resampled_median(run: ImagingGraph, sources: list[dict[str, Any]], phases: PhaseRunner,
                       after: Any) -> Any:
-    params, frame, tile = run.params, run.frame, run.tile
+    params, frame, tile, mtile = run.params, run.frame, run.tile, run.median_tile
     assert frame is not None
     tiling = Tiling(frame.shape, (tile, tile))
     pad = pad_for_kernel(params.kernel)
     n_groups = len(run.groups)
     ckpt = run.checkpoints
-    data = ckpt.array("resampled/data", (n_groups, *frame.shape), np.float32, (1, tile, tile),
-                      np.nan, attributes={"kind": "drizzled group images"})
-    wht = ckpt.array("resampled/wht", (n_groups, *frame.shape), np.float32, (1, tile, tile),
-                     0.0, attributes={"kind": "drizzle weights"})
-    run.median = ckpt.array("median", frame.shape, np.float32, (tile, tile), np.nan,
+    # One drizzle task writes one whole shard (group, tile); median tasks read chunks of it.
+    chunks, shards = (1, mtile, mtile), (1, tile, tile)
+    data = ckpt.array("resampled/data", (n_groups, *frame.shape), np.float32, chunks, np.nan,
+                      shards=shards, attributes={"kind": "drizzled group images"})
+    wht = ckpt.array("resampled/wht", (n_groups, *frame.shape), np.float32, chunks, 0.0,
+                     shards=shards, attributes={"kind": "drizzle weights"})
+    run.median = ckpt.array("median", frame.shape, np.float32, (mtile, mtile), np.nan,
                             attributes={"kind": "median frame"})
     plan = plan_group_tiles(run.pixel_maps, run.groups, tiling, pad)
     pm_keys = [dask.delayed(pm, name=f"pixel-map-{k}-{dask.base.tokenize(pm.X, pm.Y)}")
@@ -227,13 +240,15 @@ def _resampled_median(run: ImagingGraph, sources: list[dict[str, Any]], phases: 
         for g in range(n_groups)]
     thresholds = phases.run("threshold", ckpt.tasks("threshold", threshold_tasks))
     median_tasks = []
-    for t in tiling:
-        groups_here = [g for g in range(n_groups) if (g, t) in resampled]
+    for t in Tiling(frame.shape, (mtile, mtile)):
+        big = tiling.containing(t.y0, t.x0)
+        groups_here = [g for g in range(n_groups) if (g, big) in resampled]
         if not groups_here:
             continue
-        median_tasks.append(new_task(median_of_resampled_tile,
-            t, groups_here, [thresholds[g] for g in groups_here], data=data, wht=wht,
-            median=run.median, after=[resampled[(g, t)] for g in groups_here]))
+        median_tasks.append(new_task(
+            median_of_resampled_tile, t, groups_here, [thresholds[g] for g in groups_here],
+            data=data, wht=wht, median=run.median,
+            after=[resampled[(g, big)] for g in groups_here]))
     medians = phases.run("median", ckpt.tasks("median", median_tasks, decode=int))
     return None if phases.eager else new_task(barrier, *medians)
 
