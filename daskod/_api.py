@@ -313,7 +313,7 @@ def _detect_in_cube(cube: Any, *, mode: str, maskpt: float, snr: Any, good_bits:
                     inplace: bool, overwrite_store: bool = False) -> OutlierResult:
     """TSO / coronagraphic modes (ALGORITHM.md section 3)."""
     from daskod.cube import validate_cube
-    from daskod.engine._budget import plan_task_budget
+    from daskod.engine._budget import scheduler_with_task_budget
     from daskod.modes.cube import CubeParams, build_cube_mode
 
     params = CubeParams(maskpt=maskpt, snr=snr, good_bits=good_bits,
@@ -325,15 +325,7 @@ def _detect_in_cube(cube: Any, *, mode: str, maskpt: float, snr: Any, good_bits:
                 "rolling_nan_policy": rolling_nan_policy}
     if store is not None:  # StoreError now, before any work
         store = open_store(store, storage_options=storage_options)
-    sched = resolve_scheduler(scheduler)
-    try:
-        per_task, workers = plan_task_budget(memory_limit=memory_limit,
-                                             **scheduler_facts(sched))
-    except BaseException:
-        sched.close()
-        raise
-    if sched.client is None:
-        sched.num_workers = workers
+    sched, per_task = scheduler_with_task_budget(scheduler, memory_limit)
     keep = save_intermediate_results or not in_memory or not compute or store is not None
     with working_directory(store, keep=keep) as root, _progress(progress, sched), \
             sched.session():

@@ -22,6 +22,7 @@ from daskod._exceptions import MemoryBudgetError
 from daskod.options import get_option, parse_bytes
 
 __all__ = ["Budget", "WorkerFacts", "plan_budget", "plan_task_budget", "task_budget",
+           "scheduler_with_task_budget",
            "scheduler_facts", "ask_workers", "largest_group_pixels", "default_memory_limit",
            "process_rss"]
 
@@ -422,6 +423,28 @@ def plan_task_budget(*, memory_limit: int | str | None, num_workers: int,
     budget = task_budget(memory_limit=memory_limit, num_workers=num_workers,
                          separate_processes=separate_processes, workers=workers)
     return budget.per_task_bytes, budget.num_workers
+
+
+def scheduler_with_task_budget(scheduler: Any, memory_limit: int | str | None
+                               ) -> tuple[Any, int]:
+    """Resolve ``scheduler`` and the bytes one task may hold (modes sized by bytes).
+
+    A client opened from an address is closed again when the budget is refused; local
+    schedulers get the worker count the budget allows.
+    """
+    from daskod.engine._dispatch import resolve_scheduler
+
+    sched = resolve_scheduler(scheduler)
+    try:
+        # On a cluster the budget is shared by its workers (asked for their memory).
+        per_task, workers = plan_task_budget(memory_limit=memory_limit,
+                                             **scheduler_facts(sched))
+    except BaseException:
+        sched.close()
+        raise
+    if sched.client is None:
+        sched.num_workers = workers
+    return sched, per_task
 
 
 def cpu_count() -> int:

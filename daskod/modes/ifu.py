@@ -265,8 +265,8 @@ def detect_ifu(exposures: Any, *, params: IFUParams, snr: Any, scale: Any, backg
     the reference does. ``progress`` makes a context manager (a progress bar) from the
     resolved scheduler.
     """
-    from daskod.engine._budget import plan_task_budget, scheduler_facts
-    from daskod.engine._dispatch import resolve_scheduler, working_directory
+    from daskod.engine._budget import scheduler_with_task_budget
+    from daskod.engine._dispatch import working_directory
 
     cube = params.ifu_method == "cube"
     snr_pair, scale_pair = parse_pair(snr, "snr"), parse_pair(scale, "scale")
@@ -298,16 +298,7 @@ def detect_ifu(exposures: Any, *, params: IFUParams, snr: Any, scale: Any, backg
                         "exposure's own, as in the reference.", det, items[idx[0]].name)
     resolved.update(diffaxis=diffaxis, kernel_used=f"{kernel[0]} {kernel[1]}")
     tile = _tile_for(0, tile_size) if tile_size is not None and not cube else None
-    sched = resolve_scheduler(scheduler)
-    try:
-        # On a cluster the budget is shared by its workers (asked for their memory).
-        per_task, workers = plan_task_budget(memory_limit=memory_limit,
-                                             **scheduler_facts(sched))
-    except BaseException:
-        sched.close()
-        raise
-    if sched.client is None:
-        sched.num_workers = workers
+    sched, per_task = scheduler_with_task_budget(scheduler, memory_limit)
     keep = save_intermediate_results or not in_memory or not compute or store is not None
     progress_ctx = progress(sched) if progress is not None else contextlib.nullcontext()
     log.info("IFU %s method: %d exposure(s) on detector(s) %s, diffaxis %d", params.ifu_method,
