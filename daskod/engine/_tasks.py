@@ -26,6 +26,10 @@ def first(value: Any, *_after: Any) -> Any:
     return value
 
 
+#: Layers above which a task's graph is folded into one (see :func:`new_task`).
+_MAX_LAYERS = 64
+
+
 class _Slot:
     """Where the value of the n-th dependency goes in a task's arguments."""
 
@@ -77,7 +81,7 @@ def new_task(func: Any, *args: Any, **kwargs: Any) -> Any:
     """
     from dask._task_spec import DataNode, Task, TaskRef
     from dask.delayed import Delayed
-    from dask.highlevelgraph import HighLevelGraph
+    from dask.highlevelgraph import HighLevelGraph, MaterializedLayer
 
     deps: list[Any] = []
     targs = _template(list(args), deps)
@@ -87,4 +91,9 @@ def new_task(func: Any, *args: Any, **kwargs: Any) -> Any:
     spec = Task(key, _run_task, DataNode(None, (func, targs, tkwargs, bool(deps))),
                 *[TaskRef(d.key) for d in deps])
     graph = HighLevelGraph.from_collections(key, {key: spec}, dependencies=deps)
+    if len(graph.layers) > _MAX_LAYERS:
+        # A task behind many others (a barrier, a threshold over a group's tiles): fold its
+        # graph into one layer once, so that the tasks built on it do not each merge
+        # thousands of layers (lazy graphs would cost O(tasks^2) to build).
+        graph = HighLevelGraph({key: MaterializedLayer(dict(graph))}, {key: set()})
     return Delayed(key, graph)

@@ -355,8 +355,8 @@ def build_cube_method(
 
 def _finish(run: CubeMethodRun, exposures: list[Exposure], flags: list[dict[Tile, Any]],
             phases: PhaseRunner, targets: list[Any], side: int) -> None:
-    counts = [dask.delayed(sum, pure=True)(
-        [dask.delayed(operator.getitem, pure=True)(task, "n") for task in per_tile.values()])
+    counts = [new_task(
+        sum, [new_task(operator.getitem, task, "n") for task in per_tile.values()])
         for per_tile in flags]
     if phases.eager:
         run.counts = [int(n) for n in phases.run("flag", counts)]
@@ -371,7 +371,7 @@ def _finish(run: CubeMethodRun, exposures: list[Exposure], flags: list[dict[Tile
         rows: list[list[Any]] = [[None] * tiling.nblocks[1] for _ in range(tiling.nblocks[0])]
         for t, task in per_tile.items():
             rows[t.i][t.j] = da.from_delayed(
-                dask.delayed(operator.getitem, pure=True)(task, "dq"), shape=t.shape,
+                new_task(operator.getitem, task, "dq"), shape=t.shape,
                 dtype=np.uint32, meta=np.empty((0, 0), dtype=np.uint32))
         lazy.append(da.block(rows))
     run.dq = lazy

@@ -27,7 +27,6 @@ import operator
 from dataclasses import dataclass, field
 from typing import Any
 
-import dask
 import dask.array as da
 import numpy as np
 
@@ -288,8 +287,8 @@ def build_difference(exposures: list[Exposure], indices: list[int], *, detector:
         flat = ckpt.tasks(f"flag/{name}", [task for per_tile in flags for task in per_tile],
                           encode=operator.itemgetter("n"), decode=lambda v: {"n": int(v)})
         flags = [flat[i:i + len(tiles)] for i in range(0, len(flat), len(tiles))]
-    counts = [dask.delayed(sum, pure=True)(
-        [dask.delayed(operator.getitem, pure=True)(task, "n") for task in per_tile])
+    counts = [new_task(
+        sum, [new_task(operator.getitem, task, "n") for task in per_tile])
         for per_tile in flags]
     if eager:
         run.counts = [int(n) for n in phases.run("flag", counts)]
@@ -300,7 +299,7 @@ def build_difference(exposures: list[Exposure], indices: list[int], *, detector:
         rows: list[list[Any]] = [[None] * tiling.nblocks[1] for _ in range(tiling.nblocks[0])]
         for t, task in zip(tiles, per_tile, strict=True):
             rows[t.i][t.j] = da.from_delayed(
-                dask.delayed(operator.getitem, pure=True)(task, "dq"), shape=t.shape,
+                new_task(operator.getitem, task, "dq"), shape=t.shape,
                 dtype=np.uint32, meta=np.empty((0, 0), dtype=np.uint32))
         run.dq.append(da.block(rows))
     run.counts = counts

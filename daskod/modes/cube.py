@@ -17,7 +17,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import dask
 import dask.array as da
 import numpy as np
 
@@ -287,15 +286,15 @@ def build_cube_mode(cube: Cube, params: CubeParams, mode: str, *, root: str,
     if eager:
         tasks = ckpt.tasks("flag", tasks, encode=operator.itemgetter("n"),
                            decode=lambda v: {"n": int(v)})
-    counts = dask.delayed(sum, pure=True)(
-        [dask.delayed(operator.getitem, pure=True)(t, "n") for t in tasks])
+    counts = new_task(
+        sum, [new_task(operator.getitem, t, "n") for t in tasks])
     if eager:
         (run.count,) = phases.run("flag", [counts])
         run.dq = da.from_zarr(out)
         ckpt.complete()
         return run
     n_rows = len(range(0, ny, block_rows))
-    blocks = [da.from_delayed(dask.delayed(operator.getitem, pure=True)(t, "dq"),
+    blocks = [da.from_delayed(new_task(operator.getitem, t, "dq"),
                               shape=(t1 - t0, y1 - y0, nx), dtype=np.uint32,
                               meta=np.empty((0, 0, 0), dtype=np.uint32))
               for t, (t0, t1, y0, y1) in zip(tasks, chunks, strict=True)]

@@ -315,8 +315,8 @@ def _finish(run: ImagingGraph, flags: list[dict[Any, Any]], phases: PhaseRunner,
         recorded = iter(run.checkpoints.tasks("flag", flat, encode=operator.itemgetter("n"),
                                               decode=lambda v: {"n": int(v)}))
         flags = [{t: next(recorded) for t in per_tile} for per_tile in flags]
-    counts = [dask.delayed(sum, pure=True)(
-        [dask.delayed(operator.getitem, pure=True)(task, "n") for task in per_tile.values()])
+    counts = [new_task(
+        sum, [new_task(operator.getitem, task, "n") for task in per_tile.values()])
         for per_tile in flags]
     if phases.eager:
         run.counts = [int(n) for n in phases.run("flag", counts)]
@@ -329,7 +329,7 @@ def _finish(run: ImagingGraph, flags: list[dict[Any, Any]], phases: PhaseRunner,
         rows: list[list[Any]] = [[None] * tiling.nblocks[1] for _ in range(tiling.nblocks[0])]
         for t, task in per_tile.items():
             rows[t.i][t.j] = da.from_delayed(
-                dask.delayed(operator.getitem, pure=True)(task, "dq"), shape=t.shape,
+                new_task(operator.getitem, task, "dq"), shape=t.shape,
                 dtype=np.uint32, meta=np.empty((0, 0), dtype=np.uint32))
         lazy_dq.append(da.block(rows))
     run.dq = lazy_dq
