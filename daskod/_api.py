@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import logging
 import shutil
-import warnings
 import weakref
 from typing import Any
 
 import numpy as np
 
-from daskod._exceptions import InputError, SkippedWarning
+from daskod._exceptions import InputError
 from daskod._result import OutlierResult
 from daskod.engine._budget import largest_group_pixels, plan_budget, scheduler_facts
 from daskod.engine._checkpoint import recorded_tiles
@@ -237,10 +236,8 @@ def detect_outliers(
         what = "groups" if params.resample_data else "exposures"
         reason = (f"outlier detection needs at least 2 {what}, got {n_units}; the step is "
                   "skipped and DQ is unchanged, as the reference does.")
-        warnings.warn(reason, SkippedWarning, stacklevel=2)
-        log.warning("Step skipped: %s", reason)
-        return OutlierResult(status="SKIPPED", reason=reason, params=resolved, exposures=items,
-                             dq=[np.array(e.dq, dtype=np.uint32) for e in items])
+        return OutlierResult.skipped_step(reason, params=resolved, exposures=items,
+                                          stacklevel=2)
     if store is not None:  # StoreError now, before any work
         store = open_store(store, storage_options=storage_options)
     sched = resolve_scheduler(scheduler)

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import logging
+import warnings
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
+from daskod._exceptions import SkippedWarning
 from daskod.exposure import Exposure
 from daskod.flag._dq import DO_NOT_USE
 
 __all__ = ["OutlierResult"]
+
+log = logging.getLogger(__name__)
 
 _FLOATS = ("sci", "err", "var_rnoise", "var_poisson", "var_flat")
 
@@ -71,6 +76,16 @@ class OutlierResult:
     checkpoints: dict[str, dict[str, int]] = field(default_factory=dict)
     _pixel_maps: list[Any] = field(default_factory=list, repr=False)
     _keepalive: Any = field(default=None, repr=False)
+
+    @classmethod
+    def skipped_step(cls, reason: str, *, params: dict[str, Any], exposures: list[Exposure],
+                     stacklevel: int = 2) -> OutlierResult:
+        """The step skipped as the reference skips it: ``SkippedWarning`` (pointing
+        ``stacklevel`` frames above the caller), a log line, and copies of the input DQ."""
+        warnings.warn(reason, SkippedWarning, stacklevel=stacklevel + 1)
+        log.warning("Step skipped: %s", reason)
+        return cls(status="SKIPPED", reason=reason, params=params, exposures=exposures,
+                   dq=[np.array(e.dq, dtype=np.uint32) for e in exposures])
 
     @property
     def skipped(self) -> bool:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -12,6 +11,7 @@ import pytest
 
 import daskod
 from daskod import datasets
+from daskod.datasets._jwst_files import write_association
 
 dm = pytest.importorskip("stdatamodels.jwst.datamodels")
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -49,11 +49,9 @@ def _write_ifu_cal_files(exposures, folder, *, instrument="MIRI", asn=True):
         files.append(path)
     asn_path = None
     if asn:
-        asn_path = os.path.join(folder, "ifu_asn.json")
-        members = [{"expname": os.path.basename(p), "exptype": "science"} for p in files]
-        with open(asn_path, "w", encoding="utf-8") as f:
-            json.dump({"asn_type": "spec3", "asn_id": "o002", "products": [
-                {"name": "jw01234-o002_t001_miri", "members": members}]}, f)
+        asn_path = write_association(os.path.join(folder, "ifu_asn.json"), files,
+                                     asn_type="spec3", asn_id="o002",
+                                     product_name="jw01234-o002_t001_miri")
     return files, asn_path
 
 

@@ -8,7 +8,18 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["write_cal_files"]
+__all__ = ["write_cal_files", "write_association"]
+
+
+def write_association(path: str | os.PathLike, files: list[str], *, asn_type: str,
+                      asn_id: str, product_name: str) -> str:
+    """Write a level-3 association whose science members are ``files`` (by base name: they
+    must sit beside the association). Returns the path."""
+    members = [{"expname": os.path.basename(p), "exptype": "science"} for p in files]
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump({"asn_type": asn_type, "asn_id": asn_id, "asn_pool": "sim",
+                   "products": [{"name": product_name, "members": members}]}, f, indent=1)
+    return os.fspath(path)
 
 
 def write_cal_files(exposures: list[Any], folder: str | os.PathLike, *,
@@ -79,9 +90,6 @@ def write_cal_files(exposures: list[Any], folder: str | os.PathLike, *,
         files.append(path)
     asn = None
     if asn_name:
-        asn = os.path.join(folder, asn_name)
-        members = [{"expname": os.path.basename(p), "exptype": "science"} for p in files]
-        with open(asn, "w", encoding="utf-8") as f:
-            json.dump({"asn_type": "image3", "asn_id": "o001", "asn_pool": "sim",
-                       "products": [{"name": product_name, "members": members}]}, f, indent=1)
+        asn = write_association(os.path.join(folder, asn_name), files, asn_type="image3",
+                                asn_id="o001", product_name=product_name)
     return {"files": files, "asn": asn}

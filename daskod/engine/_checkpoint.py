@@ -28,7 +28,7 @@ from daskod._exceptions import StoreError
 from daskod.engine._tasks import new_task
 
 __all__ = ["Checkpoints", "read_record", "recorded_tiles", "input_token", "wcs_token",
-           "record_result"]
+           "container_token", "record_result"]
 
 log = logging.getLogger(__name__)
 
@@ -120,15 +120,21 @@ def input_token(value: Any) -> str:
     return _tokenize("object", value)
 
 
+def container_token(container: Any, *meta: Any) -> str:
+    """Identity of an Exposure's or Cube's arrays (see :func:`input_token`) and ``meta``."""
+    from daskod.io._store import INPUT_ARRAYS
+
+    return _tokenize(*meta, [input_token(getattr(container, name, None))
+                             for name in INPUT_ARRAYS])
+
+
 def read_record(root: Any) -> dict[str, Any] | None:
     """The run record of a working store, or None when it holds none (or does not exist)."""
     import zarr
 
     try:
         group = zarr.open_group(store=root, mode="r")
-    except (FileNotFoundError, zarr.errors.GroupNotFoundError, KeyError, ValueError):
-        return None
-    except Exception:  # a store that is no zarr group at all
+    except Exception:  # missing, or no zarr group at all
         return None
     record = group.attrs.get(RECORD_KEY)
     return dict(record) if isinstance(record, dict) else None
@@ -213,7 +219,8 @@ class Checkpoints:
         overwrite : bool
             Discard a store left by a run with another fingerprint instead of refusing it.
         describe : dict, optional
-            Human-readable values of parts (for example the tile size), quoted in errors.
+            Human-readable values of parts quoted in errors; by default a mapping part is
+            shown key by key and any other part as text.
 
         Raises
         ------
@@ -226,7 +233,8 @@ class Checkpoints:
 
         parts = {**parts, "daskod version": __version__}
         tokens = {name: _tokenize(name, parts.get(name)) for name in PARTS}
-        describe = {"daskod version": __version__,
+        describe = {**{name: describe_mapping(value) if isinstance(value, dict) else str(value)
+                       for name, value in parts.items()},
                     **{k: str(v) for k, v in (describe or {}).items()}}
         record = read_record(root)
         if record is not None and record.get("tokens") == tokens:

@@ -39,31 +39,34 @@ class _Slot:
         self.n = n
 
 
-def _template(value: Any, deps: list[Any]) -> Any:
-    from dask.delayed import Delayed
-
-    if isinstance(value, Delayed):
-        deps.append(value)
-        return _Slot(len(deps) - 1)
+def _map_leaves(value: Any, leaf: Any) -> Any:
+    """``value`` with ``leaf`` applied inside plain lists, tuples and dicts (nothing else is
+    looked into)."""
     typ = type(value)
     if typ is list or typ is tuple:
-        items = [_template(v, deps) for v in value]
+        items = [_map_leaves(v, leaf) for v in value]
         return items if typ is list else tuple(items)
     if typ is dict:
-        return {k: _template(v, deps) for k, v in value.items()}
-    return value
+        return {k: _map_leaves(v, leaf) for k, v in value.items()}
+    return leaf(value)
+
+
+def _template(value: Any, deps: list[Any]) -> Any:
+    """``value`` with each Delayed replaced by a slot; the Delayed objects go to ``deps``."""
+    from dask.delayed import Delayed
+
+    def slot(v: Any) -> Any:
+        if not isinstance(v, Delayed):
+            return v
+        deps.append(v)
+        return _Slot(len(deps) - 1)
+
+    return _map_leaves(value, slot)
 
 
 def _fill(value: Any, values: tuple[Any, ...]) -> Any:
-    if isinstance(value, _Slot):
-        return values[value.n]
-    typ = type(value)
-    if typ is list or typ is tuple:
-        items = [_fill(v, values) for v in value]
-        return items if typ is list else tuple(items)
-    if typ is dict:
-        return {k: _fill(v, values) for k, v in value.items()}
-    return value
+    """``value`` with each slot replaced by the computed dependency."""
+    return _map_leaves(value, lambda v: values[v.n] if isinstance(v, _Slot) else v)
 
 
 def _run_task(payload: tuple[Any, Any, Any, bool], *values: Any) -> Any:

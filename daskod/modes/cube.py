@@ -23,8 +23,7 @@ import numpy as np
 from daskod.cube import Cube
 from daskod.engine._checkpoint import (
     Checkpoints,
-    describe_mapping,
-    input_token,
+    container_token,
     read_record,
 )
 from daskod.engine._dispatch import PhaseRunner, Scheduler
@@ -32,7 +31,7 @@ from daskod.engine._tasks import barrier, new_task
 from daskod.flag._dq import interpret_good_bits
 from daskod.flag._graph import update_dq_block
 from daskod.flag._kernels import parse_pair
-from daskod.io._store import INPUT_ARRAYS, array_sources, is_zarr_array
+from daskod.io._store import array_sources, is_zarr_array
 from daskod.median._kernels import nanmedian_stack, rolling_median, rolling_window_span
 
 __all__ = ["CubeParams", "CubeGraph", "build_cube_mode", "plan_cube_chunks"]
@@ -205,16 +204,12 @@ def _open_checkpoints(run: CubeGraph, layout: tuple[int, int, int], enabled: boo
     from dataclasses import asdict
 
     cube = run.cube
-    params = {**asdict(run.params), "mode": run.mode}
-    inputs = {cube.name or "cube": [input_token(getattr(cube, name, None))
-                                    for name in INPUT_ARRAYS]}
-    shape = {"integrations": layout[0], "rows": layout[1], "median_rows": layout[2]}
-    parts = {"mode": run.mode, "parameters": params, "inputs": inputs,
-             "geometry": cube.shape, "layout": shape}
-    describe = {"mode": run.mode, "parameters": describe_mapping(params),
-                "inputs": describe_mapping({k: str(v) for k, v in inputs.items()}),
-                "geometry": f"cube {cube.shape}", "layout": describe_mapping(shape)}
-    return Checkpoints.open(run.root, parts=parts, overwrite=overwrite, describe=describe)
+    parts = {"mode": run.mode, "parameters": {**asdict(run.params), "mode": run.mode},
+             "inputs": {cube.name or "cube": container_token(cube)}, "geometry": cube.shape,
+             "layout": {"integrations": layout[0], "rows": layout[1],
+                        "median_rows": layout[2]}}
+    return Checkpoints.open(run.root, parts=parts, overwrite=overwrite,
+                            describe={"geometry": f"cube {cube.shape}"})
 
 
 def build_cube_mode(cube: Cube, params: CubeParams, mode: str, *, root: str,

@@ -25,7 +25,6 @@ from daskod._exceptions import (
     DaskodWarning,
     InputError,
     MemoryBudgetError,
-    SkippedWarning,
     WCSError,
 )
 from daskod._result import OutlierResult
@@ -205,31 +204,18 @@ def _open_checkpoints(root: Any, items: list[Exposure], resolved: dict[str, Any]
     """Checkpoints of an IFU run: the fingerprint covers the parameters, the inputs (arrays,
     detector, and what the WCS does) and the tile size asked for; the layout derived from
     the memory budget is noted in the record so that a resumed run repeats it."""
-    from daskod.engine._checkpoint import (
-        Checkpoints,
-        describe_mapping,
-        input_token,
-        wcs_token,
-    )
-    from daskod.io._store import INPUT_ARRAYS
+    from daskod.engine._checkpoint import Checkpoints, container_token, wcs_token
 
     if not enabled:
         return Checkpoints.disabled(root)
-    import dask.base
-
-    inputs = {exp.name: dask.base.tokenize(
-        exp.detector, exp.instrument, exp.shape, exp.background_level,
-        exp.background_subtracted, [input_token(getattr(exp, n, None)) for n in INPUT_ARRAYS])
-        for exp in items}
+    inputs = {exp.name: container_token(exp, exp.detector, exp.instrument, exp.shape,
+                                        exp.background_level, exp.background_subtracted)
+              for exp in items}
     geometry = {exp.name: wcs_token(exp.wcs, exp.shape) if resolved.get("ifu_method") == "cube"
                 else "none" for exp in items}
-    params = {k: str(v) for k, v in resolved.items()}
-    parts = {"mode": "ifu", "parameters": params, "inputs": inputs, "geometry": geometry,
-             "layout": {"tile_size": tile_size}}
-    describe = {"mode": "ifu", "parameters": describe_mapping(params),
-                "inputs": describe_mapping(inputs), "geometry": describe_mapping(geometry),
-                "layout": describe_mapping({"tile_size": tile_size})}
-    return Checkpoints.open(root, parts=parts, overwrite=overwrite, describe=describe)
+    parts = {"mode": "ifu", "parameters": {k: str(v) for k, v in resolved.items()},
+             "inputs": inputs, "geometry": geometry, "layout": {"tile_size": tile_size}}
+    return Checkpoints.open(root, parts=parts, overwrite=overwrite)
 
 
 def _tile_for(per_task: int, tile_size: int | None) -> int:
@@ -282,10 +268,8 @@ def detect_ifu(exposures: Any, *, params: IFUParams, snr: Any, scale: Any, backg
     if len(items) < 2:
         reason = (f"IFU outlier detection needs at least 2 exposures, got {len(items)}; the "
                   "step is skipped and DQ is unchanged, as the reference does.")
-        warnings.warn(reason, SkippedWarning, stacklevel=3)
-        log.warning("Step skipped: %s", reason)
-        return OutlierResult(status="SKIPPED", reason=reason, params=resolved, exposures=items,
-                             dq=[np.array(e.dq, dtype=np.uint32) for e in items])
+        return OutlierResult.skipped_step(reason, params=resolved, exposures=items,
+                                          stacklevel=3)
     diffaxis = _resolve_diffaxis(items, params.diffaxis)
     groups = detector_groups(items)
     if cube:

@@ -19,7 +19,7 @@ import dask.array as da
 import numpy as np
 
 from daskod._exceptions import InputError
-from daskod.engine._checkpoint import Checkpoints, describe_mapping, input_token
+from daskod.engine._checkpoint import Checkpoints, container_token
 from daskod.engine._dispatch import PhaseRunner, Scheduler
 from daskod.engine._tasks import barrier, first, new_task
 from daskod.exposure import Exposure
@@ -27,7 +27,7 @@ from daskod.flag._graph import blot_and_flag_tile, flag_tile_against_median
 from daskod.geometry._frame import OutputFrame, compute_output_frame
 from daskod.geometry._pixel_map import PixelMap, compute_pixel_map
 from daskod.geometry._tiles import Tiling
-from daskod.io._store import INPUT_ARRAYS, array_sources
+from daskod.io._store import array_sources
 from daskod.median._graph import (
     count_usable_pixels,
     exposure_weight_threshold,
@@ -67,6 +67,9 @@ class ImagingGraph:
     median_tile: int = 0
     frame: OutputFrame | None = None
     pixel_maps: list[PixelMap] = field(default_factory=list)
+    #: One Delayed per pixel map: each map travels to workers as its own key, shared by the
+    #: drizzle and flag tasks of its exposure.
+    pixel_map_keys: list[Any] = field(default_factory=list)
     median: Any = None
     dq: list[Any] = field(default_factory=list)
     counts: list[Any] = field(default_factory=list)
@@ -113,6 +116,9 @@ def build_imaging(
         run.pixel_maps = [
             compute_pixel_map(e.wcs, run.frame.wcs, e.shape, stepsize=params.pixmap_stepsize,
                               order=params.pixmap_order) for e in exposures]
+        run.pixel_map_keys = [
+            dask.delayed(pm, name=f"pixel-map-{k}-{dask.base.tokenize(pm.X, pm.Y)}")
+            for k, pm in enumerate(run.pixel_maps)]
         run.timings["geometry"] = time.perf_counter() - start
         log.info("Phase geometry: output frame %s and %d pixel maps in %.2f s",
                  run.frame.shape, len(exposures), run.timings["geometry"])
@@ -154,26 +160,19 @@ def _open_checkpoints(run: ImagingGraph, enabled: bool, overwrite: bool) -> Chec
 
     import dask.base
 
-    params = asdict(run.params)
-    inputs = {}
-    for exp in run.exposures:
-        inputs[exp.name] = dask.base.tokenize(
-            exp.group_id, exp.shape, exp.exposure_time, exp.background_level,
-            exp.background_subtracted,
-            [input_token(getattr(exp, name, None)) for name in INPUT_ARRAYS])
+    inputs = {exp.name: container_token(exp, exp.group_id, exp.shape, exp.exposure_time,
+                                        exp.background_level, exp.background_subtracted)
+              for exp in run.exposures}
     geometry = None
     if run.frame is not None:
         geometry = (run.frame.shape, [dask.base.tokenize(pm.shape, pm.xs, pm.ys, pm.X, pm.Y,
                                                          pm.order)
                                       for pm in run.pixel_maps])
-    layout = {"tile": run.tile, "median_tile": run.median_tile}
-    parts = {"mode": "imaging", "parameters": params, "inputs": inputs, "geometry": geometry,
-             "layout": layout}
-    describe = {"mode": "imaging", "parameters": describe_mapping(params),
-                "inputs": describe_mapping(inputs),
-                "geometry": f"output frame {run.frame.shape}" if run.frame else "none",
-                "layout": describe_mapping(layout)}
-    return Checkpoints.open(run.root, parts=parts, overwrite=overwrite, describe=describe)
+    parts = {"mode": "imaging", "parameters": asdict(run.params), "inputs": inputs,
+             "geometry": geometry, "layout": {"tile": run.tile, "median_tile": run.median_tile}}
+    shown = f"output frame {run.frame.shape}" if run.frame else "none"
+    return Checkpoints.open(run.root, parts=parts, overwrite=overwrite,
+                            describe={"geometry": shown})
 
 
 def _check_usable(run: ImagingGraph, sources: list[dict[str, Any]], phases: PhaseRunner) -> None:
@@ -214,8 +213,7 @@ def _resampled_median(run: ImagingGraph, sources: list[dict[str, Any]], phases: 
     run.median = ckpt.array("median", frame.shape, np.float32, (mtile, mtile), np.nan,
                             attributes={"kind": "median frame"})
     plan = plan_group_tiles(run.pixel_maps, run.groups, tiling, pad)
-    pm_keys = [dask.delayed(pm, name=f"pixel-map-{k}-{dask.base.tokenize(pm.X, pm.Y)}")
-               for k, pm in enumerate(run.pixel_maps)]
+    pm_keys = run.pixel_map_keys
     exposures = run.exposures
     resample_tasks: dict[tuple[int, Any], Any] = {}
     for (g, t), entries in plan.items():
@@ -283,8 +281,7 @@ def _flag_resampled(run: ImagingGraph, sources: list[dict[str, Any]], median_don
     assert frame is not None
     out = []
     for k, exp in enumerate(run.exposures):
-        pm_key = dask.delayed(run.pixel_maps[k], name=f"pixel-map-flag-{k}-"
-                              f"{dask.base.tokenize(run.pixel_maps[k].X)}")
+        pm_key = run.pixel_map_keys[k]
         per_tile = {}
         for t in Tiling(exp.shape, (run.tile, run.tile)):
             per_tile[t] = new_task(
