@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import shutil
-import weakref
 from typing import Any
 
 import numpy as np
@@ -291,12 +289,9 @@ def detect_outliers(
                                groups=groups, _pixel_maps=run.pixel_maps,
                                checkpoints=run.checkpoints.summary())
     if keep and store is None and not save_intermediate_results:
-        # A temporary store that results still read from: remove it with the result.
-        result._keepalive = weakref.finalize(result, shutil.rmtree, root, True)
+        result.remove_store_with_result(root)
     if compute:
-        for row in result.stats:
-            log.info("%s: %d pixels flagged as outliers (%.4f%%)", row["name"], row["n_flagged"],
-                     row["percent"])
+        result.log_stats()
     if inplace:
         _write_back(exposures if isinstance(exposures, list) else [exposures], result)
     return result
@@ -348,7 +343,7 @@ def _detect_in_cube(cube: Any, *, mode: str, maskpt: float, snr: Any, good_bits:
                                store=root if keep else None, timings=run.timings,
                                checkpoints=run.checkpoints.summary())
     if keep and store is None and not save_intermediate_results:
-        result._keepalive = weakref.finalize(result, shutil.rmtree, root, True)
+        result.remove_store_with_result(root)
     if compute:
         n = int(run.count)
         log.info("%s: %d pixels flagged as outliers (%.4f%% of %d integrations)", item.name, n,

@@ -87,6 +87,20 @@ class OutlierResult:
         return cls(status="SKIPPED", reason=reason, params=params, exposures=exposures,
                    dq=[np.array(e.dq, dtype=np.uint32) for e in exposures])
 
+    def remove_store_with_result(self, root: str) -> None:
+        """A temporary store that the (lazy) results still read from is removed when this
+        result is garbage collected."""
+        import shutil
+        import weakref
+
+        self._keepalive = weakref.finalize(self, shutil.rmtree, root, True)
+
+    def log_stats(self) -> None:
+        """One log line per exposure: pixels flagged as outliers."""
+        for row in self.stats:
+            log.info("%s: %d pixels flagged as outliers (%.4f%%)", row["name"], row["n_flagged"],
+                     row["percent"])
+
     @property
     def skipped(self) -> bool:
         return self.status != "COMPLETE"

@@ -12,9 +12,7 @@ import contextlib
 import logging
 import math
 import re
-import shutil
 import warnings
-import weakref
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
@@ -315,11 +313,9 @@ def detect_ifu(exposures: Any, *, params: IFUParams, snr: Any, scale: Any, backg
                                median=median, n_flagged=counts, store=root if keep else None,
                                timings=timings, ifu=extra, checkpoints=ckpt.summary())
     if keep and store is None and not save_intermediate_results:
-        result._keepalive = weakref.finalize(result, shutil.rmtree, root, True)
+        result.remove_store_with_result(root)
     if compute:
-        for row in result.stats:
-            log.info("%s: %d pixels flagged as outliers (%.4f%%)", row["name"], row["n_flagged"],
-                     row["percent"])
+        result.log_stats()
     return result
 
 
