@@ -3,21 +3,19 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import asdict
 from typing import Any
 
 import numpy as np
 
 from daskod._exceptions import InputError
 from daskod._result import OutlierResult
-from daskod.engine._budget import largest_group_pixels, plan_budget, scheduler_facts
-from daskod.engine._checkpoint import recorded_tiles
-from daskod.engine._dispatch import resolve_scheduler, working_directory
+from daskod.cube import Cube
+from daskod.engine._run import run_mode
 from daskod.exposure import Exposure, validate_exposures
 from daskod.flag._dq import DO_NOT_USE
-from daskod.io._location import ensure_free_space, open_store
-from daskod.io._store import store_bytes
 from daskod.modes._params import ImagingParams
-from daskod.modes.imaging import build_imaging, group_exposures
+from daskod.modes.imaging import ImagingPlan
 from daskod.options import get_option
 
 __all__ = ["detect_outliers", "OutlierDetection", "MODES"]
@@ -65,6 +63,7 @@ def detect_outliers(
     compute: bool = True,
     inplace: bool = False,
     overwrite_store: bool = False,
+    verify_inputs: bool = False,
 ) -> OutlierResult:
     """Find cosmic rays and other outliers the way the JWST outlier-detection step does.
 
@@ -160,21 +159,85 @@ def detect_outliers(
         Also write the new DQ, and NaN into SCI/ERR/VAR where DO_NOT_USE, into the input
         numpy arrays (as the reference updates its models).
     overwrite_store : bool, optional
-        Discard what ``store`` holds from an earlier run with other inputs or parameters
-        (or of an older daskod) instead of refusing it.
+        Discard what ``store`` holds from an earlier run with other inputs (or of an older
+        daskod) instead of refusing it. A store of the same inputs is always reused: the
+        phases whose parameters did not change (e.g. the drizzled groups and the median when
+        only ``snr``, ``scale`` or ``backg`` changed) are read back, the rest recomputed.
+    verify_inputs : bool, optional
+        Identify file and Zarr inputs by a hash of their pixels (one extra read of every
+        input) instead of their sizes and modification times, so that a resumed run notices
+        pixels changed in place. Only matters with a named ``store``.
 
     Returns
     -------
     OutlierResult
     """
-    params_kwargs = dict(weight_type=weight_type, pixfrac=pixfrac, kernel=kernel,
-                         fillval=fillval, maskpt=maskpt, snr=snr, scale=scale, backg=backg,
-                         resample_data=bool(resample_data), good_bits=good_bits,
-                         pixmap_stepsize=pixmap_stepsize if pixmap_stepsize is not None
-                         else get_option("pixmap_stepsize"),
-                         pixmap_order=pixmap_order if pixmap_order is not None
-                         else get_option("pixmap_order"))
+    imaging_kwargs = dict(weight_type=weight_type, pixfrac=pixfrac, kernel=kernel,
+                          fillval=fillval, maskpt=maskpt, snr=snr, scale=scale, backg=backg,
+                          resample_data=bool(resample_data), good_bits=good_bits,
+                          pixmap_stepsize=pixmap_stepsize if pixmap_stepsize is not None
+                          else get_option("pixmap_stepsize"),
+                          pixmap_order=pixmap_order if pixmap_order is not None
+                          else get_option("pixmap_order"))
+    mode = _guess_mode(exposures, mode)
+    if mode in ("tso", "coron"):
+        from daskod.modes.cube import CubeParams, CubePlan
+
+        params = CubeParams(maskpt=maskpt, snr=snr, good_bits=good_bits,
+                            rolling_window_width=rolling_window_width,
+                            rolling_nan_policy=rolling_nan_policy)
+        plan: Any = CubePlan(exposures, params, mode=mode, time_chunk=tile_size,
+                             save_median=save_intermediate_results)
+        resolved = {"mode": mode, **asdict(params)}
+    elif mode == "ifu":
+        from daskod.modes.ifu import IFUParams, IFUPlan
+
+        ifu = IFUParams(ifu_method=ifu_method, kernel_size=kernel_size,
+                        threshold_percent=threshold_percent, ifu_second_check=ifu_second_check,
+                        diffaxis=diffaxis, cube_spatial_scale=cube_spatial_scale,
+                        cube_spectral_scale=cube_spectral_scale, cube_weighting=cube_weighting,
+                        cube_roi=cube_roi)
+        plan = IFUPlan(exposures, ifu, snr=snr, scale=scale, backg=backg, maskpt=maskpt,
+                       good_bits=good_bits, tile_size=tile_size,
+                       save_intermediate=save_intermediate_results)
+        resolved = {"mode": mode, **vars(ifu), "snr": snr, "scale": scale, "backg": backg,
+                    "maskpt": maskpt, "good_bits": good_bits, **plan.resolved}
+    else:
+        if isinstance(exposures, Cube):
+            msg = (f"mode='imaging' takes a list of daskod.Exposure, got the cube "
+                   f"{exposures.name!r}; use mode='tso' or mode='coron' for cubes.")
+            raise TypeError(msg)
+        params = ImagingParams(**imaging_kwargs)
+        items = validate_exposures(exposures, need_wcs=params.resample_data,
+                                   same_shape=not params.resample_data)
+        plan = ImagingPlan(items, params, max_output_pixels=get_option("max_output_pixels"))
+        resolved = {**imaging_kwargs, "mode": mode}
+    plan.verify_inputs = bool(verify_inputs)
+    if plan.skip_reason is not None:
+        return OutlierResult.skipped_step(plan.skip_reason, params=resolved,
+                                          exposures=plan.items, stacklevel=2)
+    run = run_mode(plan, scheduler=scheduler, memory_limit=memory_limit, tile_size=tile_size,
+                   store=store, storage_options=storage_options, compute=compute,
+                   in_memory=in_memory, keep_store=save_intermediate_results,
+                   overwrite_store=overwrite_store, progress=progress)
+    extras = run["extras"]
+    result = OutlierResult(status="COMPLETE", params=resolved, exposures=plan.items,
+                           dq=run["dq"], median=run["median"],
+                           median_wcs=extras.get("median_wcs"), n_flagged=run["counts"],
+                           store=run["store"], timings=run["timings"],
+                           groups=extras.get("groups", []), ifu=extras.get("ifu", {}),
+                           checkpoints=run["checkpoints"],
+                           pixel_maps=extras.get("pixel_maps", []), work=run["work"])
+    if compute:
+        result.log_stats()
+    if inplace:
+        _write_back(exposures if isinstance(exposures, list) else [exposures], result)
+    return result
+
+
+def _guess_mode(exposures: Any, mode: str | None) -> str:
     from daskod.cube import Cube
+    from daskod.modes.ifu import looks_like_ifu
 
     if mode is None:
         if isinstance(exposures, Cube):
@@ -185,182 +248,11 @@ def detect_outliers(
                        "mode='coron'.")
                 raise ValueError(msg)
         else:
-            from daskod.modes.ifu import looks_like_ifu
-
             mode = "ifu" if looks_like_ifu(exposures) else "imaging"
     if mode not in MODES:
         msg = f"mode must be one of {MODES} (or None to guess), got {mode!r}."
         raise ValueError(msg)
-    if mode in ("tso", "coron"):
-        return _detect_in_cube(
-            exposures, mode=mode, maskpt=maskpt, snr=snr, good_bits=good_bits,
-            rolling_window_width=rolling_window_width, rolling_nan_policy=rolling_nan_policy,
-            save_intermediate_results=save_intermediate_results, in_memory=in_memory,
-            memory_limit=memory_limit, tile_size=tile_size, scheduler=scheduler,
-            progress=progress, store=store, storage_options=storage_options,
-            compute=compute, inplace=inplace, overwrite_store=overwrite_store)
-    if mode == "ifu":
-        from daskod.modes.ifu import IFUParams, detect_ifu
-
-        ifu = IFUParams(ifu_method=ifu_method, kernel_size=kernel_size,
-                        threshold_percent=threshold_percent, ifu_second_check=ifu_second_check,
-                        diffaxis=diffaxis, cube_spatial_scale=cube_spatial_scale,
-                        cube_spectral_scale=cube_spectral_scale, cube_weighting=cube_weighting,
-                        cube_roi=cube_roi)  # parameters checked before the store is touched
-        if store is not None:  # a URL with storage_options -> a checked zarr store
-            store = open_store(store, storage_options=storage_options)
-        result = detect_ifu(
-            exposures, params=ifu, snr=snr, scale=scale, backg=backg, maskpt=maskpt,
-            good_bits=good_bits, save_intermediate_results=save_intermediate_results,
-            in_memory=in_memory, memory_limit=memory_limit, tile_size=tile_size,
-            scheduler=scheduler, progress=lambda sched: _progress(progress, sched),
-            store=store, compute=compute, overwrite_store=overwrite_store,
-            resolved={"mode": mode, **vars(ifu), "snr": snr, "scale": scale, "backg": backg,
-                      "maskpt": maskpt, "good_bits": good_bits})
-        if inplace and not result.skipped:
-            _write_back(exposures if isinstance(exposures, list) else [exposures], result)
-        return result
-    if isinstance(exposures, Cube):
-        msg = (f"mode='imaging' takes a list of daskod.Exposure, got the cube "
-               f"{exposures.name!r}; use mode='tso' or mode='coron' for cubes.")
-        raise TypeError(msg)
-    params = ImagingParams(**params_kwargs)
-    items = validate_exposures(exposures, need_wcs=params.resample_data,
-                               same_shape=not params.resample_data)
-    resolved = {**params_kwargs, "mode": mode}
-    groups = group_exposures(items)
-    n_units = len(groups) if params.resample_data else len(items)
-    if n_units < 2:
-        what = "groups" if params.resample_data else "exposures"
-        reason = (f"outlier detection needs at least 2 {what}, got {n_units}; the step is "
-                  "skipped and DQ is unchanged, as the reference does.")
-        return OutlierResult.skipped_step(reason, params=resolved, exposures=items,
-                                          stacklevel=2)
-    if store is not None:  # StoreError now, before any work
-        store = open_store(store, storage_options=storage_options)
-    sched = resolve_scheduler(scheduler)
-    checkpoint = compute and store is not None
-    recorded = None
-    if checkpoint and tile_size is None and not overwrite_store:
-        # Resuming: keep the tile layout of the run that left the store.
-        recorded = recorded_tiles(store)
-        tile_size = recorded[0] if recorded else None
-    try:
-        # On a cluster the budget is shared by its workers (asked for their memory).
-        budget = plan_budget(memory_limit=memory_limit, n_groups=n_units,
-                             max_group_members=max(len(g) for g in groups),
-                             tile_size=tile_size, **scheduler_facts(sched),
-                             group_pixels=largest_group_pixels(
-                                 [e.shape for e in items],
-                                 groups if params.resample_data else None))
-    except BaseException:
-        sched.close()
-        raise
-    sched.num_workers = budget.num_workers if sched.client is None else sched.num_workers
-    sched.phase_workers = dict(budget.phase_workers)
-    keep = save_intermediate_results or not in_memory or not compute or store is not None
-    progress_ctx = _progress(progress, sched)
-    with working_directory(store, keep=keep) as root, progress_ctx, sched.session():
-        # Free space: a lower bound (the output frame is at least one detector).
-        frame = max(int(np.prod(e.shape)) for e in items) if params.resample_data else 0
-        ensure_free_space(root, store_bytes(
-            items, shares_memory=sched.shares_memory, frame_pixels=frame,
-            n_groups=n_units if params.resample_data else 0,
-            median_pixels=frame or int(np.prod(items[0].shape))), what="the working store")
-        run = build_imaging(items, params, root=root, tile=budget.tile,
-                            median_tile=recorded[1] if recorded else budget.median_tile,
-                            scheduler=sched,
-                            eager=compute, max_output_pixels=get_option("max_output_pixels"),
-                            checkpoint=checkpoint, overwrite_store=overwrite_store)
-        median_wcs = run.frame.wcs if run.frame is not None else items[0].wcs
-        if compute and in_memory:
-            import dask.array as da
-
-            dq = [np.asarray(d) for d in run.dq]
-            median = np.asarray(da.from_zarr(run.median))
-        else:
-            import dask.array as da
-
-            dq = run.dq
-            median = da.from_zarr(run.median)
-        result = OutlierResult(status="COMPLETE", params=resolved, exposures=items, dq=dq,
-                               median=median, median_wcs=median_wcs, n_flagged=run.counts,
-                               store=root if keep else None, timings=run.timings,
-                               groups=groups, _pixel_maps=run.pixel_maps,
-                               checkpoints=run.checkpoints.summary())
-    if keep and store is None and not save_intermediate_results:
-        result.remove_store_with_result(root)
-    if compute:
-        result.log_stats()
-    if inplace:
-        _write_back(exposures if isinstance(exposures, list) else [exposures], result)
-    return result
-
-
-def _detect_in_cube(cube: Any, *, mode: str, maskpt: float, snr: Any, good_bits: Any,
-                    rolling_window_width: int, rolling_nan_policy: str,
-                    save_intermediate_results: bool, in_memory: bool, memory_limit: Any,
-                    tile_size: int | None, scheduler: Any, progress: bool, store: Any,
-                    storage_options: dict[str, Any] | None, compute: bool,
-                    inplace: bool, overwrite_store: bool = False) -> OutlierResult:
-    """TSO / coronagraphic modes (ALGORITHM.md section 3)."""
-    from daskod.cube import validate_cube
-    from daskod.engine._budget import scheduler_with_task_budget
-    from daskod.modes.cube import CubeParams, build_cube_mode
-
-    params = CubeParams(maskpt=maskpt, snr=snr, good_bits=good_bits,
-                        rolling_window_width=rolling_window_width,
-                        rolling_nan_policy=rolling_nan_policy)
-    item = validate_cube(cube, mode=mode)
-    resolved = {"mode": mode, "maskpt": maskpt, "snr": snr, "good_bits": good_bits,
-                "rolling_window_width": rolling_window_width,
-                "rolling_nan_policy": rolling_nan_policy}
-    if store is not None:  # StoreError now, before any work
-        store = open_store(store, storage_options=storage_options)
-    sched, per_task = scheduler_with_task_budget(scheduler, memory_limit)
-    keep = save_intermediate_results or not in_memory or not compute or store is not None
-    with working_directory(store, keep=keep) as root, _progress(progress, sched), \
-            sched.session():
-        plane = int(np.prod(item.shape[1:]))
-        ensure_free_space(root, store_bytes(
-            [item], shares_memory=sched.shares_memory,
-            median_pixels=int(np.prod(item.shape)) if save_intermediate_results else plane),
-            what="the working store")
-        run = build_cube_mode(item, params, mode, root=root, budget_bytes=per_task,
-                              scheduler=sched, eager=compute,
-                              save_median=save_intermediate_results, time_chunk=tile_size,
-                              checkpoint=compute and store is not None,
-                              overwrite_store=overwrite_store)
-        import dask.array as da
-
-        median = None if run.median is None else da.from_zarr(run.median)
-        dq = run.dq
-        if compute and in_memory:
-            dq = np.asarray(dq)
-            median = None if median is None else np.asarray(median)
-        result = OutlierResult(status="COMPLETE", params=resolved, exposures=[item], dq=[dq],
-                               median=median, n_flagged=[run.count],
-                               store=root if keep else None, timings=run.timings,
-                               checkpoints=run.checkpoints.summary())
-    if keep and store is None and not save_intermediate_results:
-        result.remove_store_with_result(root)
-    if compute:
-        n = int(run.count)
-        log.info("%s: %d pixels flagged as outliers (%.4f%% of %d integrations)", item.name, n,
-                 100.0 * n / max(1, int(np.prod(item.shape))), item.shape[0])
-    if inplace:
-        _write_back([cube], result)
-    return result
-
-
-def _progress(progress: bool, sched: Any) -> Any:
-    import contextlib
-
-    if not progress or sched.client is not None:
-        return contextlib.nullcontext()
-    from dask.diagnostics import ProgressBar
-
-    return ProgressBar(minimum=1.0)
+    return mode
 
 
 def _write_back(originals: list[Any], result: OutlierResult) -> None:

@@ -56,7 +56,7 @@ def estimate_memory(
         scheduler_facts,
         task_budget,
     )
-    from daskod.engine._dispatch import resolve_scheduler
+    from daskod.engine._scheduler import resolve_scheduler
     from daskod.exposure import validate_exposures
     from daskod.modes.imaging import group_exposures
 

@@ -74,8 +74,10 @@ class OutlierResult:
     timings: dict[str, float] = field(default_factory=dict)
     groups: list[list[int]] = field(default_factory=list)
     checkpoints: dict[str, dict[str, int]] = field(default_factory=dict)
-    _pixel_maps: list[Any] = field(default_factory=list, repr=False)
-    _keepalive: Any = field(default=None, repr=False)
+    #: Coarse pixel maps of the exposures (imaging with resampling), for :meth:`blot`.
+    pixel_maps: list[Any] = field(default_factory=list, repr=False)
+    #: The working store (keeps a temporary store alive as long as this result).
+    work: Any = field(default=None, repr=False)
 
     @classmethod
     def skipped_step(cls, reason: str, *, params: dict[str, Any], exposures: list[Exposure],
@@ -86,14 +88,6 @@ class OutlierResult:
         log.warning("Step skipped: %s", reason)
         return cls(status="SKIPPED", reason=reason, params=params, exposures=exposures,
                    dq=[np.array(e.dq, dtype=np.uint32) for e in exposures])
-
-    def remove_store_with_result(self, root: str) -> None:
-        """A temporary store that the (lazy) results still read from is removed when this
-        result is garbage collected."""
-        import shutil
-        import weakref
-
-        self._keepalive = weakref.finalize(self, shutil.rmtree, root, True)
 
     def log_stats(self) -> None:
         """One log line per exposure: pixels flagged as outliers."""
@@ -108,10 +102,13 @@ class OutlierResult:
     @property
     def stats(self) -> list[dict[str, Any]]:
         """Per exposure: name, group, pixels flagged, percent of the detector."""
+        counts = self.n_flagged
+        if hasattr(counts, "compute"):
+            counts = [int(n) for n in counts.compute()]
         out = []
-        for exp, n in zip(self.exposures, self.n_flagged or [0] * len(self.exposures),
+        for exp, n in zip(self.exposures, counts if len(counts) else [0] * len(self.exposures),
                           strict=True):
-            n = int(n) if not hasattr(n, "compute") else int(n.compute())
+            n = int(n)
             size = int(np.prod(exp.shape))
             out.append({"name": exp.name, "group_id": getattr(exp, "group_id", None),
                         "n_flagged": n,
@@ -153,14 +150,14 @@ class OutlierResult:
         from daskod.flag._graph import blot_region
         from daskod.geometry._tiles import Tiling
 
-        if not self._pixel_maps or self.median is None:
+        if not self.pixel_maps or self.median is None:
             msg = "blot() needs an imaging result computed with resample_data=True."
             raise ValueError(msg)
         shape = self.exposures[k].shape
         median = self.median
         out = np.empty(shape, dtype=np.float32)
         for t in Tiling(shape, (tile, tile)):
-            out[t.slices] = blot_region(self._pixel_maps[k], (t.y0, t.y1, t.x0, t.x1), median,
+            out[t.slices] = blot_region(self.pixel_maps[k], (t.y0, t.y1, t.x0, t.x1), median,
                                         tuple(np.shape(median)))
         return out
 
@@ -173,9 +170,9 @@ class OutlierResult:
             msg = ("The drizzled groups live in the working store, which is gone; run with "
                    "save_intermediate_results=True or store=.")
             raise ValueError(msg)
-        data = zarr.open_array(self.store, path="resampled/data", mode="r")
-        wht = zarr.open_array(self.store, path="resampled/wht", mode="r")
-        return np.asarray(data[g]), np.asarray(wht[g])
+        resampled = zarr.open_array(self.store, path="resampled", mode="r")
+        # Tiles the group does not reach are never written: NaN image, zero weight.
+        return np.asarray(resampled[g, 0]), np.nan_to_num(np.asarray(resampled[g, 1]), nan=0.0)
 
     def to_xarray(self) -> Any:
         """An ``xarray.Dataset`` view: ``dq`` (exposure, y, x) and the median (my, mx).
@@ -205,7 +202,7 @@ class OutlierResult:
                 data_vars[f"dq_{k}"] = ((f"y_{k}", f"x_{k}"), d)
         if self.median is not None:
             data_vars["median"] = (("median_y", "median_x"), self.median)
-        if self.n_flagged and not any(hasattr(n, "compute") for n in self.n_flagged):
+        if len(self.n_flagged) and not hasattr(self.n_flagged, "compute"):
             data_vars["n_flagged"] = ("exposure", np.asarray(self.n_flagged, dtype=np.int64))
         return xr.Dataset(data_vars, coords=coords, attrs={"status": self.status,
                                                            **{k: str(v) for k, v in

@@ -148,7 +148,7 @@ def _stage_intermediates(result: Any, mode: str, paths: list[str], items: list[A
         from daskod.io._ifu_products import write_ifu_outputs
 
         write_ifu_outputs(result, outdir, root, stage)
-    if mode == "imaging" and result._pixel_maps:
+    if mode == "imaging" and result.pixel_maps:
         for k, src in enumerate(paths):
             write_image(stage(join(outdir, f"{stem_of(src)}_blot.fits")), result.blot(k),
                         wcs=items[k].wcs)

@@ -6,9 +6,11 @@ import bottleneck
 import drizzle.resample
 import zarr
 
-import daskod.engine._checkpoint
-import daskod.engine._tasks
+import daskod.engine._graph
+import daskod.engine._store
+import daskod.flag._cube
 import daskod.flag._graph
 import daskod.ifu._cube_tasks
+import daskod.ifu.difference
 import daskod.median._graph
 import daskod.resample._graph

@@ -154,32 +154,45 @@ def test_whole_group_threshold_task_is_budgeted(monkeypatch):
     local = plan_budget(memory_limit=400 * MiB, n_groups=8, max_group_members=1,
                         tile_size=None, num_workers=2, separate_processes=False,
                         group_pixels=group)
-    assert local.num_workers == 2
-    assert local.phase_workers == {"threshold": 1}
+    # Phases share one graph: a worker may hold such a task while the other holds another.
+    assert local.num_workers == 1
     assert local.predicted_peak <= 400 * MiB
     roomy = plan_budget(memory_limit=2048 * MiB, n_groups=8, max_group_members=1,
                         tile_size=None, num_workers=2, separate_processes=False,
                         group_pixels=group)
-    assert roomy.phase_workers == {}
+    assert roomy.num_workers == 2
     with pytest.raises(daskod.MemoryBudgetError, match="weights of one group"):
         plan_budget(memory_limit=300 * MiB, n_groups=8, max_group_members=1, tile_size=None,
                     num_workers=2, separate_processes=False, group_pixels=group)
 
 
-@pytest.mark.parametrize("name", ["threads", "processes"])
-def test_a_phase_runs_no_more_tasks_at_once_than_the_budget_allows(name):
-    import dask
+@pytest.mark.parametrize(("limit", "workers"), [("202MiB", 1), ("2GiB", 2)])
+def test_a_run_runs_no_more_tasks_at_once_than_the_budget_allows(monkeypatch, limit,
+                                                                   workers):
+    """With one graph for every phase, the budget's worker count bounds all tasks at once."""
+    from dask.callbacks import Callback
 
-    from daskod.engine._dispatch import Scheduler, compute
+    monkeypatch.setattr(_budget, "process_rss", lambda: 150 * MiB)
+    sim = datasets.make_dithered_imaging(n_exposures=3, shape=(256, 256), seed=2)
+    budget = daskod.estimate_memory(sim.exposures, memory_limit=limit, scheduler="threads",
+                                    tile_size=64)
+    running, peak, lock = [0], [0], threading.Lock()
 
-    sched = Scheduler(name, 2, phase_workers={"threshold": 1})
-    tasks = [dask.delayed(_interval, pure=False)(k) for k in range(6)]
-    with sched.session():
-        narrow = compute(*tasks, scheduler=sched, phase="threshold")
-        wide = compute(*tasks, scheduler=sched, phase="median")
-    assert _max_overlap(narrow) == 1
-    assert len(wide) == 6  # other phases keep the full width
-    assert sched.compute_kwargs("median").get("num_workers", 2) == 2
+    def start(key, dask, state):
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+
+    def finish(key, result, dsk, state, worker_id):
+        with lock:
+            running[0] -= 1
+
+    # 202 MiB over a 150 MiB baseline leaves room for one weight-threshold task at a time.
+    assert budget["workers"] == workers
+    with Callback(pretask=start, posttask=finish):
+        daskod.detect_outliers(sim.exposures, memory_limit=limit, scheduler="threads",
+                               tile_size=64)
+    assert 1 <= peak[0] <= workers
 
 
 def _interval(k):
@@ -219,7 +232,7 @@ def test_estimate_asks_the_workers_and_the_run_uses_the_same_budget(client, zarr
     result = daskod.detect_outliers(exps, memory_limit="800MiB", scheduler=client,
                                     store=str(tmp_path / "work"))
     median = zarr.open_array(str(tmp_path / "work"), path="median", mode="r")
-    assert median.chunks == (est["tile"], est["tile"])
+    assert median.chunks == tuple(min(est["median_tile"], n) for n in median.shape)
     assert sum(result.n_flagged) > 0
     with pytest.raises(daskod.MemoryBudgetError, match="over 2 workers"):
         daskod.estimate_memory(exps, memory_limit="100MiB", scheduler=client)
@@ -257,37 +270,21 @@ class _Probe:
                 or type(o).__module__.startswith(("astropy.wcs", "astropy.modeling"))]
 
 
-def _record_phase_graphs(monkeypatch):
-    import daskod.engine._dispatch as dispatch
-
-    graphs = []
-    original = dispatch.compute
-
-    def recording(*collections, **kwargs):
-        graph = {}
-        for c in collections:
-            graph.update(dict(c.__dask_graph__()))
-        graphs.append(graph)
-        return original(*collections, **kwargs)
-
-    monkeypatch.setattr(dispatch, "compute", recording)
-    return graphs
-
-
 @pytest.mark.parametrize("inputs", ["zarr", "numpy"])
 def test_tasks_carry_no_wcs_and_no_large_array(client, zarr_observation, small_observation,
                                                 monkeypatch, inputs):
-    from dask._task_spec import DataNode
+    from dask.task_spec import DataNode
 
     from daskod.geometry._pixel_map import PixelMap
 
     exps = zarr_observation.exposures if inputs == "zarr" else small_observation.exposures
     tile = 64
-    graphs = _record_phase_graphs(monkeypatch)
-    daskod.detect_outliers(exps, tile_size=tile, scheduler=client)
-    assert len(graphs) >= 4
+    lazy = daskod.detect_outliers(exps, tile_size=tile, scheduler=client, compute=False)
+    graph = {}
+    for arr in (*lazy.dq, lazy.median, lazy.n_flagged):
+        graph.update(dict(arr.__dask_graph__()))
     phases_with_maps = 0
-    for graph in graphs:
+    for graph in [graph]:
         maps = []
         for node in graph.values():
             probe = _Probe(node)
@@ -307,9 +304,11 @@ def test_tasks_carry_no_wcs_and_no_large_array(client, zarr_observation, small_o
                 assert biggest <= tile * tile * 4
         if maps:
             phases_with_maps += 1
-            assert len(maps) == len(exps)
+            assert len(maps) == len(exps)  # one key per map, shared by drizzle and blot
             assert len({id(m) for m in maps}) == len(exps)
-    assert phases_with_maps >= 2  # resample and blot
+    assert phases_with_maps == 1
+    result = daskod.detect_outliers(exps, tile_size=tile, scheduler=client)
+    assert sum(result.n_flagged) > 0
 
 
 def test_same_flags_on_cluster_for_tso(client):
@@ -411,7 +410,7 @@ def test_worker_killed_mid_run_completes_with_same_flags(client, tmp_path):
     worker.start()
     deadline = time.monotonic() + 120
     # Some drizzled tiles are in the store: the resample phase is under way.
-    while not glob.glob(os.path.join(store, "resampled", "data", "c", "*", "*", "*")):
+    while not glob.glob(os.path.join(store, "resampled", "c", "*", "*", "*", "*")):
         assert worker.is_alive() and time.monotonic() < deadline
         time.sleep(0.005)
     victim = sorted(before.values())[0]

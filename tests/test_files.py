@@ -97,7 +97,8 @@ def test_run_files_and_intermediates(cal_files, tmp_path):
     assert "median" in ds
 
 
-def test_run_resumes_from_its_store_and_refuses_other_parameters(cal_files, tmp_path):
+def test_run_resumes_from_its_store_and_reuses_it_for_other_flag_parameters(cal_files,
+                                                                           tmp_path):
     _, files = cal_files
     store = str(tmp_path / "work.zarr")
     args = [files["asn"], "--no-progress", "--store", store]
@@ -109,12 +110,15 @@ def test_run_resumes_from_its_store_and_refuses_other_parameters(cal_files, tmp_
     for name in os.listdir(tmp_path / "a"):
         np.testing.assert_array_equal(b_dq_17(tmp_path / "a" / name),
                                       b_dq_17(tmp_path / "b" / name))
+    # Other flagging parameters: the drizzled groups and the median are reused.
     other = _run(*args, "-o", str(tmp_path / "c"), "--snr", "6.0 4.0")
-    assert other.returncode == 1
-    assert "other parameters" in other.stderr and "--overwrite-store" in other.stderr
-    assert not (tmp_path / "c").exists()
-    fresh = _run(*args, "-o", str(tmp_path / "c"), "--snr", "6.0 4.0", "--overwrite-store")
+    assert other.returncode == 0, other.stderr
+    assert "Resumed the run" in other.stdout
+    fresh = _run(files["asn"], "--no-progress", "-o", str(tmp_path / "d"), "--snr", "6.0 4.0")
     assert fresh.returncode == 0, fresh.stderr
+    for name in os.listdir(tmp_path / "c"):
+        np.testing.assert_array_equal(b_dq_17(tmp_path / "c" / name),
+                                      b_dq_17(tmp_path / "d" / name))
 
 
 def _bad(tmp_path, cal_files, mutate):

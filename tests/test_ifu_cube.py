@@ -8,11 +8,13 @@ import math
 import dask
 import numpy as np
 import pytest
+import zarr
 from astropy.modeling import models
 
 from daskod import datasets
 from daskod._exceptions import WCSError
-from daskod.engine._dispatch import resolve_scheduler
+from daskod._result import OutlierResult
+from daskod.engine._run import run_mode
 from daskod.exposure import Exposure
 from daskod.ifu._cube_kernels import (
     CubeGrid,
@@ -23,7 +25,7 @@ from daskod.ifu._cube_kernels import (
     point_weights,
     sky_to_plane,
 )
-from daskod.ifu.cube_method import build_cube_method
+from daskod.modes.ifu import IFUParams, IFUPlan
 
 #: The scale pair that keeps the point source's line cores unflagged (see test below).
 IFU_SCALE = (2.4, 1.2)
@@ -34,22 +36,38 @@ def sim():
     return datasets.make_ifu_exposures(3, seed=0)
 
 
+class _Run:
+    """What the tests read of a run: the grid, the result."""
+
+    def __init__(self, result):
+        self.result = result
+        self.grid = result.ifu["cube"]["grid"]
+
+
 def run_cube(exposures, root, *, scheduler="synchronous", eager=True, scale=IFU_SCALE,
              weighting="emsm", plane_chunk=None, tile=None, roi=None, spatial_scale=None,
-             spectral_scale=None):
-    sched = resolve_scheduler(scheduler)
-    with sched.session():
-        run = build_cube_method(
-            exposures, root=str(root), scheduler=sched, eager=eager, budget_bytes=64 * 2**20,
-            snr=(5.0, 4.0), scale=scale, backg=0.0, maskpt=0.7, bad_mask=1,
-            spatial_scale=spatial_scale, spectral_scale=spectral_scale, weighting=weighting,
-            roi=roi, plane_chunk=plane_chunk, tile=tile)
-        if eager:
-            dq = [np.asarray(d[...]) for d in run.dq]
-        else:
-            dq = list(dask.compute(*run.dq, scheduler="synchronous"))
-        median = np.asarray(run.median[...])
-    return run, dq, median
+             spectral_scale=None, maskpt=0.7):
+    """The cube method through the engine, with the chunk layout forced when given."""
+    plan = IFUPlan(exposures, IFUParams(ifu_method="cube", cube_weighting=weighting,
+                                        cube_roi=roi, cube_spatial_scale=spatial_scale,
+                                        cube_spectral_scale=spectral_scale),
+                   snr="5.0 4.0", scale=scale, backg=0.0, maskpt=maskpt, good_bits=None,
+                   tile_size=None, save_intermediate=False)
+    if plane_chunk is not None or tile is not None:
+        plan.layout = lambda budget: (setattr(plan, "per_task", budget.per_task_bytes)
+                                      or {"planes": plane_chunk, "side": tile})
+    out = run_mode(plan, scheduler=scheduler, memory_limit="2GiB", tile_size=None,
+                   store=str(root), storage_options=None, compute=eager, in_memory=True,
+                   keep_store=False, overwrite_store=True, progress=False)
+    result = OutlierResult(status="COMPLETE", params={}, exposures=plan.items, dq=out["dq"],
+                           median=out["median"], n_flagged=out["counts"], ifu=out["extras"]["ifu"],
+                           work=out["work"], store=out["store"])
+    if eager:
+        dq = [np.asarray(d) for d in result.dq]
+        median = np.asarray(result.median)
+    else:
+        *dq, median = dask.compute(*result.dq, result.median, scheduler="synchronous")
+    return _Run(result), dq, median
 
 
 def scores(sim, dq):
@@ -161,16 +179,12 @@ def test_grid_from_band_statistics_by_hand():
 
 def test_weight_threshold_masks_the_median(tmp_path):
     sim = datasets.make_ifu_exposures(2, shape=(64, 80), seed=3)
-    sched = resolve_scheduler("synchronous")
-    run = build_cube_method(
-        sim.exposures, root=str(tmp_path), scheduler=sched, eager=True, budget_bytes=2**26,
-        snr=(5.0, 4.0), scale=IFU_SCALE, backg=0.0, maskpt=1e6, bad_mask=1,
-        spatial_scale=None, spectral_scale=None, weighting="emsm", roi=None,
-        plane_chunk=None)
-    weights = np.asarray(run.single_weight[...])
-    assert np.all(np.asarray(run.thresholds) > weights.max())
-    assert np.isnan(np.asarray(run.median[...])).all()
-    assert run.counts == [0, 0]
+    run, _dq, median = run_cube(sim.exposures, tmp_path, maskpt=1e6)
+    store = zarr.open_group(str(tmp_path), mode="r")
+    weights = np.asarray(store["ifu_cube/single"][:, 1])
+    assert np.all(np.asarray(store["ifu_cube/thresholds"][...]) > np.nanmax(weights))
+    assert np.isnan(median).all()
+    assert [int(n) for n in run.result.n_flagged] == [0, 0]
 
 
 # --- science on the simulator -----------------------------------------------------------
@@ -254,17 +268,14 @@ def test_nirspec_layout_and_small_budget_chunking(tmp_path):
     # ~90 core pixels here, so one flag is already 1%; the 1% bound is checked on MIRI above
     # and aggregated over realisations in benchmarks/ifu_methods.py.
     assert s["core_flagged"] <= 0.02 * s["core"]
-    sched = resolve_scheduler("threads")
-    small = build_cube_method(
-        sim.exposures, root=str(tmp_path / "small"), scheduler=sched, eager=True,
-        budget_bytes=200_000, snr=(5.0, 4.0), scale=IFU_SCALE, backg=0.0, maskpt=0.7,
-        bad_mask=1, spatial_scale=None, spectral_scale=None, weighting="emsm", roi=None,
-        plane_chunk=None)
-    assert small.median.chunks[0] < small.grid.shape[0] // 4
-    assert small.dq[0].chunks[0] < 128
-    np.testing.assert_array_equal(np.asarray(small.median[...]), med)
-    for a, b in zip(small.dq, dq, strict=True):
-        np.testing.assert_array_equal(np.asarray(a[...]), b)
+    small, dq_small, med_small = run_cube(sim.exposures, tmp_path / "small", plane_chunk=3,
+                                          tile=20, scheduler="threads")
+    assert small.result.median.shape[0] > 4 * 3
+    np.testing.assert_array_equal(med_small, med)
+    for a, b in zip(dq_small, dq, strict=True):
+        np.testing.assert_array_equal(a, b)
+    chunks = zarr.open_array(str(tmp_path / "small"), path="ifu_cube/median", mode="r").chunks
+    assert chunks[0] == 3
 
 
 def test_world_axis_order_comes_from_the_frame(tmp_path):

@@ -114,12 +114,12 @@ def test_unwritable_store_folder(observation, tmp_path):
 
 
 def test_full_disk_is_refused_with_the_numbers(observation, temp_dir, tmp_path, monkeypatch):
-    import daskod._api
+    from daskod.modes.imaging import ImagingPlan
 
     def forbidden(*args, **kwargs):
         raise AssertionError("work started on a full disk")
 
-    monkeypatch.setattr(daskod._api, "build_imaging", forbidden)
+    monkeypatch.setattr(ImagingPlan, "build", forbidden)
     monkeypatch.setattr(_location, "free_bytes", lambda path: 12345)
     with pytest.raises(StoreError, match="Not enough free space") as info:
         daskod.detect_outliers(observation.exposures, scheduler="synchronous")

@@ -14,17 +14,14 @@ from __future__ import annotations
 
 import logging
 import math
-import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from daskod._exceptions import MemoryBudgetError
 from daskod.options import get_option, parse_bytes
 
-__all__ = ["Budget", "WorkerFacts", "plan_budget", "plan_task_budget", "task_budget",
-           "scheduler_with_task_budget",
-           "scheduler_facts", "ask_workers", "largest_group_pixels", "default_memory_limit",
-           "process_rss"]
+__all__ = ["Budget", "WorkerFacts", "plan_budget", "task_budget", "scheduler_facts",
+           "ask_workers", "largest_group_pixels", "default_memory_limit", "process_rss"]
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +33,6 @@ FLAG_BYTES = 120
 #: float32 weights, their concatenation, sorted copy and sigma-clipping temporaries;
 #: measured 24 B/px for one 2048^2 exposure per group).
 THRESHOLD_BYTES_PER_PIXEL = 24
-#: The phase whose tasks hold a whole group (its concurrency may be lower than the tiles').
-WHOLE_GROUP_PHASE = "threshold"
 #: Headroom for allocator fragmentation, zarr buffers and Dask bookkeeping.
 SAFETY = 1.6
 #: Resident memory of a fresh worker process after importing the task modules (measured
@@ -139,7 +134,7 @@ def ask_workers(client: Any) -> WorkerFacts:
 
 def scheduler_facts(scheduler: Any) -> dict[str, Any]:
     """The keyword arguments of :func:`plan_budget` / :func:`task_budget` that describe
-    ``scheduler`` (a :class:`daskod.engine._dispatch.Scheduler`); asks a cluster's workers."""
+    ``scheduler`` (a :class:`daskod.engine._scheduler.Scheduler`); asks a cluster's workers."""
     if scheduler.client is not None:
         return {"num_workers": scheduler.num_workers, "separate_processes": True,
                 "workers": ask_workers(scheduler.client)}
@@ -157,8 +152,7 @@ class Budget:
     a multiple of it); ``per_task_bytes`` what one task holds at its peak;
     ``predicted_peak`` the resident memory the budget covers (this process and its local
     workers, or the workers of a cluster); ``worker_share`` the budget of one cluster worker
-    (None locally); ``phase_workers`` lower concurrency for named phases (local schedulers),
-    e.g. ``{"threshold": 1}``.
+    (None locally).
     """
 
     memory_limit: int
@@ -168,7 +162,6 @@ class Budget:
     baseline: int
     predicted_peak: int = 0
     worker_share: int | None = None
-    phase_workers: dict[str, int] = field(default_factory=dict)
     median_tile: int = 0
 
     def describe(self) -> str:
@@ -324,8 +317,9 @@ def plan_budget(
     n = max(1, num_workers)
     worker_base = WORKER_BASELINE if separate_processes else 0
     least = max(per_px * MIN_TILE**2, whole)
-    # Each worker process carries roughly the same imports as this one.
-    while n > 1 and available - n * worker_base < max(n * per_px * MIN_TILE**2, whole):
+    # Each worker process carries roughly the same imports as this one; phases share one
+    # graph, so any worker may be running a whole-group task while the others run tiles.
+    while n > 1 and available - n * worker_base < n * least:
         n -= 1
     available -= n * worker_base
     if available <= least:
@@ -341,13 +335,9 @@ def plan_budget(
         while n > 1 and per_px * tile**2 * n > available:
             n -= 1
         per_task = int(per_px * tile**2)
-    # Whole-group tasks run in a phase of their own: as many at once as fit.
-    n_whole = n if whole <= 0 else max(1, min(n, int(available // whole)))
     budget = Budget(memory_limit=limit, tile=tile, num_workers=n, per_task_bytes=per_task,
                     baseline=baseline, predicted_peak=int(
-                        baseline + OVERHEAD + max(n * per_task, n_whole * whole)
-                        + n * worker_base),
-                    phase_workers={WHOLE_GROUP_PHASE: n_whole} if n_whole < n else {},
+                        baseline + OVERHEAD + n * max(per_task, whole) + n * worker_base),
                     median_tile=median_tile)
     log.info("Budget: %s", budget.describe())
     return budget
@@ -414,38 +404,3 @@ def task_budget(*, memory_limit: int | str | None, num_workers: int,
                             baseline + OVERHEAD + n * (per_task * SAFETY + worker_base)))
     log.info("Budget: %s", budget.describe())
     return budget
-
-
-def plan_task_budget(*, memory_limit: int | str | None, num_workers: int,
-                     separate_processes: bool,
-                     workers: WorkerFacts | None = None) -> tuple[int, int]:
-    """Bytes one task may hold, and the worker count, for modes sized by bytes, not tiles."""
-    budget = task_budget(memory_limit=memory_limit, num_workers=num_workers,
-                         separate_processes=separate_processes, workers=workers)
-    return budget.per_task_bytes, budget.num_workers
-
-
-def scheduler_with_task_budget(scheduler: Any, memory_limit: int | str | None
-                               ) -> tuple[Any, int]:
-    """Resolve ``scheduler`` and the bytes one task may hold (modes sized by bytes).
-
-    A client opened from an address is closed again when the budget is refused; local
-    schedulers get the worker count the budget allows.
-    """
-    from daskod.engine._dispatch import resolve_scheduler
-
-    sched = resolve_scheduler(scheduler)
-    try:
-        # On a cluster the budget is shared by its workers (asked for their memory).
-        per_task, workers = plan_task_budget(memory_limit=memory_limit,
-                                             **scheduler_facts(sched))
-    except BaseException:
-        sched.close()
-        raise
-    if sched.client is None:
-        sched.num_workers = workers
-    return sched, per_task
-
-
-def cpu_count() -> int:
-    return os.cpu_count() or 1

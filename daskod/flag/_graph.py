@@ -15,9 +15,10 @@ from daskod.flag._kernels import (
 )
 from daskod.geometry._pixel_map import PixelMap
 from daskod.geometry._tiles import Tile
+from daskod.io._store import array_of
 
-__all__ = ["FLAG_HALO", "blot_and_flag_tile", "flag_tile_against_median", "blot_region",
-           "update_dq_block"]
+__all__ = ["FLAG_HALO", "halo_box", "blot_and_flag_tile", "flag_tile_against_median",
+           "blot_region", "update_dq_block"]
 
 #: Detector pixels around a tile that the rule needs: 1 for the 3x3 growth of the first
 #: pass, 1 more for the derivative of the blot behind it.
@@ -26,45 +27,54 @@ FLAG_HALO = 2
 _VARIANCES = ("var_rnoise", "var_poisson", "var_flat")
 
 
-def _halo_box(tile: Tile, shape: tuple[int, int], halo: int) -> tuple[int, int, int, int]:
+def halo_box(tile: Tile, shape: tuple[int, int], halo: int) -> tuple[int, int, int, int]:
+    """``(y0, y1, x0, x1)`` of ``tile`` grown by ``halo`` pixels, clipped to ``shape``."""
     return (max(tile.y0 - halo, 0), min(tile.y1 + halo, shape[0]),
             max(tile.x0 - halo, 0), min(tile.x1 + halo, shape[1]))
 
 
 def blot_region(pixel_map: PixelMap, box: tuple[int, int, int, int], median: Any,
-                median_shape: tuple[int, int]) -> np.ndarray:
-    """Blot of the median frame on detector pixels ``box`` (NaN outside the median)."""
+                median_shape: tuple[int, int],
+                allowed: tuple[int, int, int, int] | None = None) -> np.ndarray:
+    """Blot of the median frame on detector pixels ``box`` (NaN outside the median).
+
+    ``allowed`` is the median window the task may read (what it depends on); reading
+    outside it would read blocks nobody promised to have written, so it is an error.
+    """
     pixmap = pixel_map.evaluate(*box)
     window = median_window_for(pixmap, median_shape)
     if window is None:
         return np.full(pixmap.shape[:2], np.nan, dtype=np.float32)
     y0, y1, x0, x1 = window
-    return blot_tile(np.asarray(median[y0:y1, x0:x1]), pixmap, (y0, x0), median_shape)
+    if allowed is not None and not (allowed[0] <= y0 and y1 <= allowed[1]
+                                    and allowed[2] <= x0 and x1 <= allowed[3]):
+        msg = (f"The blot of detector box {box} needs median window {window}, outside the "
+               f"planned {allowed}; this is a bug in daskod's planning.")
+        raise RuntimeError(msg)
+    return blot_tile(np.asarray(array_of(median)[y0:y1, x0:x1]), pixmap, (y0, x0),
+                     median_shape)
 
 
 def update_dq_block(sources: dict[str, Any], region: tuple[slice, ...], cr: np.ndarray,
-                    out: Any, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
+                    arrays: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """New DQ of one block of an exposure or cube: ``|= 17`` where ``cr``, then DO_NOT_USE
     wherever SCI/ERR/VAR (``arrays`` holds SCI and ERR of the block; the variances are read
     here) is NaN, as the reference's NaN matching.
 
     Returns
     -------
-    dict
-        ``n``: pixels flagged as outliers; ``dq``: the new DQ block, unless it was written
-        to ``out[region]``.
+    dq : ndarray of uint32
+        The new DQ block.
+    count : ndarray of int64, shape (1,)
+        Pixels flagged as outliers.
     """
-    dq = np.asarray(sources["dq"][region]).astype(np.uint32)
+    dq = np.asarray(array_of(sources["dq"])[region]).astype(np.uint32)
     dq = apply_outlier_flags(dq, cr)
     for key in _VARIANCES:
         if sources.get(key) is not None:
-            arrays[key] = np.asarray(sources[key][region])
+            arrays[key] = np.asarray(array_of(sources[key])[region])
     dq = nan_or_unusable_flags(dq, arrays)
-    n = int(np.count_nonzero(cr))
-    if out is not None:
-        out[region] = dq
-        return {"n": n}
-    return {"dq": dq, "n": n}
+    return dq, np.array([np.count_nonzero(cr)], dtype=np.int64)
 
 
 def _crop(a: np.ndarray, tile: Tile, y0: int, x0: int) -> np.ndarray:
@@ -75,42 +85,32 @@ def blot_and_flag_tile(
     sources: dict[str, Any],
     pixel_map: PixelMap,
     tile: Tile,
+    median: Any,
     *,
     shape: tuple[int, int],
-    median: Any,
+    window: tuple[int, int, int, int],
     median_shape: tuple[int, int],
     snr: tuple[float, float],
     scale: tuple[float, float],
     backg: float,
-    out: Any = None,
-    after: Any = None,
-) -> dict[str, Any]:
-    """The reference's resampled flag rule on one detector tile.
-
-    Returns
-    -------
-    dict
-        ``dq``: the updated DQ tile (uint32; absent when written to ``out``); ``n``: pixels
-        flagged as outliers.
-    """
-    box = _halo_box(tile, shape, FLAG_HALO)
+) -> tuple[np.ndarray, np.ndarray]:
+    """The reference's resampled flag rule on one detector tile: ``(new DQ, count)``."""
+    box = halo_box(tile, shape, FLAG_HALO)
     y0, y1, x0, x1 = box
-    blot = blot_region(pixel_map, box, median, median_shape)
-    sci = np.asarray(sources["sci"][y0:y1, x0:x1])
-    err = np.asarray(sources["err"][y0:y1, x0:x1])
+    blot = blot_region(pixel_map, box, median, median_shape, allowed=window)
+    sci = np.asarray(array_of(sources["sci"])[y0:y1, x0:x1])
+    err = np.asarray(array_of(sources["err"])[y0:y1, x0:x1])
     cr = flag_resampled_crs(sci, err, blot, snr1=snr[0], snr2=snr[1], scale1=scale[0],
                             scale2=scale[1], backg=backg)
     arrays = {"sci": _crop(sci, tile, y0, x0), "err": _crop(err, tile, y0, x0)}
-    return update_dq_block(sources, tile.slices, _crop(cr, tile, y0, x0), out, arrays)
+    return update_dq_block(sources, tile.slices, _crop(cr, tile, y0, x0), arrays)
 
 
-def flag_tile_against_median(
-    sources: dict[str, Any], tile: Tile, *, median: Any, snr1: float, out: Any = None,
-    after: Any = None,
-) -> dict[str, Any]:
+def flag_tile_against_median(sources: dict[str, Any], tile: Tile, median: Any, *,
+                             snr1: float) -> tuple[np.ndarray, np.ndarray]:
     """``resample_data=False``: ``|S - median| > snr1 * err`` on one detector tile."""
-    sci = np.asarray(sources["sci"][tile.slices])
-    err = np.asarray(sources["err"][tile.slices])
-    med = np.asarray(median[tile.slices])
+    sci = np.asarray(array_of(sources["sci"])[tile.slices])
+    err = np.asarray(array_of(sources["err"])[tile.slices])
+    med = np.asarray(array_of(median)[tile.slices])
     cr = flag_crs(sci, err, med, snr1=snr1)
-    return update_dq_block(sources, tile.slices, cr, out, {"sci": sci, "err": err})
+    return update_dq_block(sources, tile.slices, cr, {"sci": sci, "err": err})

@@ -125,6 +125,34 @@ class PixelMap:
         return (float(np.nanmin(self.X)), float(np.nanmax(self.X)),
                 float(np.nanmin(self.Y)), float(np.nanmax(self.Y)))
 
+    def output_window(self, y0: int, y1: int, x0: int, x1: int, *, margin: int,
+                      shape: tuple[int, int]) -> tuple[int, int, int, int] | None:
+        """The output-frame window ``(oy0, oy1, ox0, ox1)`` (half-open, clipped to ``shape``)
+        that detector pixels ``[y0:y1, x0:x1]`` map into, grown by ``margin`` pixels.
+
+        From the grid nodes of the cells that hold the box (the spline between nodes stays
+        far inside ``margin``); None when nothing maps into the frame.
+        """
+        if self.is_full:
+            xs, ys = self.X[y0:y1, x0:x1], self.Y[y0:y1, x0:x1]
+        else:
+            i0 = max(int(np.searchsorted(self.ys, y0, side="right")) - 1, 0)
+            i1 = min(int(np.searchsorted(self.ys, y1 - 1, side="left")), len(self.ys) - 1)
+            j0 = max(int(np.searchsorted(self.xs, x0, side="right")) - 1, 0)
+            j1 = min(int(np.searchsorted(self.xs, x1 - 1, side="left")), len(self.xs) - 1)
+            xs, ys = self.X[i0:i1 + 1, j0:j1 + 1], self.Y[i0:i1 + 1, j0:j1 + 1]
+        finite = np.isfinite(xs) & np.isfinite(ys)
+        if not finite.any():
+            return None
+        ny, nx = shape
+        oy0 = max(math.floor(ys[finite].min()) - margin, 0)
+        oy1 = min(math.ceil(ys[finite].max()) + margin + 1, ny)
+        ox0 = max(math.floor(xs[finite].min()) - margin, 0)
+        ox1 = min(math.ceil(xs[finite].max()) + margin + 1, nx)
+        if oy0 >= oy1 or ox0 >= ox1:
+            return None
+        return oy0, oy1, ox0, ox1
+
     def input_box_for(self, ox0: float, ox1: float, oy0: float, oy1: float,
                       *, margin: float) -> tuple[int, int, int, int] | None:
         """Detector sub-box whose pixels may land in the output box ``[ox0, ox1) x [oy0, oy1)``.

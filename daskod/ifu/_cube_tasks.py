@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from daskod.flag._graph import update_dq_block
+from daskod.flag._graph import halo_box, update_dq_block
 from daskod.flag._kernels import flag_resampled_crs
 from daskod.geometry._tiles import Tile
 from daskod.ifu._cube_kernels import (
@@ -22,6 +22,7 @@ from daskod.ifu._cube_kernels import (
     plane_to_sky,
     sky_to_plane,
 )
+from daskod.io._store import array_of
 from daskod.median._kernels import nanmedian_stack
 from daskod.resample._weights import compute_weight_threshold
 
@@ -65,7 +66,8 @@ def to_detector(wcs: Any, roles: tuple[int, int, int], lon: np.ndarray, lat: np.
 
 
 def coordinates_band(payload: bytes, roles: tuple[int, int, int], y0: int, y1: int, nx: int,
-                     ny: int, ra0: float, dec0: float, out: dict[str, Any]) -> dict[str, Any]:
+                     ny: int, ra0: float, dec0: float, out: dict[str, Any],
+                     index: tuple[int, int]) -> dict[str, Any]:
     """Evaluate one band of rows; store (xi, eta, wave); return extent and sampling samples.
 
     Rows ``[y0, y1]`` (one more than stored) are evaluated so that differences between
@@ -81,7 +83,7 @@ def coordinates_band(payload: bytes, roles: tuple[int, int, int], y0: int, y1: i
         arr[~ok] = np.nan
     n = y1 - y0
     for key, arr in (("xi", xi), ("eta", eta), ("wave", wave)):
-        out[key][y0:y1] = arr[:n]
+        out[key].write(index, arr[:n])
     sampled = (np.arange(y0, top) % 4 == 0)[:, None]
     m = min(n, top - y0 - 1)  # pairs of rows (y, y + 1) with y in this band
     samples = {}
@@ -116,10 +118,9 @@ def _hull_points(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 def single_cube_chunk(sources: dict[str, Any], coords: dict[str, Any],
-                      bands: list[dict[str, Any]], grid: CubeGrid, k: int,
-                      planes: tuple[int, int], bad_mask: int, flux_out: Any, weight_out: Any,
-                      after: Any = None) -> int:
-    """One exposure's cube on planes ``[p0, p1)``, written to the single-cube arrays."""
+                      bands: list[dict[str, Any]], grid: CubeGrid, planes: tuple[int, int],
+                      bad_mask: int) -> tuple[np.ndarray, np.ndarray]:
+    """One exposure's cube on planes ``[p0, p1)``: flux and weight, ``(1, 2, planes, ny, nx)``."""
     p0, p1 = planes
     lo = grid.wave0 + (p0 - 1) * grid.dwave - grid.roi[1]
     hi = grid.wave0 + p1 * grid.dwave + grid.roi[1]
@@ -129,8 +130,8 @@ def single_cube_chunk(sources: dict[str, Any], coords: dict[str, Any],
             continue
         rows = slice(band["y0"], band["y1"])
         wave = np.asarray(coords["wave"][rows])
-        sci = np.asarray(sources["sci"][rows], np.float64)
-        dq = np.asarray(sources["dq"][rows])
+        sci = np.asarray(array_of(sources["sci"])[rows], np.float64)
+        dq = np.asarray(array_of(sources["dq"])[rows])
         use = (np.isfinite(wave) & (wave >= lo) & (wave <= hi) & np.isfinite(sci)
                & ((dq & np.uint32(bad_mask)) == 0))
         parts.append((np.asarray(coords["xi"][rows])[use], np.asarray(coords["eta"][rows])[use],
@@ -142,46 +143,41 @@ def single_cube_chunk(sources: dict[str, Any], coords: dict[str, Any],
     num, den = accumulate_cube(xi, eta, wave, flux, grid, planes)
     with np.errstate(invalid="ignore", divide="ignore"):
         cube = np.where(den > 0, num / den, np.nan).astype(np.float32)
-    flux_out[k, p0:p1] = cube
-    weight_out[k, p0:p1] = den.astype(np.float32)
-    return int(np.count_nonzero(den > 0))
+    return np.stack([cube, den.astype(np.float32)])[None]
 
 
-def cube_weight_threshold(weight: Any, k: int, chunks: list[tuple[int, int]], maskpt: float,
-                          *after: Any) -> float:
+def cube_weight_threshold(single: Any, k: int, chunks: list[tuple[int, int]],
+                          maskpt: float) -> np.ndarray:
     """``maskpt`` x the clipped mean of one exposure's non-zero spaxel weights."""
+    single = array_of(single)
     parts = []
     for p0, p1 in chunks:
-        block = np.asarray(weight[k, p0:p1])
+        block = np.asarray(single[k, 1, p0:p1])
         parts.append(block[np.isfinite(block) & (block != 0)])
-    return float(compute_weight_threshold(np.concatenate(parts), maskpt))
+    return np.array([compute_weight_threshold(np.concatenate(parts), maskpt)])
 
 
-def median_chunk(flux: Any, weight: Any, thresholds: list[float], planes: tuple[int, int],
-                 median: Any, *after: Any) -> int:
+def median_chunk(single: Any, thresholds: Any, planes: tuple[int, int]) -> np.ndarray:
     """NaN-median over exposures of planes ``[p0, p1)``, low-weight spaxels masked."""
     p0, p1 = planes
-    stack = np.array(flux[:, p0:p1], dtype=np.float32)
-    wht = np.asarray(weight[:, p0:p1])
-    for k, thr in enumerate(thresholds):
-        stack[k][wht[k] < thr] = np.nan
+    single, thresholds = array_of(single), array_of(thresholds)
+    stack = np.array(single[:, 0, p0:p1], dtype=np.float32)
+    wht = np.asarray(single[:, 1, p0:p1])
+    thr = np.asarray(thresholds[...])
+    for k in range(stack.shape[0]):
+        with np.errstate(invalid="ignore"):
+            stack[k][wht[k] < thr[k]] = np.nan
     n, nw, ny, nx = stack.shape
-    result = nanmedian_stack(stack.reshape(n, nw * ny, nx)).reshape(nw, ny, nx)
-    median[p0:p1] = result
-    return int(np.count_nonzero(np.isfinite(result)))
-
-
-def _halo_box(tile: Tile, shape: tuple[int, int], halo: int) -> tuple[int, int, int, int]:
-    return (max(tile.y0 - halo, 0), min(tile.y1 + halo, shape[0]),
-            max(tile.x0 - halo, 0), min(tile.x1 + halo, shape[1]))
+    return nanmedian_stack(stack.reshape(n, nw * ny, nx)).reshape(nw, ny, nx)
 
 
 def blot_cube_region(payload: bytes, roles: tuple[int, int, int], coords: dict[str, Any],
                      median: Any, grid: CubeGrid, box: tuple[int, int, int, int],
                      shape: tuple[int, int]) -> np.ndarray:
     """The reference CubeBlot of the median cube on detector pixels ``box``."""
-    y0, y1, x0, x1 = _halo_box(Tile(0, 0, *box), shape, 2)
+    y0, y1, x0, x1 = halo_box(Tile(0, 0, *box), shape, 2)
     wave = np.asarray(coords["wave"][y0:y1, x0:x1])
+    median = array_of(median)
     finite = wave[np.isfinite(wave)]
     if finite.size == 0:
         return np.full((box[1] - box[0], box[3] - box[2]), np.nan, dtype=np.float32)
@@ -200,18 +196,18 @@ def blot_cube_region(payload: bytes, roles: tuple[int, int, int], coords: dict[s
 
 
 def blot_and_flag_cube_tile(sources: dict[str, Any], coords: dict[str, Any], payload: bytes,
-                            roles: tuple[int, int, int], tile: Tile, *,
-                            shape: tuple[int, int], grid: CubeGrid, median: Any,
-                            snr: tuple[float, float], scale: tuple[float, float], backg: float,
-                            out: Any = None, after: Any = None) -> dict[str, Any]:
-    """Blot, flag and update the DQ of one detector tile (``dq`` returned or written)."""
-    box = _halo_box(tile, shape, HALO)
+                            roles: tuple[int, int, int], tile: Tile, median: Any, *,
+                            shape: tuple[int, int], grid: CubeGrid,
+                            snr: tuple[float, float], scale: tuple[float, float], backg: float
+                            ) -> tuple[np.ndarray, np.ndarray]:
+    """Blot, flag and update the DQ of one detector tile: ``(new DQ, count)``."""
+    box = halo_box(tile, shape, HALO)
     y0, y1, x0, x1 = box
     blot = blot_cube_region(payload, roles, coords, median, grid, box, shape)
-    sci = np.asarray(sources["sci"][y0:y1, x0:x1])
-    err = np.asarray(sources["err"][y0:y1, x0:x1])
+    sci = np.asarray(array_of(sources["sci"])[y0:y1, x0:x1])
+    err = np.asarray(array_of(sources["err"])[y0:y1, x0:x1])
     cr = flag_resampled_crs(sci, err, blot, snr1=snr[0], snr2=snr[1], scale1=scale[0],
                             scale2=scale[1], backg=backg)
     inner = (slice(tile.y0 - y0, tile.y1 - y0), slice(tile.x0 - x0, tile.x1 - x0))
-    return update_dq_block(sources, tile.slices, cr[inner], out,
+    return update_dq_block(sources, tile.slices, cr[inner],
                            {"sci": sci[inner], "err": err[inner]})

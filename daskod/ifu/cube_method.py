@@ -37,55 +37,17 @@ identical for any ``plane_chunk``, tile size and scheduler.
 
 from __future__ import annotations
 
-import logging
 import math
-import operator
-import pickle
-import time
-from dataclasses import dataclass, field
 from typing import Any
 
-import dask
-import dask.array as da
 import numpy as np
 
-from daskod._exceptions import InputError, WCSError
-from daskod.engine._checkpoint import Checkpoints
-from daskod.engine._dispatch import PhaseRunner, Scheduler
-from daskod.engine._tasks import barrier, new_task
+from daskod._exceptions import WCSError
 from daskod.exposure import Exposure
-from daskod.geometry._tiles import Tile, Tiling
-from daskod.ifu._cube_kernels import WEIGHTINGS, CubeGrid, build_grid
-from daskod.ifu._cube_tasks import (
-    blot_and_flag_cube_tile,
-    coordinates_band,
-    cube_weight_threshold,
-    median_chunk,
-    single_cube_chunk,
-    to_world,
-    world_roles,
-)
-from daskod.io._store import array_sources, create_array
+from daskod.ifu._cube_kernels import WEIGHTINGS, CubeGrid
+from daskod.ifu._cube_tasks import to_world, world_roles
 
-__all__ = ["CubeMethodRun", "build_cube_method", "check_cube_wcs"]
-
-log = logging.getLogger(__name__)
-
-PREFIX = "ifu_cube"
-
-
-@dataclass
-class CubeMethodRun:
-    """The built (and, when eager, computed) cube-method run."""
-
-    dq: list
-    counts: list
-    median: Any
-    grid: Any
-    timings: dict
-    single_flux: Any = None
-    single_weight: Any = None
-    thresholds: list = field(default_factory=list)
+__all__ = ["check_cube_wcs", "check_cube_params", "reference_point", "default_chunks"]
 
 
 def check_cube_wcs(exp: Exposure) -> None:
@@ -170,209 +132,26 @@ def _default_chunks(grid: CubeGrid, n_exp: int, budget_bytes: int, plane_chunk: 
     return int(max(1, min(planes, nw))), int(max(1, min(side, max(shape))))
 
 
-def build_cube_method(
-    exposures: list[Exposure],
-    *,
-    root: Any,
-    scheduler: Scheduler,
-    eager: bool,
-    budget_bytes: int,
-    snr: tuple[float, float],
-    scale: tuple[float, float],
-    backg: float,
-    maskpt: float,
-    bad_mask: int,
-    spatial_scale: float | None,
-    spectral_scale: float | None,
-    weighting: str,
-    roi: tuple[float, float] | None,
-    plane_chunk: int | None,
-    tile: int | None = None,
-    checkpoints: Checkpoints | None = None,
-) -> CubeMethodRun:
-    """Build (and with ``eager`` run) the cube method into the working store ``root``.
-
-    Parameters
-    ----------
-    exposures : list of Exposure
-        Validated exposures whose gwcs maps detector (x, y) to two celestial axes and one
-        spectral axis, with a backward transform.
-    root : str or zarr store
-        The working store; arrays go under ``ifu_cube/``.
-    scheduler : Scheduler
-        Where tasks run.
-    eager : bool
-        Compute each phase at once (bounded memory) or leave the pixel phases lazy. The
-        geometry (WCS evaluation, grid) is computed at build time in both cases; it reads
-        no pixel.
-    budget_bytes : int
-        Memory one task may use; sets ``plane_chunk`` and ``tile`` when not given.
-    snr, scale, backg : float pairs and float
-        The imaging flag rule's parameters.
-    maskpt : float
-        Weight threshold factor of the single-exposure cubes.
-    bad_mask : int
-        DQ bits that keep a detector pixel out of the cubes.
-    spatial_scale, spectral_scale : float or None
-        Grid steps (arcsec, wavelength unit of the WCS); None derives them from the data.
-    weighting : {"emsm", "msm"}
-        Point-cloud weighting of the cube build.
-    roi : pair of float or None
-        Spatial (arcsec) and spectral region of interest; None derives it.
-    plane_chunk : int or None
-        Wavelength planes per task.
-    tile : int or None
-        Detector tile side of the flag phase (default ``plane_chunk`` if given, else from
-        ``budget_bytes``). Results do not depend on ``plane_chunk`` or ``tile``.
-    checkpoints : Checkpoints, optional
-        Record finished tasks in the store and reuse those of a resumed run (the WCS
-        coordinates are recomputed; the chunk layout derived from the budget is noted in the
-        store's record and repeated).
-
-    Returns
-    -------
-    CubeMethodRun
-        New DQ per exposure (zarr arrays when eager, lazy Dask arrays otherwise), outlier
-        counts, the median cube (zarr), the grid and the phase timings.
-
-    Raises
-    ------
-    WCSError
-        An exposure's WCS has no spectral axis or no backward transform (named).
-    OutputTooLargeError
-        The common grid would be absurdly large.
-    """
-    _check_params(weighting, roi, spatial_scale, spectral_scale)
-    if not exposures:
-        msg = "ifu_method='cube' needs at least one exposure."
-        raise InputError(msg)
-    for exp in exposures:
+def check_cube_params(items: list[Exposure], params: Any) -> None:
+    """Every check of the cube method that needs no pixel: parameters and each WCS."""
+    _check_params(params.cube_weighting, params.roi, params.cube_spatial_scale,
+                  params.cube_spectral_scale)
+    for exp in items:
+        n = getattr(exp.wcs, "world_n_dim", None)
+        if n is not None and n != 3:
+            msg = (f"Exposure {exp.name!r}: its WCS has {n} world axes, no spectral axis; "
+                   "ifu_method='cube' needs detector (x, y) -> (ra, dec, wavelength). Use "
+                   "ifu_method='difference', which needs no WCS.")
+            raise WCSError(msg, exposure=exp.name)
         check_cube_wcs(exp)
-    ckpt = checkpoints or Checkpoints.disabled(root)
-    timings: dict[str, float] = {}
-    geometry = PhaseRunner(scheduler, True, timings)
-    phases = PhaseRunner(scheduler, eager, timings)
-    start = time.perf_counter()
-    ra0, dec0 = _reference_point(exposures[0])
-    # Each WCS travels once, as its own key (pickled bytes that every task of that exposure
-    # depends on), never embedded in every task.
-    payloads = []
-    for k, exp in enumerate(exposures):
-        blob = pickle.dumps(exp.wcs)
-        payloads.append(dask.delayed(blob, name=f"ifu-wcs-{k}-{dask.base.tokenize(blob)}"))
-    roles = [world_roles(exp.wcs) for exp in exposures]
-    band_rows = tile or plane_chunk or 64
-    coords, coord_tasks, owners = [], [], []
-    for k, exp in enumerate(exposures):
-        ny, nx = exp.shape
-        arrays = {key: create_array(root, f"{PREFIX}/coords/{k}/{key}", (ny, nx), np.float64,
-                                    (min(band_rows, ny), nx), np.nan)
-                  for key in ("xi", "eta", "wave")}
-        coords.append(arrays)
-        for y0 in range(0, ny, band_rows):
-            coord_tasks.append(new_task(coordinates_band,
-                payloads[k], roles[k], y0, min(y0 + band_rows, ny), nx, ny, ra0, dec0, arrays))
-            owners.append(k)
-    results = geometry.run("coordinates", coord_tasks)
-    stats: list[list[dict[str, Any]]] = [[] for _ in exposures]
-    for k, band in zip(owners, results, strict=True):
-        stats[k].append(band)
-    grid = build_grid(stats, ra0, dec0, spatial_scale=spatial_scale,
-                       spectral_scale=spectral_scale, roi=roi, weighting=weighting)
-    # Sampling arrays are only needed for the grid: keep the band tables small.
-    stats = [[{key: b[key] for key in ("y0", "y1", "n", "wave") if key in b} for b in per]
-             for per in stats]
-    planes, side = _default_chunks(grid, len(exposures), budget_bytes,
-                                   plane_chunk or ckpt.noted("planes"),
-                                   tile or ckpt.noted("side"), exposures[0].shape)
-    ckpt.note(planes=planes, side=side)
-    timings["geometry"] = time.perf_counter() - start
-    log.info("Phase geometry: cube grid %s (scale %.4g arcsec, step %.4g, roi %s, %s), "
-             "%d planes per chunk, detector tiles of %d px, in %.2f s", grid.shape,
-             grid.scale, grid.dwave, grid.roi, weighting, planes, side, timings["geometry"])
-
-    sources, ingest = [], []
-    for k, exp in enumerate(exposures):
-        entry, tasks = array_sources(exp, root, f"{PREFIX}/inputs/{k}", (side, side),
-                                     shares_memory=scheduler.shares_memory, create=ckpt.array)
-        sources.append(entry)
-        ingest.extend(tasks)
-    ingested = phases.run("ingest", ckpt.tasks("ingest", ingest))
-    after = None if eager else new_task(barrier, *ingested)
-
-    nw, cy, cx = grid.shape
-    n_exp = len(exposures)
-    chunks = [(p, min(p + planes, nw)) for p in range(0, nw, planes)]
-    flux = ckpt.array(f"{PREFIX}/single/flux", (n_exp, nw, cy, cx), np.float32,
-                      (1, planes, cy, cx), np.nan,
-                      dimension_names=("exposure", "wavelength", "y", "x"))
-    weight = ckpt.array(f"{PREFIX}/single/weight", (n_exp, nw, cy, cx), np.float32,
-                        (1, planes, cy, cx), 0.0,
-                        dimension_names=("exposure", "wavelength", "y", "x"))
-    median = ckpt.array(f"{PREFIX}/median", grid.shape, np.float32, (planes, cy, cx),
-                        np.nan, dimension_names=("wavelength", "y", "x"),
-                          attributes={"kind": "IFU median cube", "ra0": grid.ra0,
-                                      "dec0": grid.dec0, "xi0": grid.xi0, "eta0": grid.eta0,
-                                      "scale_arcsec": grid.scale, "wave0": grid.wave0,
-                                      "dwave": grid.dwave, "roi": list(grid.roi),
-                                      "weighting": weighting})
-    cube_tasks = {(k, c): new_task(single_cube_chunk,
-        sources[k], coords[k], stats[k], grid, k, c, bad_mask, flux, weight, after)
-        for k in range(n_exp) for c in chunks}
-    keys = list(cube_tasks)
-    built = dict(zip(keys, phases.run("cube", ckpt.tasks(
-        "cube", [cube_tasks[key] for key in keys], decode=int)), strict=True))
-    thr_tasks = [new_task(cube_weight_threshold,
-        weight, k, chunks, maskpt, *[built[(k, c)] for c in chunks]) for k in range(n_exp)]
-    thresholds = phases.run("threshold", ckpt.tasks("threshold", thr_tasks))
-    med_tasks = [new_task(
-        median_chunk, flux, weight, thresholds, c, median, *[built[(k, c)] for k in range(n_exp)])
-        for c in chunks]
-    medians = phases.run("median", ckpt.tasks("median", med_tasks, decode=int))
-    median_done = None if eager else new_task(barrier, *medians)
-
-    targets: list[Any] = [None] * n_exp
-    if eager:
-        targets = [ckpt.array(f"{PREFIX}/dq/{k}", e.shape, np.uint32, (side, side), 0)
-                   for k, e in enumerate(exposures)]
-    flags = []
-    for k, exp in enumerate(exposures):
-        flags.append({t: new_task(blot_and_flag_cube_tile,
-            sources[k], coords[k], payloads[k], roles[k], t, shape=exp.shape, grid=grid,
-            median=median, snr=snr, scale=scale, backg=exp.background_for_flagging(backg),
-            out=targets[k], after=median_done) for t in Tiling(exp.shape, (side, side))})
-    run = CubeMethodRun(dq=[], counts=[], median=median, grid=grid, timings=timings,
-                        single_flux=flux, single_weight=weight,
-                        thresholds=list(thresholds) if eager else thresholds)
-    if eager:
-        flat = ckpt.tasks("flag", [task for per_tile in flags for task in per_tile.values()],
-                          encode=operator.itemgetter("n"), decode=lambda v: {"n": int(v)})
-        it = iter(flat)
-        flags = [{t: next(it) for t in per_tile} for per_tile in flags]
-    _finish(run, exposures, flags, phases, targets, side)
-    return run
 
 
-def _finish(run: CubeMethodRun, exposures: list[Exposure], flags: list[dict[Tile, Any]],
-            phases: PhaseRunner, targets: list[Any], side: int) -> None:
-    counts = [new_task(
-        sum, [new_task(operator.getitem, task, "n") for task in per_tile.values()])
-        for per_tile in flags]
-    if phases.eager:
-        run.counts = [int(n) for n in phases.run("flag", counts)]
-        run.dq = list(targets)
-        for exp, n in zip(exposures, run.counts, strict=True):
-            log.info("Exposure %s: %d pixels flagged as outliers (%.3f%%)", exp.name, n,
-                     100.0 * n / max(1, exp.shape[0] * exp.shape[1]))
-        return
-    lazy = []
-    for exp, per_tile in zip(exposures, flags, strict=True):
-        tiling = Tiling(exp.shape, (side, side))
-        rows: list[list[Any]] = [[None] * tiling.nblocks[1] for _ in range(tiling.nblocks[0])]
-        for t, task in per_tile.items():
-            rows[t.i][t.j] = da.from_delayed(
-                new_task(operator.getitem, task, "dq"), shape=t.shape,
-                dtype=np.uint32, meta=np.empty((0, 0), dtype=np.uint32))
-        lazy.append(da.block(rows))
-    run.dq = lazy
-    run.counts = counts
+def reference_point(exp: Exposure) -> tuple[float, float]:
+    """The sky point the cube's tangent plane is centred on (from the first exposure)."""
+    return _reference_point(exp)
+
+
+def default_chunks(grid: CubeGrid, n_exp: int, budget_bytes: int, plane_chunk: int | None,
+                   tile: int | None, shape: tuple[int, int]) -> tuple[int, int]:
+    """Planes per chunk and detector tile side (see :func:`_default_chunks`)."""
+    return _default_chunks(grid, n_exp, budget_bytes, plane_chunk, tile, shape)

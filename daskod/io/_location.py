@@ -27,8 +27,8 @@ from daskod._exceptions import StoreError
 from daskod.options import default_temp_dir
 
 __all__ = ["is_url", "local_path", "url_filesystem", "explain_location_error", "open_store",
-           "remove_store", "store_location", "file_stamp", "free_bytes", "folder_bytes",
-           "ensure_free_space", "temp_parent", "temp_folder", "publish"]
+           "remove_store", "sync_filesystem", "store_location", "file_stamp", "free_bytes",
+           "folder_bytes", "ensure_free_space", "temp_parent", "temp_folder", "publish"]
 
 log = logging.getLogger(__name__)
 
@@ -209,17 +209,27 @@ def remove_store(root: Any) -> None:
     if isinstance(root, str | os.PathLike):
         shutil.rmtree(os.fspath(root), ignore_errors=True)
         return
-    fs, path = getattr(root, "fs", None), getattr(root, "path", None)
+    fs, path = sync_filesystem(root), getattr(root, "path", None)
     if fs is None or not path:
         return
-    from zarr.core.sync import sync
-
     try:
-        sync(fs._rm(path, recursive=True))
+        fs.rm(path, recursive=True)
     except FileNotFoundError:
         pass
     except Exception as err:
         log.warning("Could not remove the store %s: %s", store_location(root), err)
+
+
+def sync_filesystem(store: Any) -> Any:
+    """A synchronous fsspec file system equal to the (asynchronous) one of a zarr
+    ``FsspecStore`` (None for other stores), for listing and deleting."""
+    fs = getattr(store, "fs", None)
+    if fs is None:
+        return None
+    import fsspec
+
+    protocol = fs.protocol[0] if isinstance(fs.protocol, tuple | list) else fs.protocol
+    return fsspec.filesystem(protocol, **{**fs.storage_options, "asynchronous": False})
 
 
 def file_stamp(path: str, storage_options: dict[str, Any] | None = None) -> tuple[Any, ...]:

@@ -1,4 +1,4 @@
-"""Median tasks: one output tile, all groups in one block, written to the working store."""
+"""Median tasks: one tile, all groups (or exposures) stacked in one block."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from daskod.geometry._tiles import Tile
+from daskod.io._store import array_of
 from daskod.median._kernels import nanmedian_stack
 from daskod.resample._weights import build_driz_weight, compute_weight_threshold
 
@@ -14,42 +15,44 @@ __all__ = ["median_of_resampled_tile", "median_of_exposures_tile", "exposure_wei
            "count_usable_pixels"]
 
 
-def median_of_resampled_tile(
-    tile: Tile,
-    groups: list[int],
-    thresholds: list[float],
-    *,
-    data: Any,
-    wht: Any,
-    median: Any,
-    after: Any = None,
-) -> int:
+def median_of_resampled_tile(tile: Tile, groups: list[int], thresholds: Any,
+                             resampled: Any) -> np.ndarray:
     """NaN-median over the drizzled groups of one tile, low-weight pixels masked.
 
     As the reference: ``data[wht < thr_g] = NaN`` per group ``g``, then the median over groups.
     Groups that do not touch the tile hold only NaN and are left out (same median).
-    Returns the number of finite median pixels.
     """
+    resampled, thresholds = array_of(resampled), array_of(thresholds)
     stack = np.empty((len(groups), *tile.shape), dtype=np.float32)
-    for n, (g, thr) in enumerate(zip(groups, thresholds, strict=True)):
-        block = np.asarray(data[(g, *tile.slices)], dtype=np.float32)
-        weight = np.asarray(wht[(g, *tile.slices)])
-        block[weight < thr] = np.nan
-        stack[n] = block
-    result = nanmedian_stack(stack)
-    median[tile.slices] = result
-    return int(np.count_nonzero(np.isfinite(result)))
+    for n, g in enumerate(groups):
+        block = np.asarray(resampled[(g, slice(None), *tile.slices)], dtype=np.float32)
+        data, weight = block[0], block[1]
+        with np.errstate(invalid="ignore"):
+            data[weight < float(thresholds[g])] = np.nan
+        stack[n] = data
+    return nanmedian_stack(stack)
+
+
+def _tile_weight(sources: dict[str, Any], region: tuple[slice, slice], weight_type: str,
+                 bad_mask: int, exposure_time: float) -> np.ndarray:
+    var = sources.get("var_rnoise")
+    return build_driz_weight(
+        np.asarray(array_of(sources["dq"])[region]), weight_type=weight_type,
+        bad_mask=bad_mask,
+        var_rnoise=None if var is None else np.asarray(array_of(var)[region]),
+        exposure_time=exposure_time)
 
 
 def exposure_weight_threshold(sources: dict[str, Any], tiles: list[Tile], *, maskpt: float,
-                              weight_type: str, bad_mask: int, exposure_time: float) -> float:
+                              weight_type: str, bad_mask: int,
+                              exposure_time: float) -> np.ndarray:
     """Weight threshold of one exposure's own weight map (``resample_data=False`` path)."""
     parts = []
     for tile in tiles:
-        weight = _tile_weight(sources, tile, weight_type, bad_mask, exposure_time)
+        weight = _tile_weight(sources, tile.slices, weight_type, bad_mask, exposure_time)
         parts.append(weight[np.isfinite(weight) & (weight != 0)])
     values = np.concatenate(parts) if parts else np.empty(0, dtype=np.float32)
-    return float(compute_weight_threshold(values, maskpt))
+    return np.array([compute_weight_threshold(values, maskpt)])
 
 
 def count_usable_pixels(sources: dict[str, Any], tiles: list[Tile], *, weight_type: str,
@@ -57,40 +60,22 @@ def count_usable_pixels(sources: dict[str, Any], tiles: list[Tile], *, weight_ty
     """Pixels of one exposure with a finite SCI value and a non-zero weight."""
     n = 0
     for tile in tiles:
-        weight = _tile_weight(sources, tile, weight_type, bad_mask, exposure_time)
-        sci = np.asarray(sources["sci"][tile.slices])
+        weight = _tile_weight(sources, tile.slices, weight_type, bad_mask, exposure_time)
+        sci = np.asarray(array_of(sources["sci"])[tile.slices])
         n += int(np.count_nonzero(np.isfinite(sci) & (weight > 0)))
     return n
 
 
-def _tile_weight(sources: dict[str, Any], tile: Tile, weight_type: str, bad_mask: int,
-                 exposure_time: float) -> np.ndarray:
-    var = sources.get("var_rnoise")
-    return build_driz_weight(
-        np.asarray(sources["dq"][tile.slices]), weight_type=weight_type, bad_mask=bad_mask,
-        var_rnoise=None if var is None else np.asarray(var[tile.slices]),
-        exposure_time=exposure_time)
-
-
-def median_of_exposures_tile(
-    tile: Tile,
-    all_sources: list[dict[str, Any]],
-    thresholds: list[float],
-    exposure_times: list[float],
-    *,
-    weight_type: str,
-    bad_mask: int,
-    median: Any,
-    after: Any = None,
-) -> int:
+def median_of_exposures_tile(tile: Tile, all_sources: list[dict[str, Any]], thresholds: Any,
+                             exposure_times: list[float], *, weight_type: str,
+                             bad_mask: int) -> np.ndarray:
     """``resample_data=False``: median over exposures of one detector tile, masked by weight."""
+    thresholds = array_of(thresholds)
     stack = np.empty((len(all_sources), *tile.shape), dtype=np.float32)
-    for n, (sources, thr, texp) in enumerate(
-            zip(all_sources, thresholds, exposure_times, strict=True)):
-        block = np.array(sources["sci"][tile.slices], dtype=np.float32)
-        weight = _tile_weight(sources, tile, weight_type, bad_mask, texp)
-        block[weight < thr] = np.nan
+    for n, (sources, texp) in enumerate(zip(all_sources, exposure_times, strict=True)):
+        block = np.array(array_of(sources["sci"])[tile.slices], dtype=np.float32)
+        weight = _tile_weight(sources, tile.slices, weight_type, bad_mask, texp)
+        with np.errstate(invalid="ignore"):
+            block[weight < float(thresholds[n])] = np.nan
         stack[n] = block
-    result = nanmedian_stack(stack)
-    median[tile.slices] = result
-    return int(np.count_nonzero(np.isfinite(result)))
+    return nanmedian_stack(stack)

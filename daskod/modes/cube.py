@@ -12,29 +12,28 @@ from __future__ import annotations
 
 import logging
 import math
-import operator
-import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
-import dask.array as da
 import numpy as np
 
-from daskod.cube import Cube
-from daskod.engine._checkpoint import (
-    Checkpoints,
-    container_token,
-    read_record,
+from daskod.cube import Cube, validate_cube
+from daskod.engine._budget import scheduler_facts, task_budget
+from daskod.engine._fingerprint import container_token
+from daskod.engine._run import Context, flag_outputs
+from daskod.engine._store import fingerprint
+from daskod.flag._cube import (
+    cube_threshold,
+    flag_against_median,
+    median_rows,
+    rolling_flag_chunk,
 )
-from daskod.engine._dispatch import PhaseRunner, Scheduler
-from daskod.engine._tasks import barrier, new_task
 from daskod.flag._dq import interpret_good_bits
-from daskod.flag._graph import update_dq_block
 from daskod.flag._kernels import parse_pair
-from daskod.io._store import array_sources, is_zarr_array
-from daskod.median._kernels import nanmedian_stack, rolling_median, rolling_window_span
+from daskod.io._store import is_zarr_array, store_bytes
+from daskod.median._kernels import rolling_window_span
 
-__all__ = ["CubeParams", "CubeGraph", "build_cube_mode", "plan_cube_chunks"]
+__all__ = ["CubeParams", "CubePlan", "plan_cube_chunks"]
 
 log = logging.getLogger(__name__)
 
@@ -77,23 +76,6 @@ class CubeParams:
         return interpret_good_bits(self.good_bits)
 
 
-@dataclass
-class CubeGraph:
-    """The built (and when eager, computed) cube run."""
-
-    mode: str
-    cube: Cube
-    params: CubeParams
-    root: str
-    time_chunk: int
-    rolling: bool
-    median: Any = None
-    dq: Any = None
-    count: Any = None
-    timings: dict[str, float] = field(default_factory=dict)
-    checkpoints: Checkpoints | None = None
-
-
 def plan_cube_chunks(shape: tuple[int, int, int], window: int, budget_bytes: int, *,
                      block_rows: int | None = None) -> tuple[int, int, int]:
     """Work units of the cube modes: ``(integrations, rows)`` per flag task, rows per median task.
@@ -118,182 +100,120 @@ def plan_cube_chunks(shape: tuple[int, int, int], window: int, budget_bytes: int
     return nt, rows, median_rows
 
 
-def _threshold(dq: Any, bad_mask: int, maskpt: float) -> float:
-    """The reference's cube-wide threshold on 0/1 DQ weights: maskpt, or NaN if no good pixel.
+@dataclass
+class CubePlan:
+    """A validated cube: everything the TSO/coronagraphic graph needs, before any pixel."""
 
-    (``compute_weight_threshold`` of weights that are all 1 after dropping zeros is exactly
-    ``maskpt * 1.0``.) Reads DQ planes only until a good pixel shows up.
-    """
-    nints = int(np.shape(dq)[0])
-    for t in range(nints):
-        plane = np.asarray(dq[t])
-        if np.any((plane & np.uint32(bad_mask)) == 0):
-            return float(maskpt)
-    return math.nan
+    cube: Any
+    params: CubeParams
+    mode: str
+    time_chunk: int | None = None
+    save_median: bool = False
+    verify_inputs: bool = False
 
+    def __post_init__(self) -> None:
+        self.cube = validate_cube(self.cube, mode=self.mode)
+        nints = self.cube.shape[0]
+        self.window = int(self.params.rolling_window_width)
+        self.rolling = self.mode == "tso" and 1 < self.window < nints
 
-def _masked(sci: np.ndarray, dq: np.ndarray, bad_mask: int, thr: float) -> np.ndarray:
-    """``sci`` with NaN where the 0/1 weight is below ``thr`` (as the reference masks)."""
-    weight = ((dq & np.uint32(bad_mask)) == 0).astype(np.float32)
-    out = np.array(sci, dtype=np.float32, copy=True)
-    with np.errstate(invalid="ignore"):
-        out[weight < thr] = np.nan
-    return out
+    @property
+    def items(self) -> list[Cube]:
+        return [self.cube]
 
+    skip_reason = None
 
-def _flag_block(sources: dict[str, Any], region: tuple[slice, slice], median: np.ndarray,
-                snr1: float, out: Any) -> dict[str, Any]:
-    sci = np.asarray(sources["sci"][region], dtype=np.float32)
-    err = np.asarray(sources["err"][region])
-    with np.errstate(invalid="ignore"):
-        cr = np.abs(sci - median) > snr1 * np.nan_to_num(err)
-    return update_dq_block(sources, region, cr, out, {"sci": sci, "err": err})
+    def budget(self, sched: Any, memory_limit: Any, tile_size: int | None) -> Any:
+        budget = task_budget(memory_limit=memory_limit, **scheduler_facts(sched))
+        if sched.client is None:
+            sched.num_workers = budget.num_workers
+        return budget
 
+    def fingerprints(self) -> tuple[dict[str, str], dict[str, Any]]:
+        cube = self.cube
+        return ({cube.name: container_token(cube, cube.shape, content=self.verify_inputs)},
+                {"mode": self.mode, **asdict(self.params)})
 
-def rolling_flag_chunk(sources: dict[str, Any], t0: int, t1: int, y0: int, y1: int, *,
-                       nints: int, window: int, bad_mask: int, thr: float, snr1: float,
-                       nan_policy: str, out: Any = None, median_out: Any = None,
-                       after: Any = None) -> dict[str, Any]:
-    """TSO rolling-median branch for integrations ``[t0, t1)`` and rows ``[y0, y1)`` (reads
-    the window's halo of integrations)."""
-    a, b = rolling_window_span(t0, t1, window, nints, parity=nan_policy == "propagate")
-    sci = np.asarray(sources["sci"][a:b, y0:y1], dtype=np.float32)
-    dq = np.asarray(sources["dq"][a:b, y0:y1])
-    masked = _masked(sci, dq, bad_mask, thr)
-    del sci, dq
-    median = rolling_median(masked, window, t0, t1, nints, origin=a, nan_policy=nan_policy)
-    del masked
-    if median_out is not None:
-        median_out[t0:t1, y0:y1] = median
-    return _flag_block(sources, (slice(t0, t1), slice(y0, y1)), median, snr1, out)
+    def store_bytes(self, sched: Any) -> int:
+        plane = math.prod(self.cube.shape[1:])
+        return store_bytes([self.cube], shares_memory=sched.shares_memory,
+                           median_pixels=math.prod(self.cube.shape) if self.save_median
+                           else plane)
 
+    def layout(self, budget: Any) -> dict[str, int]:
+        cube = self.cube
+        input_chunks = getattr(cube.sci, "chunks", None)
+        block_rows = None
+        if is_zarr_array(cube.sci) and input_chunks is not None:
+            block_rows = int(input_chunks[1])
+        nt, rows, median_rows_ = plan_cube_chunks(
+            cube.shape, self.window if self.rolling else 1, budget.per_task_bytes,
+            block_rows=block_rows)
+        if self.time_chunk is not None:
+            nt = max(1, min(cube.shape[0], int(self.time_chunk)))
+        return {"integrations": nt, "rows": rows, "median_rows": median_rows_}
 
-def median_rows(sources: dict[str, Any], y0: int, y1: int, *, use_mask: bool, bad_mask: int,
-                thr: float, median: Any, after: Any = None) -> None:
-    """Median over all integrations of rows ``[y0, y1)``, DQ-masked or not, into the store."""
-    sci = np.asarray(sources["sci"][:, y0:y1], dtype=np.float32)
-    if use_mask:
-        sci = _masked(sci, np.asarray(sources["dq"][:, y0:y1]), bad_mask, thr)
-    median[y0:y1] = nanmedian_stack(sci)
-
-
-def flag_against_median(sources: dict[str, Any], t0: int, t1: int, y0: int, y1: int, *,
-                        median: Any, snr1: float, out: Any = None, after: Any = None
-                        ) -> dict[str, Any]:
-    """Flag integrations ``[t0, t1)``, rows ``[y0, y1)`` against one 2-D median frame."""
-    return _flag_block(sources, (slice(t0, t1), slice(y0, y1)), np.asarray(median[y0:y1]),
-                       snr1, out)
-
-
-def _recorded_layout(root: Any) -> tuple[int, int, int] | None:
-    """(integrations, rows, median rows) per task of the run recorded in the store."""
-    import json
-
-    record = read_record(root)
-    try:
-        layout = json.loads(record["describe"]["layout"])  # type: ignore[index]
-        return int(layout["integrations"]), int(layout["rows"]), int(layout["median_rows"])
-    except (KeyError, TypeError, ValueError):
-        return None
-
-
-def _open_checkpoints(run: CubeGraph, layout: tuple[int, int, int], enabled: bool,
-                      overwrite: bool) -> Checkpoints:
-    if not enabled:
-        return Checkpoints.disabled(run.root)
-    from dataclasses import asdict
-
-    cube = run.cube
-    parts = {"mode": run.mode, "parameters": {**asdict(run.params), "mode": run.mode},
-             "inputs": {cube.name or "cube": container_token(cube)}, "geometry": cube.shape,
-             "layout": {"integrations": layout[0], "rows": layout[1],
-                        "median_rows": layout[2]}}
-    return Checkpoints.open(run.root, parts=parts, overwrite=overwrite,
-                            describe={"geometry": f"cube {cube.shape}"})
-
-
-def build_cube_mode(cube: Cube, params: CubeParams, mode: str, *, root: str,
-                    budget_bytes: int, scheduler: Scheduler, eager: bool,
-                    save_median: bool = False, time_chunk: int | None = None,
-                    checkpoint: bool = False, overwrite_store: bool = False) -> CubeGraph:
-    """Build (and with ``eager`` run) TSO or coronagraphic outlier detection.
-
-    With ``checkpoint`` every task is recorded in the store and a rerun of the same
-    fingerprint resumes (see :mod:`daskod.engine._checkpoint`); a resumed run keeps the
-    chunk layout of the run that left the store.
-    """
-    nints, ny, nx = cube.shape
-    window = int(params.rolling_window_width)
-    rolling = mode == "tso" and 1 < window < nints
-    input_chunks = getattr(cube.sci, "chunks", None)
-    block_rows = None
-    if is_zarr_array(cube.sci) and input_chunks is not None:
-        block_rows = int(input_chunks[1])
-    nt, block_rows, rows = plan_cube_chunks(cube.shape, window if rolling else 1, budget_bytes,
-                                            block_rows=block_rows)
-    if time_chunk is not None:
-        nt = max(1, min(nints, int(time_chunk)))
-    recorded = _recorded_layout(root) if checkpoint and not overwrite_store else None
-    if recorded is not None and (time_chunk is None or recorded[0] == nt):
-        nt, block_rows, rows = recorded
-    run = CubeGraph(mode=mode, cube=cube, params=params, root=root, time_chunk=nt,
-                    rolling=rolling)
-    log.info("%s: cube %s, %s, %d integrations x %d rows per task", mode, cube.shape,
-             f"rolling median of {window}" if rolling else "median over all integrations", nt,
-             block_rows)
-    phases = PhaseRunner(scheduler, eager, run.timings)
-    ckpt = run.checkpoints = _open_checkpoints(run, (nt, block_rows, rows), checkpoint,
-                                               overwrite_store)
-    sources, ingest = array_sources(cube, root, "inputs", (nt, ny, nx),
-                                    shares_memory=scheduler.shares_memory, create=ckpt.array)
-    ingested = phases.run("ingest", ckpt.tasks("ingest", ingest))
-    after = None if eager else new_task(barrier, *ingested)
-    start = time.perf_counter()
-    thr = _threshold(cube.dq, params.bad_mask, params.maskpt)
-    run.timings["threshold"] = time.perf_counter() - start
-    bad_mask, snr1 = params.bad_mask, params.snr1
-    out = None
-    if eager:
-        out = ckpt.array("outputs/dq", cube.shape, np.uint32, (nt, block_rows, nx), 0)
-    chunks = [(t0, min(t0 + nt, nints), y0, min(y0 + block_rows, ny))
-              for t0 in range(0, nints, nt) for y0 in range(0, ny, block_rows)]
-    if rolling:
-        median_out = None
-        if save_median:
-            median_out = ckpt.array("median", cube.shape, np.float32, (nt, block_rows, nx),
-                                    np.nan, attributes={"kind": "rolling median"})
-            run.median = median_out
-        tasks = [new_task(rolling_flag_chunk,
-            sources, t0, t1, y0, y1, nints=nints, window=window, bad_mask=bad_mask, thr=thr,
-            snr1=snr1, nan_policy=params.rolling_nan_policy, out=out, median_out=median_out,
-            after=after) for t0, t1, y0, y1 in chunks]
-    else:
-        run.median = ckpt.array("median", (ny, nx), np.float32, (rows, nx), np.nan,
+    def build(self, ctx: Context) -> Any:
+        cube, p = self.cube, self.params
+        nints, ny, nx = cube.shape
+        nt, rows = int(ctx.layout["integrations"]), int(ctx.layout["rows"])
+        mrows = int(ctx.layout["median_rows"])
+        log.info("%s: cube %s, %s, %d integrations x %d rows per task", self.mode, cube.shape,
+                 f"rolling median of {self.window}" if self.rolling
+                 else "median over all integrations", nt, rows)
+        inputs_fp = fingerprint(self.fingerprints()[0])
+        src = ctx.sources(cube, "inputs", (nt, rows, nx), inputs_fp)
+        full = (slice(0, nints), slice(0, ny), slice(0, nx))
+        thr = ctx.graph.task("threshold", (), cube_threshold, src["dq"].reads(full),
+                             p.bad_mask, p.maskpt)
+        base_fp = fingerprint(inputs_fp, self.mode, p.maskpt, p.bad_mask, self.window,
+                              p.rolling_nan_policy, nt, rows)
+        flag_fp = fingerprint(base_fp, p.snr1)
+        grid = (-(-nints // nt), -(-ny // rows))
+        dq = ctx.stored("outputs/dq", cube.shape, np.uint32, (nt, rows, nx), 0,
+                        fingerprint=flag_fp)
+        count = ctx.stored("outputs/count", (*grid, 1), np.int64, (1, 1, 1), 0,
+                           fingerprint=flag_fp)
+        targets, median, median_refs = (dq, count), None, {}
+        if self.rolling and self.save_median:
+            median = ctx.stored("median", cube.shape, np.float32, (nt, rows, nx), np.nan,
+                                fingerprint=base_fp, attributes={"kind": "rolling median"})
+            targets = (dq, count, median)
+        elif not self.rolling:
+            median = ctx.stored("median", (ny, nx), np.float32, (mrows, nx), np.nan,
+                                fingerprint=fingerprint(base_fp, mrows),
                                 attributes={"kind": "median over integrations"})
-        median_tasks = [new_task(median_rows,
-            sources, y0, min(y0 + rows, ny), use_mask=mode == "coron", bad_mask=bad_mask,
-            thr=thr, median=run.median, after=after) for y0 in range(0, ny, rows)]
-        done = phases.run("median", ckpt.tasks("median", median_tasks))
-        median_done = None if eager else new_task(barrier, *done)
-        tasks = [new_task(flag_against_median,
-            sources, t0, t1, y0, y1, median=run.median, snr1=snr1, out=out, after=median_done)
-            for t0, t1, y0, y1 in chunks]
-    if eager:
-        tasks = ckpt.tasks("flag", tasks, encode=operator.itemgetter("n"),
-                           decode=lambda v: {"n": int(v)})
-    counts = new_task(
-        sum, [new_task(operator.getitem, t, "n") for t in tasks])
-    if eager:
-        (run.count,) = phases.run("flag", [counts])
-        run.dq = da.from_zarr(out)
-        ckpt.complete()
-        return run
-    n_rows = len(range(0, ny, block_rows))
-    blocks = [da.from_delayed(new_task(operator.getitem, t, "dq"),
-                              shape=(t1 - t0, y1 - y0, nx), dtype=np.uint32,
-                              meta=np.empty((0, 0, 0), dtype=np.uint32))
-              for t, (t0, t1, y0, y1) in zip(tasks, chunks, strict=True)]
-    run.dq = da.concatenate([da.concatenate(blocks[i:i + n_rows], axis=1)
-                             for i in range(0, len(blocks), n_rows)], axis=0)
-    run.count = counts
-    return run
+            for i, y0 in enumerate(range(0, ny, mrows)):
+                y1 = min(y0 + mrows, ny)
+                region = (slice(0, nints), slice(y0, y1), slice(0, nx))
+                median_refs[(i, 0)] = ctx.fill(
+                    "median", (i, 0), (median,), median_rows,
+                    {name: s.reads(region) for name, s in src.items()}, thr, y0, y1,
+                    use_mask=self.mode == "coron", bad_mask=p.bad_mask)
+        refs = {}
+        for i, t0 in enumerate(range(0, nints, nt)):
+            for j, y0 in enumerate(range(0, ny, rows)):
+                t1, y1 = min(t0 + nt, nints), min(y0 + rows, ny)
+                if self.rolling:
+                    a, b = rolling_window_span(t0, t1, self.window, nints,
+                                               parity=p.rolling_nan_policy == "propagate")
+                    region = (slice(min(a, t0), max(b, t1)), slice(y0, y1), slice(0, nx))
+                    refs[(i, j, 0)] = ctx.fill(
+                        "flag", (i, j, 0), targets, rolling_flag_chunk,
+                        {name: s.reads(region) for name, s in src.items()}, thr, t0, t1, y0,
+                        y1, nints=nints, window=self.window, bad_mask=p.bad_mask,
+                        snr1=p.snr1, nan_policy=p.rolling_nan_policy,
+                        save_median=median is not None, block=(i, j, 0))
+                else:
+                    region = (slice(t0, t1), slice(y0, y1), slice(0, nx))
+                    deps = [median_refs[(m, 0)]
+                            for m in range(y0 // mrows, (y1 - 1) // mrows + 1)]
+                    refs[(i, j, 0)] = ctx.fill(
+                        "flag", (i, j, 0), targets, flag_against_median,
+                        {name: s.reads(region) for name, s in src.items()}, deps, t0, t1,
+                        y0, y1, snr1=p.snr1, block=(i, j, 0))
+        out = flag_outputs(ctx, [refs], [(dq, count)])
+        if median is not None:
+            out.median = (ctx.output("medianframe", median_refs, median) if not self.rolling
+                          else ctx.output("medianframe", refs, median, which=2))
+        return out

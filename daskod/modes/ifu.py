@@ -8,7 +8,6 @@ single-exposure cubes on one grid, their median, and blots it back
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import re
@@ -25,14 +24,19 @@ from daskod._exceptions import (
     MemoryBudgetError,
     WCSError,
 )
-from daskod._result import OutlierResult
+from daskod.engine._budget import scheduler_facts, task_budget
+from daskod.engine._fingerprint import container_token, wcs_token
+from daskod.engine._run import Context, Outputs, flag_outputs
+from daskod.engine._store import fingerprint
 from daskod.exposure import Exposure, validate_exposures
 from daskod.flag._dq import interpret_good_bits
 from daskod.flag._kernels import parse_pair
+from daskod.geometry._tiles import Tiling
 from daskod.ifu._difference_kernels import CENTRAL_BORDER, parse_kernel_size
+from daskod.io._store import store_bytes
 
-__all__ = ["IFU_EXP_TYPES", "IFU_METHODS", "DIFFAXIS", "IFUParams", "looks_like_ifu",
-           "detector_groups", "detect_ifu"]
+__all__ = ["IFU_EXP_TYPES", "IFU_METHODS", "DIFFAXIS", "IFUParams", "IFUPlan",
+           "looks_like_ifu", "detector_groups"]
 
 log = logging.getLogger(__name__)
 
@@ -197,25 +201,6 @@ def _check_spectral_wcs(items: list[Exposure]) -> None:
             raise WCSError(msg, exposure=exp.name)
 
 
-def _open_checkpoints(root: Any, items: list[Exposure], resolved: dict[str, Any],
-                      tile_size: int | None, *, enabled: bool, overwrite: bool) -> Any:
-    """Checkpoints of an IFU run: the fingerprint covers the parameters, the inputs (arrays,
-    detector, and what the WCS does) and the tile size asked for; the layout derived from
-    the memory budget is noted in the record so that a resumed run repeats it."""
-    from daskod.engine._checkpoint import Checkpoints, container_token, wcs_token
-
-    if not enabled:
-        return Checkpoints.disabled(root)
-    inputs = {exp.name: container_token(exp, exp.detector, exp.instrument, exp.shape,
-                                        exp.background_level, exp.background_subtracted)
-              for exp in items}
-    geometry = {exp.name: wcs_token(exp.wcs, exp.shape) if resolved.get("ifu_method") == "cube"
-                else "none" for exp in items}
-    parts = {"mode": "ifu", "parameters": {k: str(v) for k, v in resolved.items()},
-             "inputs": inputs, "geometry": geometry, "layout": {"tile_size": tile_size}}
-    return Checkpoints.open(root, parts=parts, overwrite=overwrite)
-
-
 def _tile_for(per_task: int, tile_size: int | None) -> int:
     if tile_size is not None:
         if isinstance(tile_size, bool) or int(tile_size) < 1:
@@ -226,149 +211,187 @@ def _tile_for(per_task: int, tile_size: int | None) -> int:
     return max(64, min(2048, edge // 16 * 16))
 
 
-def _check_gather(items: list[Exposure], per_task: int, workers: int) -> None:
-    """The floor and the percentile gather one float64 per detector pixel in one task (they
-    run alone, so the whole task budget is theirs)."""
-    need = 8 * max(int(np.prod(e.shape)) for e in items)
-    if need > per_task * workers:
-        msg = (f"memory_limit leaves {per_task * workers / 2**20:.0f} MiB for tasks, but the "
-               f"difference method's exact statistics gather {need / 2**20:.0f} MiB (8 bytes "
-               "per detector pixel); raise memory_limit.")
-        raise MemoryBudgetError(msg)
+class IFUPlan:
+    """Validated IFU exposures and parameters: every check runs before any pixel is read."""
 
+    def __init__(self, exposures: Any, params: IFUParams, *, snr: Any, scale: Any,
+                 backg: float, maskpt: float, good_bits: Any, tile_size: int | None,
+                 save_intermediate: bool) -> None:
+        self.params, self.tile_size, self.save = params, tile_size, save_intermediate
+        self.cube = params.ifu_method == "cube"
+        self.snr, self.scale = parse_pair(snr, "snr"), parse_pair(scale, "scale")
+        self.backg, self.maskpt = float(backg), float(maskpt)
+        self.bad_mask = interpret_good_bits(good_bits)
+        self.items = validate_exposures(exposures, need_wcs=self.cube)
+        self.verify_inputs = False
+        self.resolved: dict[str, Any] = {}
+        given, self.kernel = parse_kernel_size(params.kernel_size)
+        if given != self.kernel and not self.cube:
+            msg = (f"kernel_size {params.kernel_size!r} has an even size; the median filter "
+                   f"needs odd sizes, so {self.kernel[0]} {self.kernel[1]} is used (as the "
+                   "reference does).")
+            warnings.warn(msg, DaskodWarning, stacklevel=4)
+            log.warning(msg)
+        self.skip_reason = None
+        if len(self.items) < 2:
+            self.skip_reason = (
+                f"IFU outlier detection needs at least 2 exposures, got {len(self.items)}; "
+                "the step is skipped and DQ is unchanged, as the reference does.")
+            return
+        self.diffaxis = _resolve_diffaxis(self.items, params.diffaxis)
+        self.groups = detector_groups(self.items)
+        if self.cube:
+            from daskod.ifu.cube_method import check_cube_params
 
-def detect_ifu(exposures: Any, *, params: IFUParams, snr: Any, scale: Any, backg: float,
-               maskpt: float, good_bits: Any, save_intermediate_results: bool,
-               in_memory: bool, memory_limit: Any, tile_size: int | None, scheduler: Any,
-               progress: Any = None, store: Any = None, compute: bool = True,
-               overwrite_store: bool = False,
-               resolved: dict[str, Any] | None = None) -> OutlierResult:
-    """IFU outlier detection (called by :func:`daskod.detect_outliers` with ``mode="ifu"``).
-
-    Every check runs before any pixel is read. Fewer than two exposures skip the step, as
-    the reference does. ``progress`` makes a context manager (a progress bar) from the
-    resolved scheduler.
-    """
-    from daskod.engine._budget import scheduler_with_task_budget
-    from daskod.engine._dispatch import working_directory
-
-    cube = params.ifu_method == "cube"
-    snr_pair, scale_pair = parse_pair(snr, "snr"), parse_pair(scale, "scale")
-    bad_mask = interpret_good_bits(good_bits)
-    items = validate_exposures(exposures, need_wcs=cube)
-    resolved = dict(resolved or {})
-    given, kernel = parse_kernel_size(params.kernel_size)
-    if given != kernel and not cube:
-        msg = (f"kernel_size {params.kernel_size!r} has an even size; the median filter "
-               f"needs odd sizes, so {kernel[0]} {kernel[1]} is used (as the reference does).")
-        warnings.warn(msg, DaskodWarning, stacklevel=3)
-        log.warning(msg)
-    if len(items) < 2:
-        reason = (f"IFU outlier detection needs at least 2 exposures, got {len(items)}; the "
-                  "step is skipped and DQ is unchanged, as the reference does.")
-        return OutlierResult.skipped_step(reason, params=resolved, exposures=items,
-                                          stacklevel=3)
-    diffaxis = _resolve_diffaxis(items, params.diffaxis)
-    groups = detector_groups(items)
-    if cube:
-        _check_spectral_wcs(items)
-    else:
-        _check_groups(items, groups)
-    for det, idx in groups.items():
-        if len(idx) < 2:
-            log.warning("Detector %s has one exposure (%s): its minimum difference is that "
-                        "exposure's own, as in the reference.", det, items[idx[0]].name)
-    resolved.update(diffaxis=diffaxis, kernel_used=f"{kernel[0]} {kernel[1]}")
-    tile = _tile_for(0, tile_size) if tile_size is not None and not cube else None
-    sched, per_task = scheduler_with_task_budget(scheduler, memory_limit)
-    keep = save_intermediate_results or not in_memory or not compute or store is not None
-    progress_ctx = progress(sched) if progress is not None else contextlib.nullcontext()
-    log.info("IFU %s method: %d exposure(s) on detector(s) %s, diffaxis %d", params.ifu_method,
-             len(items), list(groups), diffaxis)
-    with working_directory(store, keep=keep) as root, progress_ctx, sched.session():
-        ckpt = _open_checkpoints(root, items, resolved, tile_size,
-                                 enabled=compute and store is not None, overwrite=overwrite_store)
-        if cube:
-            dq, counts, median, timings, extra = _run_cube(
-                items, params, root=root, sched=sched, eager=compute, per_task=per_task,
-                snr=snr_pair, scale=scale_pair, backg=backg, maskpt=maskpt,
-                bad_mask=bad_mask, tile_size=tile_size, checkpoints=ckpt)
+            check_cube_params(self.items, params)
         else:
-            _check_gather(items, per_task, sched.num_workers)
-            tile = tile or ckpt.noted("tile") or _tile_for(per_task, None)
-            ckpt.note(tile=tile)
-            dq, counts, median, timings, extra = _run_difference(
-                items, groups, params, kernel, diffaxis, root=root, sched=sched,
-                eager=compute, tile=tile, save=save_intermediate_results,
-                filter_values=max(1, per_task // 64), checkpoints=ckpt)
-        ckpt.complete()
-        if compute and in_memory:
-            dq = [np.asarray(d) for d in dq]
-            median = None if median is None else np.asarray(median)
-            for info in extra.values():
-                for key in ("minarr", "minnorm"):
-                    if key in info:
-                        info[key] = np.asarray(info[key])
-        result = OutlierResult(status="COMPLETE", params=resolved, exposures=items, dq=dq,
-                               median=median, n_flagged=counts, store=root if keep else None,
-                               timings=timings, ifu=extra, checkpoints=ckpt.summary())
-    if keep and store is None and not save_intermediate_results:
-        result.remove_store_with_result(root)
-    if compute:
-        result.log_stats()
-    return result
+            _check_groups(self.items, self.groups)
+        for det, idx in self.groups.items():
+            if len(idx) < 2:
+                log.warning("Detector %s has one exposure (%s): its minimum difference is "
+                            "that exposure's own, as in the reference.", det,
+                            self.items[idx[0]].name)
+        self.resolved = {"diffaxis": self.diffaxis,
+                         "kernel_used": f"{self.kernel[0]} {self.kernel[1]}"}
+        log.info("IFU %s method: %d exposure(s) on detector(s) %s, diffaxis %d",
+                 params.ifu_method, len(self.items), list(self.groups), self.diffaxis)
 
+    def budget(self, sched: Any, memory_limit: Any, tile_size: int | None) -> Any:
+        budget = task_budget(memory_limit=memory_limit, **scheduler_facts(sched))
+        if sched.client is None:
+            sched.num_workers = budget.num_workers
+        if not self.cube:  # the floor and the percentile gather 8 bytes per pixel at once
+            need = 8 * max(math.prod(e.shape) for e in self.items)
+            room = budget.per_task_bytes * budget.num_workers
+            if need > room:
+                msg = (f"memory_limit leaves {room / 2**20:.0f} MiB for tasks, but the "
+                       "difference method's exact statistics gather "
+                       f"{need / 2**20:.0f} MiB (8 bytes per detector pixel); raise "
+                       "memory_limit.")
+                raise MemoryBudgetError(msg)
+        return budget
 
-def _run_difference(items: list[Exposure], groups: dict[str, list[int]], params: IFUParams,
-                    kernel: tuple[int, int], diffaxis: int, *, root: Any, sched: Any,
-                    eager: bool, tile: int, save: bool, filter_values: int,
-                    checkpoints: Any = None
-                    ) -> tuple[list[Any], list[Any], None, dict[str, float], dict[str, Any]]:
-    import dask.array as da
+    def fingerprints(self) -> tuple[dict[str, str], dict[str, Any]]:
+        inputs = {e.name: container_token(
+            e, e.detector, e.instrument, e.shape, e.background_level, e.background_subtracted,
+            wcs_token(e.wcs, e.shape) if self.cube else None, content=self.verify_inputs)
+            for e in self.items}
+        return inputs, {"mode": "ifu", **{k: str(v) for k, v in vars(self.params).items()},
+                        "snr": self.snr, "scale": self.scale, "backg": self.backg,
+                        "maskpt": self.maskpt, "bad_mask": self.bad_mask}
 
-    from daskod.ifu.difference import build_difference
+    def store_bytes(self, sched: Any) -> int:
+        return store_bytes(self.items, shares_memory=sched.shares_memory,
+                           median_pixels=2 * max(math.prod(e.shape) for e in self.items))
 
-    dq: list[Any] = [None] * len(items)
-    counts: list[Any] = [0] * len(items)
-    timings: dict[str, float] = {}
-    extra: dict[str, Any] = {}
-    for det, idx in groups.items():
-        run = build_difference(items, idx, detector=det, root=root, scheduler=sched,
-                               eager=eager, tile=tile, diffaxis=diffaxis, kernel=kernel,
-                               threshold_percent=float(params.threshold_percent),
-                               second_check=bool(params.ifu_second_check),
-                               save_intermediate=save, filter_values=filter_values,
-                               checkpoints=checkpoints)
-        for pos, k in enumerate(idx):
-            dq[k] = run.dq[pos]
-            counts[k] = run.counts[pos]
-        for name, seconds in run.timings.items():
-            timings[name] = timings.get(name, 0.0) + seconds
-        info = {"exposures": [items[k].name for k in idx], "kernel_size": kernel,
-                "diffaxis": diffaxis, "nfloor": run.nfloor, "pct": run.pct,
-                "minarr": da.from_zarr(run.minarr), "minnorm": da.from_zarr(run.minnorm)}
-        if save:
-            info["normarr"] = da.from_zarr(run.normarr)
-            info["diffarr"] = da.from_zarr(run.diffarr)
-        extra[det] = info
-    return dq, counts, None, timings, extra
+    def layout(self, budget: Any) -> dict[str, Any]:
+        self.per_task = budget.per_task_bytes
+        if self.cube:
+            return {"planes": self.tile_size, "side": self.tile_size}
+        return {"tile": _tile_for(budget.per_task_bytes, self.tile_size)}
 
+    def build(self, ctx: Context) -> Outputs:
+        if self.cube:
+            from daskod.modes.ifu_cube import build_cube_method
 
-def _run_cube(items: list[Exposure], params: IFUParams, *, root: Any, sched: Any, eager: bool,
-              per_task: int, snr: tuple[float, float], scale: tuple[float, float],
-              backg: float, maskpt: float, bad_mask: int, tile_size: int | None,
-              checkpoints: Any = None
-              ) -> tuple[list[Any], list[Any], Any, dict[str, float], dict[str, Any]]:
-    import dask.array as da
+            return build_cube_method(ctx, self)
+        return self._build_difference(ctx)
 
-    from daskod.ifu.cube_method import build_cube_method
+    def _build_difference(self, ctx: Context) -> Outputs:
+        from daskod.ifu.difference import (
+            difference_tile,
+            extended_region,
+            flag_tile,
+            floor_task,
+            normalise_tile,
+            percentile_task,
+        )
 
-    run = build_cube_method(
-        items, root=root, scheduler=sched, eager=eager, budget_bytes=per_task, snr=snr,
-        scale=scale, backg=backg, maskpt=maskpt, bad_mask=bad_mask,
-        spatial_scale=params.cube_spatial_scale, spectral_scale=params.cube_spectral_scale,
-        weighting=params.cube_weighting, roi=params.roi, plane_chunk=tile_size,
-        checkpoints=checkpoints)
-    median = None if run.median is None else da.from_zarr(run.median)
-    dq = [d if hasattr(d, "dask") else da.from_zarr(d) for d in run.dq]
-    return dq, list(run.counts), median, dict(run.timings), {"cube": {"grid": run.grid}}
+        tile, n = int(ctx.layout["tile"]), len(self.items)
+        inputs = self.fingerprints()[0]
+        params = self.fingerprints()[1]
+        sources = [ctx.sources(e, f"inputs/{k}", (tile, tile), fingerprint(inputs[e.name]))
+                   for k, e in enumerate(self.items)]
+        refs: dict[int, dict[tuple[int, int], Any]] = {k: {} for k in range(n)}
+        stores: list[tuple[Any, Any]] = [None] * n  # type: ignore[list-item]
+        info_all: dict[str, Any] = {}
+        scalars: dict[str, Any] = {}
+        filter_values = max(1, self.per_task // 64)
+        halo_k = (self.kernel[0] // 2, self.kernel[1] // 2)
+        for det, idx in self.groups.items():
+            shape = self.items[idx[0]].shape
+            tiles = list(Tiling(shape, (tile, tile)))
+            fp = fingerprint([inputs[self.items[k].name] for k in idx], params, tile)
+            prefix = f"ifu_difference/{det}"
+            attrs = {"detector": det, "kernel_size": list(self.kernel),
+                     "threshold_percent": float(self.params.threshold_percent),
+                     "diffaxis": int(self.diffaxis)}
+            minarr = ctx.stored(f"{prefix}/minarr", shape, np.float64, (tile, tile), np.nan,
+                                fingerprint=fp, attributes=attrs)
+            diff_targets: tuple[Any, ...] = (minarr,)
+            if self.save:
+                diff_targets += (ctx.stored(f"{prefix}/diffarr", (len(idx), *shape), np.float64,
+                                            (len(idx), tile, tile), np.nan, fingerprint=fp,
+                                            attributes=attrs),)
+            halo = (1, 0) if self.diffaxis == 0 else (0, 1)
+            diff = {}
+            for t in tiles:
+                region = extended_region(t, shape, halo)
+                blocks = [(t.i, t.j), (0, t.i, t.j)][:len(diff_targets)]
+                diff[(t.i, t.j)] = ctx.fill(
+                    f"difference{det}", (t.i, t.j), diff_targets, difference_tile,
+                    [{name: s.reads(region) for name, s in sources[k].items()} for k in idx],
+                    t, shape=shape, diffaxis=self.diffaxis, keep_differences=self.save,
+                    block=blocks if self.save else None)
+            floor = ctx.stored(f"{prefix}/floor", (1,), np.float64, (1,), np.nan,
+                               fingerprint=fp)
+            floor_ref = ctx.fill(f"floor{det}", (0,), (floor,), floor_task, list(diff.values()),
+                                 tile)
+            minnorm = ctx.stored(f"{prefix}/minnorm", shape, np.float64, (tile, tile), np.nan,
+                                 fingerprint=fp, attributes=attrs)
+            norm_targets: tuple[Any, ...] = (minnorm,)
+            if self.save:
+                norm_targets += (ctx.stored(f"{prefix}/normarr", shape, np.float64,
+                                            (tile, tile), np.nan, fingerprint=fp,
+                                            attributes=attrs),)
+            norm = {}
+            for t in tiles:
+                rs, cs = extended_region(t, shape, halo_k)
+                deps = [diff[(i, j)] for i in range(rs.start // tile, (rs.stop - 1) // tile + 1)
+                        for j in range(cs.start // tile, (cs.stop - 1) // tile + 1)]
+                norm[(t.i, t.j)] = ctx.fill(
+                    f"normalise{det}", (t.i, t.j), norm_targets, normalise_tile, deps,
+                    floor_ref, t, shape=shape, kernel=self.kernel, max_values=filter_values,
+                    keep_norm=self.save)
+            pct = ctx.stored(f"{prefix}/pct", (1,), np.float64, (1,), np.nan, fingerprint=fp)
+            pct_ref = ctx.fill(f"percentile{det}", (0,), (pct,), percentile_task,
+                               list(norm.values()), shape,
+                               float(self.params.threshold_percent), tile)
+            for k in idx:
+                grid = tuple(-(-m // tile) for m in shape)
+                stores[k] = (ctx.stored(f"outputs/{k}/dq", shape, np.uint32, (tile, tile), 0,
+                                        fingerprint=fingerprint(fp, k, "dq")),
+                             ctx.stored(f"outputs/{k}/count", grid, np.int64, (1, 1), 0,
+                                        fingerprint=fingerprint(fp, k, "dq")))
+                for t in tiles:
+                    refs[k][(t.i, t.j)] = ctx.fill(
+                        "flag", (k, t.i, t.j), stores[k], flag_tile,
+                        {name: s.reads(t.slices) for name, s in sources[k].items()},
+                        norm[(t.i, t.j)], diff[(t.i, t.j)], pct_ref, t,
+                        second_check=bool(self.params.ifu_second_check), block=(t.i, t.j))
+            info = {"exposures": [self.items[k].name for k in idx], "kernel_size": self.kernel,
+                    "diffaxis": self.diffaxis,
+                    "minarr": ctx.output(f"minarr{det}", diff, minarr),
+                    "minnorm": ctx.output(f"minnorm{det}", norm, minnorm)}
+            if self.save:
+                info["diffarr"] = ctx.output(f"diffarr{det}", {(0, *i): r for i, r in
+                                                               diff.items()},
+                                             diff_targets[1], which=1)
+                info["normarr"] = ctx.output(f"normarr{det}", norm, norm_targets[1], which=1)
+            scalars[det] = {"nfloor": ctx.output(f"nfloor{det}", {(0,): floor_ref}, floor),
+                            "pct": ctx.output(f"pct{det}", {(0,): pct_ref}, pct)}
+            info_all[det] = info
+        out = flag_outputs(ctx, [refs[k] for k in range(n)], stores)
+        out.extras = {"ifu": info_all}
+        out.scalars = {"ifu": scalars}
+        return out

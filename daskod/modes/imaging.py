@@ -1,33 +1,33 @@
-"""Imaging mode: resample groups, median, blot, flag (ALGORITHM.md section 2).
+"""Imaging mode (docs/algorithm.md section 2) as one graph of stored phases.
 
-The graph is built from small task functions of the stage rooms; each phase is either
-computed at once through the dispatcher (``eager=True``: bounded memory, checkpoints in the
-working store, one log line per phase) or left lazy so that the caller composes it.
+``drizzle`` (group, output tile) -> ``threshold`` (group) -> ``median`` (median tile) ->
+``flag`` (exposure, detector tile); without resampling ``threshold`` (exposure) -> ``median``
+(detector tile) -> ``flag``. Each phase writes its blocks into the working store and every task
+that reads a block depends on the task that wrote it, so the lazy result of any phase can be
+computed alone, in any order, and equals the eager run.
 """
 
 from __future__ import annotations
 
 import logging
-import operator
-import time
+import math
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import dask
-import dask.array as da
 import numpy as np
 
 from daskod._exceptions import InputError
-from daskod.engine._checkpoint import Checkpoints, container_token
-from daskod.engine._dispatch import PhaseRunner, Scheduler
-from daskod.engine._tasks import barrier, first, new_task
+from daskod.engine._budget import largest_group_pixels, plan_budget, scheduler_facts
+from daskod.engine._fingerprint import container_token
+from daskod.engine._run import Context, Outputs, flag_outputs
+from daskod.engine._store import fingerprint
 from daskod.exposure import Exposure
-from daskod.flag._graph import blot_and_flag_tile, flag_tile_against_median
+from daskod.flag._graph import FLAG_HALO, blot_and_flag_tile, flag_tile_against_median, halo_box
 from daskod.geometry._frame import OutputFrame, compute_output_frame
 from daskod.geometry._pixel_map import PixelMap, compute_pixel_map
 from daskod.geometry._tiles import Tiling
-from daskod.io._store import array_sources
+from daskod.io._store import store_bytes
 from daskod.median._graph import (
     count_usable_pixels,
     exposure_weight_threshold,
@@ -35,17 +35,17 @@ from daskod.median._graph import (
     median_of_resampled_tile,
 )
 from daskod.modes._params import ImagingParams
-from daskod.resample._graph import (
-    GroupMember,
-    group_weight_threshold,
-    plan_group_tiles,
-    resample_group_tile,
-)
+from daskod.resample._graph import group_weight_threshold, plan_group_tiles, resample_group_tile
 from daskod.resample._kernels import pad_for_kernel
 
-__all__ = ["ImagingGraph", "group_exposures", "build_imaging"]
+__all__ = ["ImagingPlan", "group_exposures"]
 
 log = logging.getLogger(__name__)
+
+#: Median pixels kept around the window a detector tile's blot samples (the spline between
+#: grid nodes, the bilinear neighbour and the blot kernel's own margin).
+_WINDOW_MARGIN = 4
+
 
 def group_exposures(exposures: list[Exposure]) -> list[list[int]]:
     """Exposure indices per group id, groups in order of first appearance (as the reference)."""
@@ -56,278 +56,257 @@ def group_exposures(exposures: list[Exposure]) -> list[list[int]]:
 
 
 @dataclass
-class ImagingGraph:
-    """The built (and, when eager, computed) imaging run."""
+class ImagingPlan:
+    """Validated exposures and their geometry: everything before any pixel is read."""
 
     exposures: list[Exposure]
     params: ImagingParams
-    groups: list[list[int]]
-    tile: int
-    root: str
-    median_tile: int = 0
+    max_output_pixels: int
+    #: Identify inputs by a hash of their pixels (not sizes and modification times).
+    verify_inputs: bool = False
+    groups: list[list[int]] = field(default_factory=list)
     frame: OutputFrame | None = None
     pixel_maps: list[PixelMap] = field(default_factory=list)
-    #: One Delayed per pixel map: each map travels to workers as its own key, shared by the
-    #: drizzle and flag tasks of its exposure.
-    pixel_map_keys: list[Any] = field(default_factory=list)
-    median: Any = None
-    dq: list[Any] = field(default_factory=list)
-    counts: list[Any] = field(default_factory=list)
-    timings: dict[str, float] = field(default_factory=dict)
-    outputs: list[Any] = field(default_factory=list)
-    checkpoints: Checkpoints | None = None
 
+    def __post_init__(self) -> None:
+        self.groups = group_exposures(self.exposures)
+        if self.params.resample_data and self.n_units >= 2:
+            self.frame = compute_output_frame(
+                [e.wcs for e in self.exposures], [e.shape for e in self.exposures],
+                names=[e.name for e in self.exposures],
+                max_output_pixels=self.max_output_pixels)
+            self.pixel_maps = [
+                compute_pixel_map(e.wcs, self.frame.wcs, e.shape,
+                                  stepsize=self.params.pixmap_stepsize,
+                                  order=self.params.pixmap_order)
+                for e in self.exposures]
 
-def build_imaging(
-    exposures: list[Exposure],
-    params: ImagingParams,
-    *,
-    root: str,
-    tile: int,
-    scheduler: Scheduler,
-    eager: bool,
-    max_output_pixels: int,
-    checkpoint: bool = False,
-    overwrite_store: bool = False,
-    median_tile: int | None = None,
-) -> ImagingGraph:
-    """Build (and with ``eager`` run) imaging outlier detection into the store at ``root``.
+    @property
+    def items(self) -> list[Exposure]:
+        return self.exposures
 
-    With ``checkpoint`` (a store the user named, computed at once) every expensive task is
-    recorded in the store, and a rerun of the same fingerprint resumes where the last one
-    stopped (see :mod:`daskod.engine._checkpoint`).
+    @property
+    def n_units(self) -> int:
+        """Groups (resampling) or exposures (no resampling) the median is taken over."""
+        return len(self.groups) if self.params.resample_data else len(self.exposures)
 
-    ``tile`` is the edge of drizzle, flag and input tiles, ``median_tile`` (default ``tile``)
-    that of the median over groups; the drizzled groups are stored in shards of ``tile``
-    holding chunks of ``median_tile``. Without resampling the median tile serves for all.
-    """
-    groups = group_exposures(exposures)
-    median_tile = int(median_tile or tile)
-    if not params.resample_data:
-        tile = median_tile
-    run = ImagingGraph(exposures=exposures, params=params, groups=groups, tile=tile, root=root,
-                       median_tile=median_tile)
-    phases = PhaseRunner(scheduler, eager, run.timings)
-    if params.resample_data:
-        start = time.perf_counter()
-        names = [e.name for e in exposures]
-        run.frame = compute_output_frame([e.wcs for e in exposures], [e.shape for e in exposures],
-                                         names=names, max_output_pixels=max_output_pixels)
-        run.pixel_maps = [
-            compute_pixel_map(e.wcs, run.frame.wcs, e.shape, stepsize=params.pixmap_stepsize,
-                              order=params.pixmap_order) for e in exposures]
-        run.pixel_map_keys = [
-            dask.delayed(pm, name=f"pixel-map-{k}-{dask.base.tokenize(pm.X, pm.Y)}")
-            for k, pm in enumerate(run.pixel_maps)]
-        run.timings["geometry"] = time.perf_counter() - start
-        log.info("Phase geometry: output frame %s and %d pixel maps in %.2f s",
-                 run.frame.shape, len(exposures), run.timings["geometry"])
-    ckpt = run.checkpoints = _open_checkpoints(run, checkpoint, overwrite_store)
-    sources, ingest = [], []
-    for k, exp in enumerate(exposures):
-        entry, tasks = array_sources(exp, root, f"inputs/{k}", (tile, tile),
-                                     shares_memory=scheduler.shares_memory, create=ckpt.array)
-        sources.append(entry)
-        ingest.extend(tasks)
-    ingested = phases.run("ingest", ckpt.tasks("ingest", ingest))
-    after_ingest = new_task(barrier, *ingested) if not eager else None
-    if eager:
-        _check_usable(run, sources, phases)
-    if params.resample_data:
-        median_done = _resampled_median(run, sources, phases, after_ingest)
-    else:
-        median_done = _direct_median(run, sources, phases, after_ingest)
-    targets = [None] * len(exposures)
-    if eager:
-        # Flag tasks write their DQ tiles straight into the store: no tile travels back.
-        targets = [ckpt.array(f"outputs/{k}/dq", e.shape, np.uint32, (tile, tile), 0)
-                   for k, e in enumerate(exposures)]
-    if params.resample_data:
-        flags = _flag_resampled(run, sources, median_done, targets)
-    else:
-        flags = _flag_direct(run, sources, median_done, targets)
-    _finish(run, flags, phases, targets)
-    ckpt.complete()
-    return run
+    @property
+    def skip_reason(self) -> str | None:
+        if self.n_units >= 2:
+            return None
+        what = "groups" if self.params.resample_data else "exposures"
+        return (f"outlier detection needs at least 2 {what}, got {self.n_units}; the step is "
+                "skipped and DQ is unchanged, as the reference does.")
 
+    # -- what the engine asks -------------------------------------------------------------
+    def budget(self, sched: Any, memory_limit: Any, tile_size: int | None) -> Any:
+        groups = self.groups if self.params.resample_data else None
+        budget = plan_budget(
+            memory_limit=memory_limit, n_groups=self.n_units,
+            max_group_members=max(len(g) for g in self.groups), tile_size=tile_size,
+            group_pixels=largest_group_pixels([e.shape for e in self.exposures], groups),
+            **scheduler_facts(sched))
+        if sched.client is None:
+            sched.num_workers = budget.num_workers
+        return budget
 
-def _open_checkpoints(run: ImagingGraph, enabled: bool, overwrite: bool) -> Checkpoints:
-    """Start or resume the run's checkpoints; the fingerprint covers parameters, inputs,
-    geometry (pixel maps) and tile size."""
-    if not enabled:
-        return Checkpoints.disabled(run.root)
-    from dataclasses import asdict
+    def fingerprints(self) -> tuple[dict[str, str], dict[str, Any]]:
+        inputs = {e.name: container_token(e, e.group_id, e.shape, e.exposure_time,
+                                          e.background_level, e.background_subtracted,
+                                          content=self.verify_inputs)
+                  for e in self.exposures}
+        return inputs, {"mode": "imaging", **asdict(self.params)}
 
-    import dask.base
+    def store_bytes(self, sched: Any) -> int:
+        frame = math.prod(self.frame.shape) if self.frame else 0
+        return store_bytes(self.exposures, shares_memory=sched.shares_memory,
+                           frame_pixels=frame, n_groups=len(self.groups) if frame else 0,
+                           median_pixels=frame or math.prod(self.exposures[0].shape))
 
-    inputs = {exp.name: container_token(exp, exp.group_id, exp.shape, exp.exposure_time,
-                                        exp.background_level, exp.background_subtracted)
-              for exp in run.exposures}
-    geometry = None
-    if run.frame is not None:
-        geometry = (run.frame.shape, [dask.base.tokenize(pm.shape, pm.xs, pm.ys, pm.X, pm.Y,
-                                                         pm.order)
-                                      for pm in run.pixel_maps])
-    parts = {"mode": "imaging", "parameters": asdict(run.params), "inputs": inputs,
-             "geometry": geometry, "layout": {"tile": run.tile, "median_tile": run.median_tile}}
-    shown = f"output frame {run.frame.shape}" if run.frame else "none"
-    return Checkpoints.open(run.root, parts=parts, overwrite=overwrite,
-                            describe={"geometry": shown})
+    def layout(self, budget: Any) -> dict[str, int]:
+        median_tile = budget.median_tile or budget.tile
+        tile = budget.tile if self.params.resample_data else median_tile
+        return {"tile": int(tile), "median_tile": int(median_tile)}
 
+    # -- the graph ------------------------------------------------------------------------
+    def build(self, ctx: Context) -> Outputs:
+        tile = int(ctx.layout["tile"])
+        geometry = fingerprint(self.fingerprints()[0], self.frame and self.frame.shape,
+                               [(pm.xs, pm.ys, pm.X, pm.Y, pm.order) for pm in self.pixel_maps])
+        sources = [ctx.sources(e, f"inputs/{k}", (tile, tile), fingerprint(geometry, k))
+                   for k, e in enumerate(self.exposures)]
+        if self.params.resample_data:
+            median, median_refs, median_fp = self._resampled_median(ctx, sources, geometry)
+            outputs = self._flag_resampled(ctx, sources, median, median_refs, median_fp)
+        else:
+            median, median_refs, median_fp = self._direct_median(ctx, sources, geometry)
+            outputs = self._flag_direct(ctx, sources, median, median_refs, median_fp)
+        outputs.median = ctx.output("medianframe", median_refs, median)
+        outputs.precheck, outputs.check = self._usable(ctx, sources)
+        outputs.extras = {"groups": self.groups, "median_wcs": self.frame and self.frame.wcs,
+                          "pixel_maps": self.pixel_maps, "frame": self.frame}
+        return outputs
 
-def _check_usable(run: ImagingGraph, sources: list[dict[str, Any]], phases: PhaseRunner) -> None:
-    """Refuse exposures with no usable pixel (all NaN, all flagged or zero weight).
+    def _member(self, k: int, sources: dict[str, Any], box: tuple[int, int, int, int]
+                ) -> dict[str, Any]:
+        region = (slice(box[0], box[1]), slice(box[2], box[3]))
+        exp = self.exposures[k]
+        return {"box": box, "exposure_time": float(exp.exposure_time or 1.0),
+                "sky": exp.sky_to_subtract(),
+                **{name: src.reads(region) for name, src in sources.items()
+                   if name in ("sci", "dq", "var_rnoise")}}
 
-    One cheap read of SCI, DQ and VAR_RNOISE before the heavy phases; such an exposure is
-    almost always a processing failure upstream, and the reference would silently carry it.
-    """
-    params = run.params
-    tasks = [new_task(count_usable_pixels,
-        src, list(Tiling(exp.shape, (run.tile, run.tile))), weight_type=params.weight_type,
-        bad_mask=params.bad_mask, exposure_time=float(exp.exposure_time or 1.0))
-        for src, exp in zip(sources, run.exposures, strict=True)]
-    counts = phases.run("validate", tasks)
-    empty = [exp.name for exp, n in zip(run.exposures, counts, strict=True) if n == 0]
-    if empty:
-        what = "weight" if params.weight_type == "ivm" else "exposure time"
-        msg = (f"Exposure(s) {empty} have no usable pixel (SCI all NaN, every pixel flagged "
-               f"by good_bits={params.good_bits!r}, or zero {what}); remove them from the "
-               "inputs or fix their DQ/variance arrays.")
-        raise InputError(msg, exposure=empty[0])
+    def _resampled_median(self, ctx: Context, sources: list[dict[str, Any]], geometry: str
+                          ) -> tuple[Any, dict, str]:
+        p, frame = self.params, self.frame
+        assert frame is not None
+        tile, mtile = int(ctx.layout["tile"]), int(ctx.layout["median_tile"])
+        tiling = Tiling(frame.shape, (tile, tile))
+        n_groups = len(self.groups)
+        driz_fp = fingerprint(geometry, p.kernel, p.pixfrac, p.fillval, p.weight_type,
+                              p.bad_mask, tile)
+        # One drizzle task writes one whole shard (group, tile); median tasks read its chunks.
+        resampled = ctx.stored("resampled", (n_groups, 2, *frame.shape), np.float32,
+                               (1, 2, tile, tile), np.nan, fingerprint=driz_fp,
+                               chunks=(1, 2, mtile, mtile),
+                               attributes={"kind": "drizzled image and weight per group"})
+        pixmaps = self._pixmaps = [ctx.graph.data("pixmap", pm, k)
+                                   for k, pm in enumerate(self.pixel_maps)]
+        pad = pad_for_kernel(p.kernel)
+        drizzled: dict[tuple[int, Any], Any] = {}
+        for (g, t), entries in plan_group_tiles(self.pixel_maps, self.groups, tiling,
+                                                pad).items():
+            members = [self._member(k, sources[k], box) for k, box in entries]
+            drizzled[(g, t)] = ctx.fill(
+                "drizzle", (g, 0, t.i, t.j), (resampled,), resample_group_tile, members,
+                [pixmaps[k] for k, _ in entries], t, pad=pad, kernel=p.kernel,
+                pixfrac=p.pixfrac, fillval=p.fillval, weight_type=p.weight_type,
+                bad_mask=p.bad_mask)
+        thr_fp = fingerprint(driz_fp, p.maskpt)
+        thresholds = ctx.stored("thresholds", (n_groups,), np.float64, (1,), np.nan,
+                                fingerprint=thr_fp)
+        thr_refs = []
+        for g in range(n_groups):
+            tiles = [t for (gg, t) in drizzled if gg == g]
+            thr_refs.append(ctx.fill("threshold", (g,), (thresholds,), group_weight_threshold,
+                                     [drizzled[(g, t)] for t in tiles], g, tiles, p.maskpt))
+        median_fp = fingerprint(thr_fp, mtile)
+        median = ctx.stored("median", frame.shape, np.float32, (mtile, mtile), np.nan,
+                            fingerprint=median_fp, attributes={"kind": "median frame"})
+        refs = {}
+        for t in Tiling(frame.shape, (mtile, mtile)):
+            big = tiling.containing(t.y0, t.x0)
+            here = [g for g in range(n_groups) if (g, big) in drizzled]
+            refs[(t.i, t.j)] = ctx.fill(
+                "median", (t.i, t.j), (median,), median_of_resampled_tile, t, here,
+                [thr_refs[g] for g in here], [drizzled[(g, big)] for g in here])
+        return median, refs, median_fp
 
-
-def _resampled_median(run: ImagingGraph, sources: list[dict[str, Any]], phases: PhaseRunner,
-                      after: Any) -> Any:
-    params, frame, tile, mtile = run.params, run.frame, run.tile, run.median_tile
-    assert frame is not None
-    tiling = Tiling(frame.shape, (tile, tile))
-    pad = pad_for_kernel(params.kernel)
-    n_groups = len(run.groups)
-    ckpt = run.checkpoints
-    # One drizzle task writes one whole shard (group, tile); median tasks read chunks of it.
-    chunks, shards = (1, mtile, mtile), (1, tile, tile)
-    data = ckpt.array("resampled/data", (n_groups, *frame.shape), np.float32, chunks, np.nan,
-                      shards=shards, attributes={"kind": "drizzled group images"})
-    wht = ckpt.array("resampled/wht", (n_groups, *frame.shape), np.float32, chunks, 0.0,
-                     shards=shards, attributes={"kind": "drizzle weights"})
-    run.median = ckpt.array("median", frame.shape, np.float32, (mtile, mtile), np.nan,
-                            attributes={"kind": "median frame"})
-    plan = plan_group_tiles(run.pixel_maps, run.groups, tiling, pad)
-    pm_keys = run.pixel_map_keys
-    exposures = run.exposures
-    resample_tasks: dict[tuple[int, Any], Any] = {}
-    for (g, t), entries in plan.items():
-        members = [GroupMember(index=k, sources=sources[k], box=box,
-                               exposure_time=float(exposures[k].exposure_time or 1.0),
-                               sky=exposures[k].sky_to_subtract()) for k, box in entries]
-        resample_tasks[(g, t)] = new_task(resample_group_tile,
-            members, [pm_keys[k] for k, _ in entries], t, g, pad=pad, kernel=params.kernel,
-            pixfrac=params.pixfrac, fillval=params.fillval, weight_type=params.weight_type,
-            bad_mask=params.bad_mask, out_data=data, out_wht=wht, after=after)
-    keys = list(resample_tasks)
-    done = phases.run("resample", ckpt.tasks("resample", [resample_tasks[key] for key in keys],
-                                             decode=int))
-    resampled = dict(zip(keys, done, strict=True))
-    tiles_of_group: dict[int, list[Any]] = {g: [] for g in range(n_groups)}
-    for g, t in keys:
-        tiles_of_group[g].append(t)
-    threshold_tasks = [
-        new_task(
-            group_weight_threshold, wht, g, tiles_of_group[g], params.maskpt,
-            *[resampled[(g, t)] for t in tiles_of_group[g]])
-        for g in range(n_groups)]
-    thresholds = phases.run("threshold", ckpt.tasks("threshold", threshold_tasks))
-    median_tasks = []
-    for t in Tiling(frame.shape, (mtile, mtile)):
-        big = tiling.containing(t.y0, t.x0)
-        groups_here = [g for g in range(n_groups) if (g, big) in resampled]
-        if not groups_here:
-            continue
-        median_tasks.append(new_task(
-            median_of_resampled_tile, t, groups_here, [thresholds[g] for g in groups_here],
-            data=data, wht=wht, median=run.median,
-            after=[resampled[(g, big)] for g in groups_here]))
-    medians = phases.run("median", ckpt.tasks("median", median_tasks, decode=int))
-    return None if phases.eager else new_task(barrier, *medians)
-
-
-def _direct_median(run: ImagingGraph, sources: list[dict[str, Any]], phases: PhaseRunner,
-                   after: Any) -> Any:
-    params, tile = run.params, run.tile
-    shape = run.exposures[0].shape
-    tiling = Tiling(shape, (tile, tile))
-    tiles = list(tiling)
-    ckpt = run.checkpoints
-    run.median = ckpt.array("median", shape, np.float32, (tile, tile), np.nan,
+    def _direct_median(self, ctx: Context, sources: list[dict[str, Any]], geometry: str
+                       ) -> tuple[Any, dict, str]:
+        p, tile = self.params, int(ctx.layout["tile"])
+        shape = self.exposures[0].shape
+        tiles = list(Tiling(shape, (tile, tile)))
+        times = [float(e.exposure_time or 1.0) for e in self.exposures]
+        thr_fp = fingerprint(geometry, p.maskpt, p.weight_type, p.bad_mask, tile)
+        thresholds = ctx.stored("thresholds", (len(self.exposures),), np.float64, (1,), np.nan,
+                                fingerprint=thr_fp)
+        whole = (slice(0, shape[0]), slice(0, shape[1]))
+        thr_refs = [ctx.fill(
+            "threshold", (k,), (thresholds,), exposure_weight_threshold,
+            {name: s.reads(whole) for name, s in src.items()}, tiles, maskpt=p.maskpt,
+            weight_type=p.weight_type, bad_mask=p.bad_mask, exposure_time=texp)
+            for k, (src, texp) in enumerate(zip(sources, times, strict=True))]
+        median_fp = fingerprint(thr_fp, "median")
+        median = ctx.stored("median", shape, np.float32, (tile, tile), np.nan,
+                            fingerprint=median_fp,
                             attributes={"kind": "median frame (no resampling)"})
-    times = [float(e.exposure_time or 1.0) for e in run.exposures]
-    thr_tasks = [new_task(
-        exposure_weight_threshold, src, tiles, maskpt=params.maskpt, weight_type=params.weight_type,
-        bad_mask=params.bad_mask, exposure_time=texp)
-        for src, texp in zip(sources, times, strict=True)]
-    if after is not None:
-        thr_tasks = [new_task(first, t, after) for t in thr_tasks]
-    thresholds = phases.run("threshold", ckpt.tasks("threshold", thr_tasks))
-    median_tasks = [new_task(median_of_exposures_tile,
-        t, sources, thresholds, times, weight_type=params.weight_type, bad_mask=params.bad_mask,
-        median=run.median, after=after) for t in tiles]
-    medians = phases.run("median", ckpt.tasks("median", median_tasks, decode=int))
-    return None if phases.eager else new_task(barrier, *medians)
+        refs = {(t.i, t.j): ctx.fill(
+            "median", (t.i, t.j), (median,), median_of_exposures_tile, t,
+            [{name: s.reads(t.slices) for name, s in src.items()} for src in sources],
+            thr_refs, times, weight_type=p.weight_type, bad_mask=p.bad_mask)
+            for t in tiles}
+        return median, refs, median_fp
+
+    def _flag_stores(self, ctx: Context, k: int, tile: int, flag_fp: str) -> tuple[Any, Any]:
+        shape = self.exposures[k].shape
+        grid = tuple(-(-n // tile) for n in shape)
+        dq = ctx.stored(f"outputs/{k}/dq", shape, np.uint32, (tile, tile), 0,
+                        fingerprint=flag_fp, attributes={"exposure": self.exposures[k].name})
+        count = ctx.stored(f"outputs/{k}/count", grid, np.int64, (1, 1), 0,
+                           fingerprint=flag_fp)
+        return dq, count
+
+    def _flag_resampled(self, ctx: Context, sources: list[dict[str, Any]], median: Any,
+                        median_refs: dict, median_fp: str) -> Outputs:
+        p, frame = self.params, self.frame
+        assert frame is not None
+        tile, mtile = int(ctx.layout["tile"]), int(ctx.layout["median_tile"])
+        tasks, stores = [], []
+        for k, exp in enumerate(self.exposures):
+            flag_fp = fingerprint(median_fp, k, p.snr_pair, p.scale_pair,
+                                  exp.background_for_flagging(p.backg))
+            stores.append(self._flag_stores(ctx, k, tile, flag_fp))
+            pixmap = self._pixmaps[k]
+            refs = {}
+            for t in Tiling(exp.shape, (tile, tile)):
+                box = halo_box(t, exp.shape, FLAG_HALO)
+                window = self.pixel_maps[k].output_window(*box, margin=_WINDOW_MARGIN,
+                                                          shape=frame.shape)
+                deps = _window_refs(median_refs, window, mtile) if window else [median]
+                refs[(t.i, t.j)] = ctx.fill(
+                    "flag", (k, t.i, t.j), stores[-1], blot_and_flag_tile,
+                    {name: s.reads((slice(box[0], box[1]), slice(box[2], box[3])))
+                     for name, s in sources[k].items()},
+                    pixmap, t, deps, shape=exp.shape, window=window or (0, 0, 0, 0),
+                    median_shape=frame.shape, snr=p.snr_pair, scale=p.scale_pair,
+                    backg=exp.background_for_flagging(p.backg), block=(t.i, t.j))
+            tasks.append(refs)
+        return flag_outputs(ctx, tasks, stores)
+
+    def _flag_direct(self, ctx: Context, sources: list[dict[str, Any]], median: Any,
+                     median_refs: dict, median_fp: str) -> Outputs:
+        tile, snr1 = int(ctx.layout["tile"]), self.params.snr_pair[0]
+        tasks, stores = [], []
+        for k, exp in enumerate(self.exposures):
+            stores.append(self._flag_stores(ctx, k, tile, fingerprint(median_fp, k, snr1)))
+            tasks.append({(t.i, t.j): ctx.fill(
+                "flag", (k, t.i, t.j), stores[-1], flag_tile_against_median,
+                {name: s.reads(t.slices) for name, s in sources[k].items()}, t,
+                median_refs[(t.i, t.j)], snr1=snr1, block=(t.i, t.j))
+                for t in Tiling(exp.shape, (tile, tile))})
+        return flag_outputs(ctx, tasks, stores)
+
+    def _usable(self, ctx: Context, sources: list[dict[str, Any]]) -> tuple[Any, Any]:
+        """A cheap pass before the heavy phases: exposures with no usable pixel (all NaN,
+        all flagged or zero weight) are refused by name."""
+        p, tile = self.params, int(ctx.layout["tile"])
+        for k, (exp, src) in enumerate(zip(self.exposures, sources, strict=True)):
+            whole = (slice(0, exp.shape[0]), slice(0, exp.shape[1]))
+            ctx.graph.task("usable", (k,), _as_block, count_usable_pixels,
+                           {name: s.reads(whole) for name, s in src.items()},
+                           list(Tiling(exp.shape, (tile, tile))), weight_type=p.weight_type,
+                           bad_mask=p.bad_mask, exposure_time=float(exp.exposure_time or 1.0))
+        counts = ctx.graph.array("usable", ((1,) * len(self.exposures),), np.int64)
+
+        def check(values: np.ndarray) -> None:
+            empty = [e.name for e, n in zip(self.exposures, values, strict=True) if n == 0]
+            if empty:
+                what = "weight" if p.weight_type == "ivm" else "exposure time"
+                msg = (f"Exposure(s) {empty} have no usable pixel (SCI all NaN, every pixel "
+                       f"flagged by good_bits={p.good_bits!r}, or zero {what}); remove them "
+                       "from the inputs or fix their DQ/variance arrays.")
+                raise InputError(msg, exposure=empty[0])
+
+        return counts, check
 
 
-def _flag_resampled(run: ImagingGraph, sources: list[dict[str, Any]], median_done: Any,
-                    targets: list[Any]) -> list[dict[Any, Any]]:
-    params, frame = run.params, run.frame
-    assert frame is not None
-    out = []
-    for k, exp in enumerate(run.exposures):
-        pm_key = run.pixel_map_keys[k]
-        per_tile = {}
-        for t in Tiling(exp.shape, (run.tile, run.tile)):
-            per_tile[t] = new_task(
-                blot_and_flag_tile, sources[k], pm_key, t, shape=exp.shape, median=run.median,
-                median_shape=frame.shape, snr=params.snr_pair, scale=params.scale_pair,
-                backg=exp.background_for_flagging(params.backg), out=targets[k],
-                after=median_done)
-        out.append(per_tile)
-    return out
+def _window_refs(refs: dict[tuple[int, int], Any], window: tuple[int, int, int, int],
+                 mtile: int) -> list[Any]:
+    y0, y1, x0, x1 = window
+    return [refs[(i, j)] for i in range(y0 // mtile, (y1 - 1) // mtile + 1)
+            for j in range(x0 // mtile, (x1 - 1) // mtile + 1) if (i, j) in refs]
 
 
-def _flag_direct(run: ImagingGraph, sources: list[dict[str, Any]], median_done: Any,
-                 targets: list[Any]) -> list[dict[Any, Any]]:
-    snr1 = run.params.snr_pair[0]
-    out = []
-    for k, exp in enumerate(run.exposures):
-        out.append({t: new_task(flag_tile_against_median,
-            sources[k], t, median=run.median, snr1=snr1, out=targets[k], after=median_done)
-            for t in Tiling(exp.shape, (run.tile, run.tile))})
-    return out
-
-
-def _finish(run: ImagingGraph, flags: list[dict[Any, Any]], phases: PhaseRunner,
-            targets: list[Any]) -> None:
-    """DQ arrays per exposure (lazy, or stored and reopened when eager) and flag counts."""
-    if phases.eager and run.checkpoints is not None and run.checkpoints.enabled:
-        flat = [task for per_tile in flags for task in per_tile.values()]
-        recorded = iter(run.checkpoints.tasks("flag", flat, encode=operator.itemgetter("n"),
-                                              decode=lambda v: {"n": int(v)}))
-        flags = [{t: next(recorded) for t in per_tile} for per_tile in flags]
-    counts = [new_task(
-        sum, [new_task(operator.getitem, task, "n") for task in per_tile.values()])
-        for per_tile in flags]
-    if phases.eager:
-        run.counts = [int(n) for n in phases.run("flag", counts)]
-        run.outputs = targets
-        run.dq = [da.from_zarr(t) for t in targets]
-        return
-    lazy_dq = []
-    for k, per_tile in enumerate(flags):
-        tiling = Tiling(run.exposures[k].shape, (run.tile, run.tile))
-        rows: list[list[Any]] = [[None] * tiling.nblocks[1] for _ in range(tiling.nblocks[0])]
-        for t, task in per_tile.items():
-            rows[t.i][t.j] = da.from_delayed(
-                new_task(operator.getitem, task, "dq"), shape=t.shape,
-                dtype=np.uint32, meta=np.empty((0, 0), dtype=np.uint32))
-        lazy_dq.append(da.block(rows))
-    run.dq = lazy_dq
-    run.counts = counts
+def _as_block(func: Any, *args: Any, **kwargs: Any) -> np.ndarray:
+    return np.array([func(*args, **kwargs)], dtype=np.int64)

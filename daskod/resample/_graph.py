@@ -2,37 +2,25 @@
 
 Work unit: one (group, output tile). The task reads, for every exposure of the group, only
 the detector sub-box that can land in the padded tile, evaluates the pixel map on that
-sub-box, drizzles into the padded tile, crops and writes the chunk of
-``resampled/data`` and ``resampled/wht``.
+sub-box, drizzles into the padded tile, crops and returns the tile's image and weight.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from daskod.geometry._pixel_map import PixelMap
 from daskod.geometry._tiles import Tile, Tiling
+from daskod.io._store import array_of
 from daskod.resample._kernels import drizzle_tile
 from daskod.resample._weights import build_driz_weight, compute_weight_threshold
 
-__all__ = ["GroupMember", "plan_group_tiles", "resample_group_tile", "group_weight_threshold"]
+__all__ = ["plan_group_tiles", "resample_group_tile", "group_weight_threshold"]
 
 #: Output pixels around the padded tile within which input pixel centres are kept.
 _SELECT_MARGIN = 3.0
-
-
-@dataclass(frozen=True)
-class GroupMember:
-    """What a resample task needs of one exposure: sources, box and small metadata."""
-
-    index: int
-    sources: dict[str, Any]
-    box: tuple[int, int, int, int]
-    exposure_time: float
-    sky: float
 
 
 def plan_group_tiles(
@@ -65,14 +53,13 @@ def plan_group_tiles(
 
 def _read(source: Any, box: tuple[int, int, int, int]) -> np.ndarray:
     iy0, iy1, ix0, ix1 = box
-    return np.asarray(source[iy0:iy1, ix0:ix1])
+    return np.asarray(array_of(source)[iy0:iy1, ix0:ix1])
 
 
 def resample_group_tile(
-    members: list[GroupMember],
+    members: list[dict[str, Any]],
     pixel_maps: list[PixelMap],
     tile: Tile,
-    group: int,
     *,
     pad: int,
     kernel: str,
@@ -80,49 +67,49 @@ def resample_group_tile(
     fillval: str,
     weight_type: str,
     bad_mask: int,
-    out_data: Any,
-    out_wht: Any,
-    after: Any = None,
-) -> int:
-    """Drizzle one group onto one output tile and write it; returns the non-zero weight count.
+) -> np.ndarray:
+    """Drizzle one group onto one output tile.
 
-    ``pixel_maps`` is aligned with ``members``.
+    ``members`` (one dict per exposure of the group: its ``sci``, ``dq`` and ``var_rnoise``
+    sources, detector ``box``, ``exposure_time`` and ``sky``) is aligned with ``pixel_maps``.
+
+    Returns
+    -------
+    ndarray, shape (2, ny, nx), float32
+        The drizzled image and its weight on the tile.
     """
     inputs = []
     oy0, ox0 = tile.y0 - pad, tile.x0 - pad
     for member, pixel_map in zip(members, pixel_maps, strict=True):
-        box = member.box
-        sci = _read(member.sources["sci"], box).astype(np.float32, copy=False)
-        dq = _read(member.sources["dq"], box)
-        var = member.sources.get("var_rnoise")
+        box = member["box"]
+        sci = _read(member["sci"], box).astype(np.float32, copy=False)
+        dq = _read(member["dq"], box)
+        var = member.get("var_rnoise")
         var = None if var is None else _read(var, box)
         weight = build_driz_weight(dq, weight_type=weight_type, bad_mask=bad_mask,
-                                   var_rnoise=var, exposure_time=member.exposure_time)
-        data = sci - np.float32(member.sky) if member.sky else sci
+                                   var_rnoise=var, exposure_time=member["exposure_time"])
+        data = sci - np.float32(member["sky"]) if member["sky"] else sci
         pixmap = pixel_map.evaluate(*box)
         pixmap[..., 0] -= ox0
         pixmap[..., 1] -= oy0
-        inputs.append((data, weight, pixmap, member.exposure_time))
+        inputs.append((data, weight, pixmap, member["exposure_time"]))
     out_shape = (tile.shape[0] + 2 * pad, tile.shape[1] + 2 * pad)
     img, wht = drizzle_tile(inputs, out_shape, kernel=kernel, pixfrac=pixfrac, fillval=fillval)
-    img = img[pad:pad + tile.shape[0], pad:pad + tile.shape[1]]
-    wht = wht[pad:pad + tile.shape[0], pad:pad + tile.shape[1]]
-    region = (group, *tile.slices)
-    out_data[region] = img
-    out_wht[region] = wht
-    return int(np.count_nonzero(wht))
+    crop = (slice(pad, pad + tile.shape[0]), slice(pad, pad + tile.shape[1]))
+    return np.stack([img[crop], wht[crop]])
 
 
-def group_weight_threshold(wht: Any, group: int, tiles: list[Tile], maskpt: float,
-                           *after: Any) -> float:
+def group_weight_threshold(resampled: Any, group: int, tiles: list[Tile],
+                           maskpt: float) -> np.ndarray:
     """The reference's scalar weight threshold of one group, gathered tile by tile.
 
     Only non-zero finite weights enter ``compute_weight_threshold`` (zeros and NaN never
     count), so gathering the tiles the group touched equals thresholding the whole frame.
     """
+    resampled = array_of(resampled)
     parts = []
     for tile in tiles:
-        block = np.asarray(wht[(group, *tile.slices)])
+        block = np.asarray(resampled[(group, 1, *tile.slices)])
         parts.append(block[np.isfinite(block) & (block != 0)])
     values = np.concatenate(parts) if parts else np.empty(0, dtype=np.float32)
-    return float(compute_weight_threshold(values, maskpt))
+    return np.array([compute_weight_threshold(values, maskpt)])

@@ -1,0 +1,149 @@
+"""Which scheduler runs the graph, and how wide.
+
+``scheduler=`` when given (``"synchronous"``, ``"threads"``, ``"processes"``, a
+``tcp://host:port`` address or a ``distributed.Client``); otherwise the active distributed
+client; otherwise the scheduler set with ``dask.config.set(scheduler=...)`` (how notebook users
+debug); otherwise daskod's default, ``"threads"``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["Scheduler", "resolve_scheduler", "SCHEDULER_NAMES"]
+
+_ALIASES = {"sync": "synchronous", "single-threaded": "synchronous",
+            "synchronous": "synchronous", "threads": "threads", "threading": "threads",
+            "processes": "processes", "multiprocessing": "processes"}
+SCHEDULER_NAMES = ("synchronous", "threads", "processes")
+
+
+@dataclass
+class Scheduler:
+    """A resolved scheduler: a local kind (``name``, ``num_workers``) or a client."""
+
+    name: str
+    num_workers: int
+    client: Any = None
+    owns_client: bool = False
+    pool: Any = None
+
+    @property
+    def shares_memory(self) -> bool:
+        """Tasks run in this process (numpy inputs are read in place)."""
+        return self.client is None and self.name in ("synchronous", "threads")
+
+    def compute_kwargs(self) -> dict[str, Any]:
+        if self.client is not None:
+            return {"scheduler": self.client}
+        if self.name == "processes" and self.pool is not None:
+            return {"scheduler": "processes", "pool": self.pool}
+        if self.name == "synchronous":
+            return {"scheduler": "synchronous"}
+        return {"scheduler": self.name, "num_workers": self.num_workers}
+
+    def close(self) -> None:
+        """Close a client daskod opened from an address."""
+        if self.owns_client and self.client is not None:
+            self.client.close()
+
+    @contextlib.contextmanager
+    def session(self) -> Iterator[Scheduler]:
+        """Resources for one run: a process pool whose workers are forked from a server that
+        imported the task modules once, or the client opened from an address."""
+        try:
+            if self.name != "processes" or self.pool is not None:
+                yield self
+                return
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            ctx = multiprocessing.get_context("forkserver")
+            ctx.set_forkserver_preload(["daskod._worker_imports"])
+            with ProcessPoolExecutor(max_workers=self.num_workers, mp_context=ctx) as pool:
+                self.pool = pool
+                try:
+                    yield self
+                finally:
+                    self.pool = None
+        finally:
+            self.close()
+
+
+def _active_client() -> Any:
+    try:
+        from distributed import get_client
+    except ImportError:  # pragma: no cover - distributed is a dependency
+        return None
+    try:
+        return get_client()
+    except ValueError:
+        return None
+
+
+def _client_width(client: Any) -> int:
+    info = client.scheduler_info()
+    return max(1, sum(w.get("nthreads", 1) for w in info.get("workers", {}).values()))
+
+
+def _connect(address: str) -> Any:
+    from distributed import Client
+    from distributed.comm import parse_address
+    from distributed.comm.addressing import parse_host_port
+
+    try:
+        scheme, loc = parse_address(address)
+        host, port = parse_host_port(loc) if scheme in ("tcp", "tls") else (None, None)
+    except ValueError as err:
+        msg = f"scheduler={address!r} is not a valid address ({err}); give 'tcp://host:port'."
+        raise ValueError(msg) from err
+    try:
+        if host is not None:  # fail at once instead of retrying until the client's timeout
+            socket.create_connection((host, port), timeout=10).close()
+        return Client(address, timeout="10s", set_as_default=False)
+    except OSError as err:
+        msg = (f"Could not reach the Dask scheduler at {address!r} ({err}); start it or pass "
+               "scheduler='threads' to run locally.")
+        raise ConnectionError(msg) from err
+
+
+def resolve_scheduler(scheduler: Any = None, *, num_workers: int | None = None) -> Scheduler:
+    """Turn ``scheduler=`` (or the environment, when None) into a :class:`Scheduler`.
+
+    Raises
+    ------
+    ValueError
+        An unknown scheduler name or a malformed address.
+    ConnectionError
+        Nothing listens at a ``tcp://`` address.
+    """
+    workers = max(1, int(num_workers or os.cpu_count() or 1))
+    if scheduler is None:
+        client = _active_client()
+        if client is not None:
+            return Scheduler("distributed", _client_width(client), client)
+        import dask
+
+        scheduler = dask.config.get("scheduler", None) or "threads"
+        if not isinstance(scheduler, str):  # a get function set by the user: run on threads
+            scheduler = "threads"
+    if isinstance(scheduler, str):
+        name = scheduler.strip().lower()
+        if name in _ALIASES:
+            kind = _ALIASES[name]
+            return Scheduler(kind, 1 if kind == "synchronous" else workers)
+        if "://" in name or ":" in name:
+            client = _connect(scheduler)
+            return Scheduler("distributed", _client_width(client), client, owns_client=True)
+        msg = (f"scheduler must be 'synchronous', 'threads', 'processes', a 'tcp://' address "
+               f"or a distributed.Client, got {scheduler!r}.")
+        raise ValueError(msg)
+    if hasattr(scheduler, "submit") and hasattr(scheduler, "scheduler_info"):
+        return Scheduler("distributed", _client_width(scheduler), scheduler)
+    msg = f"scheduler must be a string or a distributed.Client, got {type(scheduler).__name__}."
+    raise ValueError(msg)
