@@ -284,9 +284,9 @@ def test_tasks_carry_no_wcs_and_no_large_array(client, zarr_observation, small_o
     for arr in (*lazy.dq, lazy.median, lazy.n_flagged):
         graph.update(dict(arr.__dask_graph__()))
     phases_with_maps = 0
-    for graph in [graph]:
+    for one in [graph]:
         maps = []
-        for node in graph.values():
+        for node in one.values():
             probe = _Probe(node)
             assert probe.wcs_like() == []
             held = [o for o in probe.objects if isinstance(o, PixelMap)]

@@ -44,7 +44,7 @@ def _equal(eager, dq, median=None):
 
 
 def test_nothing_is_computed_until_asked(imaging):
-    sim, _ = imaging
+    sim, _eager = imaging
     with _Counter() as counter:
         lazy = daskod.detect_outliers(sim.exposures, tile_size=64, compute=False)
     assert counter.counts == {}
@@ -77,7 +77,7 @@ def test_no_work_is_repeated(imaging, monkeypatch):
     together or one after another (a stored block is never recomputed)."""
     import daskod.modes.imaging as imaging_mode
 
-    sim, eager = imaging
+    sim, _eager = imaging
     calls = {"drizzle": 0, "median": 0}
     lock = threading.Lock()
 

@@ -62,6 +62,7 @@ def test_no_private_api_of_dependencies():
 
 def test_the_scan_finds_what_it_looks_for(tmp_path):
     bad = tmp_path / "bad.py"
-    bad.write_text("import dask\nfrom dask._task_spec import Task\nfrom zarr.core.sync import sync\n"
+    bad.write_text("import dask\nfrom dask._task_spec import Task\n"
+                   "from zarr.core.sync import sync\n"
                    "x = dask._config\nfs._find('a')\npool._max_workers\n")
     assert len(_violations(bad)) == 5
