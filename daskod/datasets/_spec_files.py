@@ -171,6 +171,7 @@ def run_reference_spec(asn: str | os.PathLike, outdir: str | os.PathLike, *,
         Raises ``subprocess.CalledProcessError`` (with the reference's output) on failure.
     """
     import json
+    import shutil
     import tempfile
 
     python = python or os.environ.get("DASKOD_REFERENCE_PYTHON")
@@ -179,14 +180,17 @@ def run_reference_spec(asn: str | os.PathLike, outdir: str | os.PathLike, *,
         raise ValueError(msg)
     os.makedirs(outdir, exist_ok=True)
     env = dict(os.environ)
-    crds = tempfile.mkdtemp(prefix="crds-", dir=os.fspath(outdir))
+    crds = tempfile.mkdtemp(prefix="daskod-crds-")
     env.update({"STPIPE_DISABLE_CRDS_STEPPARS": "True", "CRDS_PATH": crds,
                 "CRDS_SERVER_URL": "https://127.0.0.1:9", "CRDS_OBSERVATORY": "jwst"})
     env.pop("PYTHONPATH", None)
     cmd = [python, os.fspath(REFERENCE_SPEC_SCRIPT), os.fspath(asn), os.fspath(outdir),
            json.dumps(params)]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout,
-                          check=False)
+    try:
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout,
+                              check=False)
+    finally:
+        shutil.rmtree(crds, ignore_errors=True)
     if proc.returncode != 0:
         sys.stderr.write(proc.stdout[-5000:] + proc.stderr[-5000:])
         raise subprocess.CalledProcessError(proc.returncode, cmd, proc.stdout, proc.stderr)

@@ -65,7 +65,8 @@ def drizzle_tile(
 
 
 def drizzle_tile_with_error(
-    inputs: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]],
+    inputs: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float,
+                           tuple[int, int, int, int] | None]],
     out_shape: tuple[int, int],
     *,
     kernel: str = "square",
@@ -82,11 +83,15 @@ def drizzle_tile_with_error(
 
     Parameters
     ----------
-    inputs : iterable of (data, err, weight, pixmap, exptime)
-        2-D float32 sub-images, their ``(ny, nx, 2)`` map into *tile* pixel coordinates and
-        ``exptime`` > 0. The reference limits each input to the pixels of its WCS bounding
-        box (``resample_range``); give sub-images cropped to that range (drizzle's own
-        ``xmin``/``xmax`` limits read 0 as "no limit", which a tile's local range can hit).
+    inputs : iterable of (data, err, weight, pixmap, exptime, pixel_range)
+        2-D float32 sub-images, their ``(ny, nx, 2)`` map into *tile* pixel coordinates,
+        ``exptime`` > 0, and ``pixel_range`` = ``(xmin, xmax, ymin, ymax)`` (inclusive,
+        sub-image coordinates; None: all) of the pixels to drizzle: the reference limits
+        each input to its WCS bounding box (``resample_range``). Do not crop the sub-image
+        to that range instead: drizzle places a pixel's corners by interpolating the pixel
+        map between neighbouring pixel centres (extrapolating at the array's edge), and the
+        reference's neighbours just outside the bounding box are NaN, which drops or moves
+        the border pixels; a sub-image must keep one pixel around what it drizzles.
     out_shape : tuple of int
         Padded tile shape.
     kernel, pixfrac, fillval
@@ -101,11 +106,17 @@ def drizzle_tile_with_error(
 
     driz = Drizzle(kernel=kernel, fillval=fillval, out_shape=out_shape, disable_ctx=True)
     driz_err = Drizzle(kernel=kernel, fillval=fillval, out_shape=out_shape, disable_ctx=True)
-    for data, err, weight, pixmap, exptime in inputs:
+    for data, err, weight, pixmap, exptime, pixel_range in inputs:
+        if pixel_range is not None:
+            xmin, xmax, ymin, ymax = pixel_range
+            if xmin > xmax or ymin > ymax:
+                continue
         kwargs = {"exptime": float(exptime) if exptime > 0 else 1.0, "pixmap": pixmap,
                   "weight_map": np.ascontiguousarray(weight, dtype=np.float32),
                   "wht_scale": 1.0, "pixfrac": pixfrac, "in_units": "cps", "iscale": 1.0,
                   "pixel_scale_ratio": 1.0}
+        if pixel_range is not None:
+            kwargs.update(xmin=int(xmin), xmax=int(xmax), ymin=int(ymin), ymax=int(ymax))
         driz.add_image(np.ascontiguousarray(data, dtype=np.float32), **kwargs)
         driz_err.add_image(np.ascontiguousarray(err, dtype=np.float32), **kwargs)
     return driz.out_img, driz.out_wht, driz_err.out_img

@@ -61,7 +61,7 @@ def drizzle_group_with_error(
 
     ``pixmaps`` are the members' full pixel maps (whole-frame coordinates); ``origin`` is the
     ``(y0, x0)`` of the output box in the frame (a padded tile), so the same function serves
-    a whole frame and a tile. Each slit is cropped to its ``pixel_range`` first.
+    a whole frame and a tile. Each slit is drizzled whole, limited to its ``pixel_range``.
 
     Returns
     -------
@@ -69,18 +69,15 @@ def drizzle_group_with_error(
     """
     prepared = []
     for inp, pixmap in zip(inputs, pixmaps, strict=True):
-        xmin, xmax, ymin, ymax = inp.pixel_range
-        box = np.s_[ymin:ymax + 1, xmin:xmax + 1]
-        var = None if inp.var_rnoise is None else inp.var_rnoise[box]
-        weight = build_driz_weight(inp.dq[box], weight_type=weight_type, bad_mask=bad_mask,
-                                   var_rnoise=var, exposure_time=inp.exposure_time)
-        data = inp.sci[box].astype(np.float32, copy=False)
+        weight = build_driz_weight(inp.dq, weight_type=weight_type, bad_mask=bad_mask,
+                                   var_rnoise=inp.var_rnoise, exposure_time=inp.exposure_time)
+        data = inp.sci.astype(np.float32, copy=False)
         if inp.sky:
             data = data - np.float32(inp.sky)
-        local = np.array(pixmap[box], dtype=np.float64, copy=True)
+        local = np.array(pixmap, dtype=np.float64, copy=True)
         local[..., 0] -= origin[1]
         local[..., 1] -= origin[0]
-        prepared.append((data, inp.err[box], weight, local, inp.exposure_time))
+        prepared.append((data, inp.err, weight, local, inp.exposure_time, inp.pixel_range))
     return drizzle_tile_with_error(prepared, out_shape, kernel=kernel, pixfrac=pixfrac,
                                    fillval=fillval)
 
