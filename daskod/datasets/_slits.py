@@ -99,7 +99,10 @@ class SlitSimulation:
 
 
 def source_key(item: Exposure) -> str:
-    """The key a slit is grouped by: ``source_name`` if set (MOS), else ``source_id``."""
+    """The key a slit is grouped by: ``source_name`` if set (MOS), else ``source_id``; a
+    whole image (MIRI LRS) belongs to the one source ``"all"``."""
+    if item.meta.get("source_id") is None and item.meta.get("source_name") is None:
+        return "all"
     name = item.meta.get("source_name")
     if name is not None and str(name).strip():
         return str(name)
@@ -185,10 +188,9 @@ def _nod_offsets(n_nods: int, step: float) -> list[float]:
 def _spectra(slit: _Slit, rng: np.random.Generator, lam_range: tuple[float, float]
              ) -> tuple[Spectrum, Spectrum]:
     lo, hi = lam_range
-    lines = []
-    for _ in range(int(rng.integers(1, 4))):
-        lines.append((float(rng.uniform(lo + 0.05 * (hi - lo), hi - 0.05 * (hi - lo))),
-                      float(rng.uniform(3.0, 25.0)), float(rng.uniform(0.0012, 0.003))))
+    lines = [(float(rng.uniform(lo + 0.05 * (hi - lo), hi - 0.05 * (hi - lo))),
+              float(rng.uniform(3.0, 25.0)), float(rng.uniform(0.0012, 0.003)))
+             for _ in range(int(rng.integers(1, 4)))]
     level = float(rng.uniform(2.0, 8.0)) if slit.source_type == "POINT" else float(
         rng.uniform(0.6, 2.0))
     source = Spectrum(level=level, slope=float(rng.uniform(-2.0, 0.5)), pivot=1.3,
@@ -259,8 +261,8 @@ def make_nirspec_slits(
     for s in slits:
         for d in s.detectors:
             hot[(s.name, d)] = rng.random(s.shape) < 1.5e-3
-    step = 1.0 if mode == "fixed_slit" else 1.0
-    nods = _nod_offsets(n_nods, step)
+    # Nods of 1 arcsec (fixed slit, slit units are arcsec) or one shutter (MOS).
+    nods = _nod_offsets(n_nods, 1.0)
     exp_type = "NRS_FIXEDSLIT" if mode == "fixed_slit" else "NRS_MSASPEC"
     sim = SlitSimulation(products=[], cosmic_rays={}, cr_snr={}, hot_pixels={}, sources={})
     for s in slits:

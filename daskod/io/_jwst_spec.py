@@ -185,11 +185,10 @@ def read_spec_members(members: list[Member], *, storage_options: dict[str, Any] 
 
 def _single_slit(model: Any, member: Member, storage_options: dict[str, Any] | None
                  ) -> list[Exposure]:
-    class _One:
-        meta = model.meta
-        slits = [model]
+    from types import SimpleNamespace
 
-    return _slit_exposures(_One(), member, storage_options)
+    one = SimpleNamespace(meta=model.meta, slits=[model])
+    return _slit_exposures(one, member, storage_options)
 
 
 def spec_sources(files: list[list[Exposure]]) -> dict[str, list[Exposure]]:
