@@ -31,7 +31,7 @@ from daskod.io._fits_url import image_layout, open_fits, open_model
 from daskod.io._jwst import FitsArray, Member, _check_fits, _dtype, _group_id
 from daskod.io._location import is_url
 
-__all__ = ["SPEC_EXP_TYPES", "read_spec_members", "spec_sources", "write_spec_product",
+__all__ = ["SPEC_EXP_TYPES", "detached_wcs", "read_spec_members", "spec_sources", "write_spec_product",
            "spec_intermediate_name"]
 
 log = logging.getLogger(__name__)
@@ -61,6 +61,25 @@ def _get(node: Any, *path: str) -> Any:
         if node is None:
             return None
     return node
+
+
+def detached_wcs(wcs: Any) -> Any:
+    """A copy of a WCS read from a product that no longer needs the product to be open.
+
+    A WCS with lookup tables (spectral WCSs: ``Tabular1D`` wavelength solutions) holds them
+    as lazy ASDF arrays that fail once the datamodel is closed (``OSError: Attempt to read
+    block data from missing block``) and cannot travel to workers. The WCS is written to an
+    in-memory ASDF file while the product is open and read back with every array loaded.
+    """
+    import io
+
+    import asdf
+
+    buffer = io.BytesIO()
+    asdf.AsdfFile({"wcs": wcs}).write_to(buffer)
+    buffer.seek(0)
+    with asdf.open(buffer, lazy_load=False, memmap=False) as af:
+        return af.tree["wcs"]
 
 
 def _lazy_arrays(path: str, extver: int,
@@ -115,7 +134,8 @@ def _slit_exposures(model: Any, member: Member, storage_options: dict[str, Any] 
         for key in ("xstart", "ystart", "xsize", "ysize"):
             meta[key] = getattr(slit, key, None)
         arrays = _lazy_arrays(member.path, k + 1, storage_options)
-        out.append(Exposure(**arrays, wcs=wcs, name=f"{root}_{name.lower()}", meta=meta,
+        out.append(Exposure(**arrays, wcs=detached_wcs(wcs), name=f"{root}_{name.lower()}",
+                            meta=meta,
                             **common))
     return out
 
@@ -132,7 +152,7 @@ def _image_exposure(model: Any, member: Member, storage_options: dict[str, Any] 
             "dispersion_direction": getattr(model.meta.wcsinfo, "dispersion_direction", None),
             "bunit_data": getattr(model.meta, "bunit_data", None)}
     arrays = _lazy_arrays(member.path, 1, storage_options)
-    return Exposure(**arrays, wcs=wcs, name=_stem(member.path), meta=meta,
+    return Exposure(**arrays, wcs=detached_wcs(wcs), name=_stem(member.path), meta=meta,
                     **_common(model.meta, member))
 
 
