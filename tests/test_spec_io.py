@@ -13,7 +13,7 @@ from daskod.io._jwst import FitsArray, gather_members
 
 pytest.importorskip("stdatamodels")
 
-from daskod.io._jwst_spec import (  # noqa: E402
+from daskod.io._jwst_spec import (
     read_spec_members,
     spec_sources,
     write_spec_product,
@@ -85,7 +85,7 @@ def test_imaging_products_are_refused_by_name(tmp_path):
 
 
 def test_crf_keeps_the_slits_and_matches_nans(mos_files, tmp_path):
-    sim, out = mos_files
+    _, out = mos_files
     src = out["files"][0]
     before = _sha(src)
     files = read_spec_members(gather_members([src]))

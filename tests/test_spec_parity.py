@@ -102,6 +102,16 @@ def test_new_outliers_identical_to_the_reference(reference_run, resample_data):
         if resample_data and status == "COMPLETE":
             from astropy.io import fits
 
+            from daskod.io._jwst_spec import spec_intermediate_name
+            from daskod.spec import group_indices
+
+            asn = "o001" if name == "lrs" else None
+            names = {spec_intermediate_name(e, "blot", asn_id=asn) for e in exps}
+            names.add(spec_intermediate_name(exps[0], "median", asn_id=asn))
+            names |= {spec_intermediate_name(exps[g[0]], "outlier_s2d", asn_id=asn)
+                      for g in group_indices(exps)}
+            assert set(os.listdir(os.path.join(folder, key))) == names
+
             (median,) = glob.glob(os.path.join(folder, key, "*_median.fits"))
             with fits.open(median) as hdul:
                 np.testing.assert_array_equal(hdul["SCI"].data, dense.median)

@@ -31,8 +31,8 @@ from daskod.io._fits_url import image_layout, open_fits, open_model
 from daskod.io._jwst import FitsArray, Member, _check_fits, _dtype, _group_id
 from daskod.io._location import is_url
 
-__all__ = ["SPEC_EXP_TYPES", "detached_wcs", "read_spec_members", "spec_sources", "write_spec_product",
-           "spec_intermediate_name"]
+__all__ = ["SPEC_EXP_TYPES", "detached_wcs", "read_spec_members", "spec_sources",
+           "write_spec_product", "spec_intermediate_name"]
 
 log = logging.getLogger(__name__)
 
@@ -226,10 +226,17 @@ def spec_sources(files: list[list[Exposure]]) -> dict[str, list[Exposure]]:
     return out
 
 
-def spec_intermediate_name(exp: Exposure, suffix: str) -> str:
-    """The reference's intermediate file name for an input: ``<root>[_<slit>]_<suffix>.fits``
-    (``blot``, ``median``, ``outlier_s2d``; the median and a group's ``outlier_s2d`` take the
-    name of the first input of the source / group)."""
+def spec_intermediate_name(exp: Exposure, suffix: str, *, asn_id: str | None = None) -> str:
+    """The reference's intermediate file name for an input of a spec run.
+
+    ``<root>_<slit>_<suffix>.fits`` for a slit (``exp.name`` is ``<root>_<slit>``, ``<root>``
+    the file stem without ``_cal``), ``<root>[_<asn_id>]_<suffix>.fits`` for a whole image
+    (MIRI LRS; jwst adds the association id when the container came from an association;
+    per-source slit containers carry none). ``suffix``: ``blot`` (every input),
+    ``median`` (the source's first input), ``outlier_s2d`` (each group's first input).
+    """
+    if exp.meta.get("model_type") == "ImageModel" and asn_id:
+        return f"{exp.name}_{asn_id}_{suffix}.fits"
     return f"{exp.name}_{suffix}.fits"
 
 
