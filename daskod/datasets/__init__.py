@@ -4,7 +4,12 @@ from daskod.datasets._cubes import SimulatedCube, make_coron_cube, make_tso_cube
 from daskod.datasets._ifu import IFUSimulation, make_ifu_exposures
 from daskod.datasets._imaging import SimulatedImaging, make_dithered_imaging
 from daskod.datasets._jwst_files import write_cal_files
+from daskod.datasets._lrs import make_lrs_exposures
 from daskod.datasets._simple import make_simple_exposures
+from daskod.datasets._slit_wcs import make_lrs_wcs, make_nirspec_slit_wcs
+from daskod.datasets._slits import SlitSimulation, SpecProduct, make_nirspec_slits
+from daskod.datasets._spec_files import run_reference_spec, write_spec_cal_files
+from daskod.datasets._spectra import DetectorNoise
 from daskod.datasets._wcs import make_detector_wcs, make_simple_wcs
 
 __all__ = [
@@ -19,4 +24,13 @@ __all__ = [
     "write_cal_files",
     "make_ifu_exposures",
     "IFUSimulation",
+    "make_nirspec_slits",
+    "make_lrs_exposures",
+    "SlitSimulation",
+    "SpecProduct",
+    "DetectorNoise",
+    "make_nirspec_slit_wcs",
+    "make_lrs_wcs",
+    "write_spec_cal_files",
+    "run_reference_spec",
 ]

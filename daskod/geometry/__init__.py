@@ -13,6 +13,12 @@ _LAZY = {
     "compute_pixel_map": "daskod.geometry._pixel_map",
     "evaluate_wcs_pixel_map": "daskod.geometry._pixel_map",
     "Tiling": "daskod.geometry._tiles",
+    "SpecFrame": "daskod.geometry._spec_frame",
+    "nirspec_output_frame": "daskod.geometry._spec_frame",
+    "select_reference_slit": "daskod.geometry._spec_frame",
+    "interpolated_output_frame": "daskod.geometry._spec_frame_interp",
+    "compute_spectral_pixel_map": "daskod.geometry._spec_pixel_map",
+    "input_pixel_range": "daskod.geometry._spec_pixel_map",
 }
 
 __all__ = list(_LAZY)

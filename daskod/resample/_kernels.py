@@ -6,7 +6,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-__all__ = ["KERNEL_PAD", "drizzle_tile", "pad_for_kernel"]
+__all__ = ["KERNEL_PAD", "drizzle_tile", "drizzle_tile_with_error", "pad_for_kernel"]
 
 #: Output pixels of padding per kernel that make tile-by-tile drizzling equal to a
 #: whole-frame run (measured: notes/resampling.md section 2.2; doubled for distortion).
@@ -62,3 +62,61 @@ def drizzle_tile(
             iscale=1.0,
         )
     return driz.out_img, driz.out_wht
+
+
+def drizzle_tile_with_error(
+    inputs: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float,
+                           tuple[int, int, int, int] | None]],
+    out_shape: tuple[int, int],
+    *,
+    kernel: str = "square",
+    pixfrac: float = 1.0,
+    fillval: str | float = "NAN",
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Drizzle data and their errors onto one (padded) output tile, as the reference's
+    ``compute_err="driz_err"`` (spectroscopic mode).
+
+    The errors go through a second, independent drizzle with the same pixel map, weights,
+    kernel, ``pixfrac`` and ``fillval``: the result is the weighted *linear* mean of the
+    errors (not a variance propagation), ``fillval`` where nothing landed. The reference
+    then divides it by ``1 / sqrt(pixel_scale_ratio)``, which is 1 in outlier detection.
+
+    Parameters
+    ----------
+    inputs : iterable of (data, err, weight, pixmap, exptime, pixel_range)
+        2-D float32 sub-images, their ``(ny, nx, 2)`` map into *tile* pixel coordinates,
+        ``exptime`` > 0, and ``pixel_range`` = ``(xmin, xmax, ymin, ymax)`` (inclusive,
+        sub-image coordinates; None: all) of the pixels to drizzle: the reference limits
+        each input to its WCS bounding box (``resample_range``). Do not crop the sub-image
+        to that range instead: drizzle places a pixel's corners by interpolating the pixel
+        map between neighbouring pixel centres (extrapolating at the array's edge), and the
+        reference's neighbours just outside the bounding box are NaN, which drops or moves
+        the border pixels; a sub-image must keep one pixel around what it drizzles.
+    out_shape : tuple of int
+        Padded tile shape.
+    kernel, pixfrac, fillval
+        As the reference's drizzle parameters.
+
+    Returns
+    -------
+    img, wht, err : ndarray of float32
+        Weighted-mean data, summed weight (of the data drizzle) and weighted-mean error.
+    """
+    from drizzle.resample import Drizzle
+
+    driz = Drizzle(kernel=kernel, fillval=fillval, out_shape=out_shape, disable_ctx=True)
+    driz_err = Drizzle(kernel=kernel, fillval=fillval, out_shape=out_shape, disable_ctx=True)
+    for data, err, weight, pixmap, exptime, pixel_range in inputs:
+        if pixel_range is not None:
+            xmin, xmax, ymin, ymax = pixel_range
+            if xmin > xmax or ymin > ymax:
+                continue
+        kwargs = {"exptime": float(exptime) if exptime > 0 else 1.0, "pixmap": pixmap,
+                  "weight_map": np.ascontiguousarray(weight, dtype=np.float32),
+                  "wht_scale": 1.0, "pixfrac": pixfrac, "in_units": "cps", "iscale": 1.0,
+                  "pixel_scale_ratio": 1.0}
+        if pixel_range is not None:
+            kwargs.update(xmin=int(xmin), xmax=int(xmax), ymin=int(ymin), ymax=int(ymax))
+        driz.add_image(np.ascontiguousarray(data, dtype=np.float32), **kwargs)
+        driz_err.add_image(np.ascontiguousarray(err, dtype=np.float32), **kwargs)
+    return driz.out_img, driz.out_wht, driz_err.out_img
