@@ -11,7 +11,6 @@ import pytest
 import daskod
 from daskod import datasets
 
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 
 @pytest.mark.parametrize("resample_data", [True, False])

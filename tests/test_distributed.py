@@ -32,7 +32,6 @@ from daskod.engine._budget import (
 
 distributed = pytest.importorskip("distributed")
 
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 MiB = 2**20
 WORKER_LIMIT = 1024 * MiB

@@ -14,7 +14,6 @@ import pytest
 from daskod import datasets
 
 dm = pytest.importorskip("stdatamodels.jwst.datamodels")
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,6 @@ from daskod import datasets
 from daskod.datasets._jwst_files import write_association
 
 dm = pytest.importorskip("stdatamodels.jwst.datamodels")
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 DETECTORS = {"MIRI": ("MIRIFUSHORT", "MIR_MRS"), "NIRSPEC": ("NRS1", "NRS_IFU")}
 

@@ -8,7 +8,6 @@ import zarr
 
 import daskod
 
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 
 def _flags(result):

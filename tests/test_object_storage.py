@@ -160,7 +160,6 @@ def _cli(*args):
     return main(["run", *args, "--no-progress", "--scheduler", "synchronous"])
 
 
-@pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_run_association_on_s3_with_store_and_outputs_on_s3(cal_files, s3_env, s3_options,
                                                              prefix, tmp_path, capsys):
     from stdatamodels.jwst import datamodels as dm
@@ -191,7 +190,6 @@ def test_run_association_on_s3_with_store_and_outputs_on_s3(cal_files, s3_env, s
     assert flagged > 0
 
 
-@pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_failed_run_leaves_no_output_object(cal_files, no_credentials, s3_options, prefix,
                                             tmp_path, monkeypatch, capsys):
     # Credentials and endpoint only through --storage-options (no AWS_* variables).
@@ -278,7 +276,6 @@ def test_missing_bucket_is_a_store_error_before_work(observation, s3_options, no
     assert not _fs(s3_options).exists("daskod-no-such-bucket")
 
 
-@pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_cli_output_bucket_missing_fails_before_the_run(cal_files, s3_env, capsys, tmp_path,
                                                         monkeypatch):
     import daskod
@@ -360,7 +357,6 @@ def test_remove_store_deletes_every_object_under_the_prefix(s3_options, prefix, 
     assert not (tmp_path / "local.zarr").exists()
 
 
-@pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_fits_blocks_read_from_a_url_equal_local_reads(cal_files):
     # fsspec's in-memory file system stands for any URL: one ranged read per block.
     import fsspec

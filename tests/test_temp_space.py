@@ -174,7 +174,6 @@ def cal_files(tmp_path_factory):
     return datasets.write_cal_files(sim.exposures, tmp_path_factory.mktemp("cal"))
 
 
-@pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_daskod_run_cleans_temp_space_on_success_and_failure(cal_files, temp_dir, tmp_path,
                                                               monkeypatch, capsys):
     from daskod.cli import main
@@ -204,7 +203,6 @@ def test_daskod_run_cleans_temp_space_on_success_and_failure(cal_files, temp_dir
     assert os.listdir(temp_dir) == []
 
 
-@pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_daskod_run_checks_space_for_staged_products(cal_files, temp_dir, tmp_path,
                                                      monkeypatch, capsys):
     import daskod
