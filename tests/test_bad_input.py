@@ -186,7 +186,7 @@ def test_a_reused_process_id_does_not_keep_a_leftover(temp_dir):
     os.utime(path, (1_000_000_000, 1_000_000_000))
     owner = _leftovers.parse_owner(path.name)
     assert not _leftovers.owner_alive(owner, str(path))
-    assert str(path) in daskod.clean_temp_dir()
+    assert str(path) in daskod.clean_leftovers()
     assert not path.exists()
 
 
@@ -200,7 +200,7 @@ def test_daskod_clean_removes_leftovers_and_reports(temp_dir, capsys):
     out = capsys.readouterr().out
     assert str(dead) in out and "Removed 1" in out
     assert not dead.exists() and mine.exists()
-    assert daskod.clean_temp_dir() == []
+    assert daskod.clean_leftovers() == []
 
 
 def test_partial_files_never_survive_a_successful_rerun(cal_copy, tmp_path, temp_dir,
