@@ -71,10 +71,10 @@ def estimate_memory(
         if isinstance(inputs, Cube) or mode in ("tso", "coron", "ifu"):
             budget = task_budget(memory_limit=memory_limit, **facts)
             containers = [inputs] if isinstance(inputs, Cube) else validate_exposures(
-                inputs, need_wcs=False, check_errors=False)
+                inputs, need_wcs=False)
             written = store_bytes(containers, shares_memory=shares)
         else:
-            items = validate_exposures(inputs, need_wcs=False, check_errors=False)
+            items = validate_exposures(inputs, need_wcs=False)
             groups = group_exposures(items)
             n_units = len(groups) if resample_data else len(items)
             budget = plan_budget(memory_limit=memory_limit, n_groups=max(n_units, 1),

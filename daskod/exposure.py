@@ -125,7 +125,7 @@ def _check_array(exp: Exposure, attr: str, shape: tuple[int, int] | None) -> tup
 
 def validate_exposures(
     exposures: Any, *, need_wcs: bool = True, same_shape: bool = False,
-    check_errors: bool = True,
+    check_errors: bool = False,
 ) -> list[Exposure]:
     """Check a list of exposures before any heavy work, naming the first problem found.
 
@@ -140,7 +140,8 @@ def validate_exposures(
     check_errors : bool
         Read a small sample of each exposure (never a whole array) and warn when ERR or
         ``var_rnoise`` is zero, negative or not finite where SCI is valid
-        (:func:`daskod._plausibility.check_errors`). False reads no pixel.
+        (:func:`daskod._plausibility.check_errors`). False (the default) reads no pixel;
+        runs that compute pass True, lazy graphs (``compute=False``) do not.
 
     Returns
     -------

@@ -288,19 +288,52 @@ def test_err_zero_or_not_finite_where_sci_is_valid_warns_by_name(small_observati
     exps = small_observation.exposures
     broken = replace(exps[2], err=np.full(exps[2].shape, bad, np.float32), name="broken_cal")
     with pytest.warns(InputWarning, match=r"broken_cal.*ERR") as record:
-        validate_exposures([*exps[:2], broken, exps[3]])
+        validate_exposures([*exps[:2], broken, exps[3]], check_errors=True)
     assert len(record) == 1
     assert "100.0%" in str(record[0].message)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        validate_exposures(exps)  # plausible inputs: silent
+        validate_exposures(exps, check_errors=True)  # plausible inputs: silent
+
+
+def test_detect_outliers_warns_before_the_work_and_lazy_graphs_read_nothing(
+        small_observation, monkeypatch):
+    import daskod._api
+
+    exps = small_observation.exposures
+    broken = replace(exps[1], err=np.zeros(exps[1].shape, np.float32), name="zero_err")
+    warned_before_work = []
+    real = daskod._api.build_imaging
+
+    def ours(record):
+        return [w for w in record if issubclass(w.category, InputWarning)]
+
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+
+        def watching(*args, **kwargs):
+            warned_before_work.append(len(ours(record)))
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(daskod._api, "build_imaging", watching)
+        daskod.detect_outliers([exps[0], broken, *exps[2:]], scheduler="synchronous")
+    record = ours(record)
+    assert warned_before_work == [1] and len(record) == 1
+    assert "zero_err" in str(record[0].message)
+    assert record[0].filename == __file__  # shown at the caller's line
+    reads: list[int] = []
+    lazy = [replace(e, err=CountingArray(np.zeros(e.shape, np.float32), reads)) for e in exps]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", InputWarning)
+        daskod.detect_outliers(lazy, compute=False)
+    assert reads == []
 
 
 def test_zero_read_noise_variance_warns_for_ivm_weights(small_observation):
     exp = small_observation.exposures[0]
     bad = replace(exp, var_rnoise=np.zeros(exp.shape, np.float32), name="novar")
     with pytest.warns(InputWarning, match=r"novar.*var_rnoise"):
-        validate_exposures([bad])
+        validate_exposures([bad], check_errors=True)
 
 
 def test_err_check_reads_a_bounded_sample_block_by_block():
@@ -311,7 +344,7 @@ def test_err_check_reads_a_bounded_sample_block_by_block():
     exp = daskod.Exposure(sci=CountingArray(sci, reads), err=CountingArray(err, reads),
                           dq=CountingArray(np.zeros((ny, nx), np.uint32), reads), name="big")
     with pytest.warns(InputWarning, match="big"):
-        validate_exposures([exp], need_wcs=False)
+        validate_exposures([exp], need_wcs=False, check_errors=True)
     assert reads, "the check read nothing"
     assert max(reads) <= ny * nx // 8  # never a whole array at once
     assert sum(reads) <= 3 * ny * nx // 4  # a sample, not every pixel of three arrays
