@@ -226,7 +226,7 @@ def detect_outliers(
         raise TypeError(msg)
     params = ImagingParams(**params_kwargs)
     items = validate_exposures(exposures, need_wcs=params.resample_data,
-                               same_shape=not params.resample_data)
+                               same_shape=not params.resample_data, check_errors=compute)
     resolved = {**params_kwargs, "mode": mode}
     groups = group_exposures(items)
     n_units = len(groups) if params.resample_data else len(items)
