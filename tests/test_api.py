@@ -135,7 +135,8 @@ def test_all_nan_and_zero_weight_exposures_are_refused():
         daskod.detect_outliers(exps, scheduler="synchronous")
     exps = datasets.make_simple_exposures(n_exposures=3)
     exps[2].var_rnoise[:] = np.inf
-    with pytest.raises(daskod.InputError, match=r"\['test2'\] have no usable pixel"):
+    with pytest.raises(daskod.InputError, match=r"\['test2'\] have no usable pixel"), \
+            pytest.warns(daskod.InputWarning, match="'test2': var_rnoise"):
         daskod.detect_outliers(exps, scheduler="synchronous")
 
 
