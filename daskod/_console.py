@@ -32,7 +32,7 @@ class _OneLine(logging.Formatter):
         self.command = command
 
     def format(self, record: logging.LogRecord) -> str:
-        if record.levelno >= logging.WARNING:
+        if record.levelno >= logging.WARNING:  # one line: no traceback, no source path
             text = record.getMessage().strip().splitlines()
             return f"daskod {self.command}: {record.levelname.lower()}: {text[0] if text else ''}"
         return super().format(record)
@@ -47,7 +47,7 @@ class _Once(logging.Filter):
         self.shown: list[str] = []
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno < logging.WARNING:
+        if record.levelno != logging.WARNING:  # errors always show
             return True
         text = record.getMessage().strip()
         if any(text in old or old in text for old in self.shown):

@@ -213,9 +213,14 @@ def describe_plan(plan: RunPlan, *, memory_limit: Any, scheduler: Any, tile_size
     items, mode = plan.items, plan.mode
     lines = []
     if mode in ("imaging", "ifu"):
-        groups = len({e.group_id for e in items})
-        lines.append(f"Plan: {len(items)} exposure(s), mode {mode}, {groups} group(s); "
-                     "nothing read but headers and metadata.")
+        if mode == "ifu":
+            from daskod.modes.ifu import detector_groups
+
+            groups = f"{len(detector_groups(items))} detector(s)"
+        else:
+            groups = f"{len({e.group_id for e in items})} group(s)"
+        lines.append(f"Plan: {len(items)} exposure(s), mode {mode}, {groups}; nothing read "
+                     "but headers and metadata.")
     else:
         shape = " x ".join(str(n) for n in items[0].shape)
         lines.append(f"Plan: 1 cube ({shape}), mode {mode}; nothing read but headers and "

@@ -285,12 +285,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"daskod {args.command}: interrupted", file=sys.stderr)
         return 130
-    except Exception as err:  # a command line says why in one line
-        log.debug("Traceback", exc_info=True)
+    except Exception as err:  # one line on the console; the traceback in --log-file
         known = (ValueError, OSError, MemoryError, ConnectionError, TypeError, ImportError)
         kind = "" if isinstance(err, known) else f"{type(err).__name__}: "
-        text = (f"{kind}{err}".strip().splitlines() or [""])[0]
-        print(f"daskod {args.command}: error: {text}", file=sys.stderr)
+        log.error("%s", f"{kind}{err}".strip(), exc_info=True)
         return 1
     finally:
         screen.__exit__(None, None, None)

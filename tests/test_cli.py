@@ -168,3 +168,15 @@ def test_top_level_usage_and_version(capsys):
     assert "usage: daskod" in capsys.readouterr().out
     assert main(["--version"]) == 0
     assert capsys.readouterr().out.strip() == __import__("daskod").__version__
+
+
+def test_errors_are_one_line_and_the_log_file_keeps_the_traceback(tmp_path, capsys):
+    log = tmp_path / "run.log"
+    code = main(["run", str(tmp_path / "missing_cal.fits"), "-o", str(tmp_path / "out"),
+                 "--log-file", str(log), "-q"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert err.splitlines() == [f"daskod run: error: {tmp_path / 'missing_cal.fits'}: "
+                                "no such file."]
+    text = log.read_text()
+    assert "ERROR" in text and "Traceback" in text and "no such file" in text
