@@ -34,7 +34,7 @@ BAD_FRACTION = 0.01
 #: Pixels read per array (about; at least one row per band).
 SAMPLE_PIXELS = 2**18
 #: Bands of rows read from an unchunked array (a FITS extension read block by block).
-BANDS = 3
+BANDS = 2
 #: At most this many chunks of a chunked array are read.
 MAX_CHUNKS = 16
 

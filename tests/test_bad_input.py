@@ -203,6 +203,20 @@ def test_daskod_clean_removes_leftovers_and_reports(temp_dir, capsys):
     assert daskod.clean_leftovers() == []
 
 
+def test_daskod_clean_removes_partial_products_of_gone_processes(temp_dir, tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    host = _leftovers.host_tag()
+    dead = out / f".x_crf.fits.partial-{_dead_pid()}@{host}-0a1b2c3d"
+    live = out / f".x_crf.fits.partial-{os.getpid()}@{host}-0a1b2c3d"
+    product = out / "x_crf.fits"
+    for path in (dead, live, product):
+        path.write_bytes(b"x")
+    assert _main("clean", str(out)) == 0
+    assert str(dead) in capsys.readouterr().out
+    assert not dead.exists() and live.exists() and product.exists()
+
+
 def test_partial_files_never_survive_a_successful_rerun(cal_copy, tmp_path, temp_dir,
                                                          monkeypatch):
     import errno
