@@ -71,6 +71,8 @@ def _show_warning(message: Warning | str, category: type[Warning], filename: str
 def console(command: str, *, verbose: bool = False, quiet: bool = False,
             log_level: str | None = None, log_file: str | None = None) -> Iterator[None]:
     """Set up logging and warning display for one command, and undo it afterwards."""
+    from daskod._exceptions import DaskodWarning
+
     if log_level is not None:
         level = getattr(logging, log_level)
     elif quiet:
@@ -101,7 +103,9 @@ def console(command: str, *, verbose: bool = False, quiet: bool = False,
         root.addHandler(handler)
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("default")
+            # daskod's own warnings show once per message; other filters stay as they are
+            # (Python's defaults hide third-party deprecation warnings).
+            warnings.simplefilter("default", DaskodWarning)
             warnings.showwarning = _show_warning
             yield
     finally:
