@@ -13,6 +13,7 @@ import difflib
 import logging
 import re
 import sys
+import traceback
 from typing import Any
 
 from daskod import _cli_values as value
@@ -288,7 +289,9 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as err:  # one line on the console; the traceback in --log-file
         known = (ValueError, OSError, MemoryError, ConnectionError, TypeError, ImportError)
         kind = "" if isinstance(err, known) else f"{type(err).__name__}: "
-        log.error("%s", f"{kind}{err}".strip(), exc_info=True)
+        # The traceback as text: a record holding the exception would keep the failed run's
+        # frames (and a result's temporary store) alive in any handler that keeps records.
+        log.error("%s\n%s", f"{kind}{err}".strip(), traceback.format_exc().rstrip())
         return 1
     finally:
         screen.__exit__(None, None, None)
