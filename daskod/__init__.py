@@ -20,6 +20,7 @@ _LAZY = {
     "OutlierDetection": "daskod._api",
     "OutlierResult": "daskod._result",
     "estimate_memory": "daskod._estimate",
+    "clean_leftovers": "daskod.io._leftovers",
     "Exposure": "daskod.exposure",
     "Cube": "daskod.cube",
     "flag_cr": "daskod.flag._kernels",
@@ -33,8 +34,10 @@ _LAZY = {
     "OutputTooLargeError": "daskod._exceptions",
     "MemoryBudgetError": "daskod._exceptions",
     "StoreError": "daskod._exceptions",
+    "ProductExistsError": "daskod._exceptions",
     "DaskodWarning": "daskod._exceptions",
     "SkippedWarning": "daskod._exceptions",
+    "InputWarning": "daskod._exceptions",
 }
 
 __all__ = [
@@ -42,6 +45,7 @@ __all__ = [
     "OutlierDetection",
     "OutlierResult",
     "estimate_memory",
+    "clean_leftovers",
     "Exposure",
     "Cube",
     "flag_cr",
@@ -55,8 +59,10 @@ __all__ = [
     "OutputTooLargeError",
     "MemoryBudgetError",
     "StoreError",
+    "ProductExistsError",
     "DaskodWarning",
     "SkippedWarning",
+    "InputWarning",
     "__version__",
 ]
 

@@ -199,7 +199,7 @@ def detect_outliers(
                         cube_roi=cube_roi)
         plan = IFUPlan(exposures, ifu, snr=snr, scale=scale, backg=backg, maskpt=maskpt,
                        good_bits=good_bits, tile_size=tile_size,
-                       save_intermediate=save_intermediate_results)
+                       save_intermediate=save_intermediate_results, check_errors=compute)
         resolved = {"mode": mode, **vars(ifu), "snr": snr, "scale": scale, "backg": backg,
                     "maskpt": maskpt, "good_bits": good_bits, **plan.resolved}
     else:
@@ -209,7 +209,7 @@ def detect_outliers(
             raise TypeError(msg)
         params = ImagingParams(**imaging_kwargs)
         items = validate_exposures(exposures, need_wcs=params.resample_data,
-                                   same_shape=not params.resample_data)
+                                   same_shape=not params.resample_data, check_errors=compute)
         plan = ImagingPlan(items, params, max_output_pixels=get_option("max_output_pixels"))
         resolved = {**imaging_kwargs, "mode": mode}
     plan.verify_inputs = bool(verify_inputs)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 import time
 from typing import Any
 
@@ -44,11 +43,11 @@ def run_demo(
     import daskod
     from daskod import datasets
     from daskod.flag._dq import OUTLIER
+    from daskod.io._location import temp_folder
     from daskod.plot import plot_diagnostic
 
     os.makedirs(output_dir, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="daskod-demo-",
-                                     dir=daskod.options.default_temp_dir()) as tmp:
+    with temp_folder("daskod-demo-") as tmp:
         start = time.perf_counter()
         sim = datasets.make_dithered_imaging(n_exposures=n_exposures, shape=shape, seed=seed,
                                              store=os.path.join(tmp, "simulated.zarr"))

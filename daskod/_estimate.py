@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 __all__ = ["estimate_memory"]
 
 
@@ -58,13 +60,19 @@ def estimate_memory(
     )
     from daskod.engine._scheduler import resolve_scheduler
     from daskod.exposure import validate_exposures
+    from daskod.io._store import store_bytes
     from daskod.modes.imaging import group_exposures
 
     sched = resolve_scheduler(scheduler)
+    frame = None
     try:
         facts = scheduler_facts(sched)
-        if isinstance(inputs, Cube) or mode in ("tso", "coron"):
+        shares = sched.shares_memory
+        if isinstance(inputs, Cube) or mode in ("tso", "coron", "ifu"):
             budget = task_budget(memory_limit=memory_limit, **facts)
+            containers = [inputs] if isinstance(inputs, Cube) else validate_exposures(
+                inputs, need_wcs=False)
+            written = store_bytes(containers, shares_memory=shares)
         else:
             items = validate_exposures(inputs, need_wcs=False)
             groups = group_exposures(items)
@@ -75,11 +83,21 @@ def estimate_memory(
                                  group_pixels=largest_group_pixels(
                                      [e.shape for e in items],
                                      groups if resample_data else None))
+            frame = _output_frame(items) if resample_data else None
+            pixels = int(np.prod(frame)) if frame else max(int(np.prod(e.shape))
+                                                            for e in items)
+            written = store_bytes(items, shares_memory=shares,
+                                  frame_pixels=pixels if resample_data else 0,
+                                  n_groups=n_units if resample_data else 0,
+                                  median_pixels=pixels)
     finally:
         sched.close()
     out: dict[str, Any] = {"memory_limit": budget.memory_limit,
                            "predicted_peak": budget.predicted_peak,
-                           "per_task": budget.per_task_bytes, "workers": budget.num_workers}
+                           "per_task": budget.per_task_bytes, "workers": budget.num_workers,
+                           "store_bytes": written}
+    if frame is not None:
+        out["output_frame"] = frame
     if budget.tile:
         out["tile"] = budget.tile
         out["median_tile"] = budget.median_tile or budget.tile
@@ -90,3 +108,16 @@ def estimate_memory(
         out["worker_share"] = budget.worker_share
         out["worker_peak"] = budget.predicted_peak // workers.n_workers
     return out
+
+
+def _output_frame(items: list[Any]) -> tuple[int, int] | None:
+    """The output frame's shape from the exposures' WCS (None when one has no WCS)."""
+    from daskod.geometry._frame import compute_output_frame
+    from daskod.options import get_option
+
+    if any(e.wcs is None for e in items):
+        return None
+    frame = compute_output_frame([e.wcs for e in items], [e.shape for e in items],
+                                 names=[e.name for e in items],
+                                 max_output_pixels=get_option("max_output_pixels"))
+    return tuple(int(n) for n in frame.shape)  # type: ignore[return-value]

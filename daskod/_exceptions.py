@@ -13,8 +13,10 @@ __all__ = [
     "OutputTooLargeError",
     "MemoryBudgetError",
     "StoreError",
+    "ProductExistsError",
     "DaskodWarning",
     "SkippedWarning",
+    "InputWarning",
 ]
 
 
@@ -77,9 +79,38 @@ class StoreError(DaskodError, OSError):
         self.free = free
 
 
+class ProductExistsError(DaskodError, FileExistsError):
+    """Products a run would write exist already and the run may not replace them.
+
+    Attributes
+    ----------
+    paths : list of str
+        The existing products.
+    """
+
+    def __init__(self, msg: str, *, paths: list[str]) -> None:
+        super().__init__(msg)
+        self.paths = list(paths)
+
+
 class DaskodWarning(UserWarning):
     """Base class of daskod's warnings."""
 
 
 class SkippedWarning(DaskodWarning):
     """The step was skipped (as the reference does), e.g. fewer than two groups."""
+
+
+class InputWarning(DaskodWarning):
+    """An input looks implausible (e.g. ERR zero where SCI is valid); the run goes on, but
+    its flags are probably wrong. The message names the exposure, the array and the cause.
+
+    Attributes
+    ----------
+    exposure : str or None
+        The name of the exposure.
+    """
+
+    def __init__(self, msg: str, *, exposure: str | None = None) -> None:
+        super().__init__(msg)
+        self.exposure = exposure

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -34,73 +36,64 @@ def run_files(inputs: list[str], outdir: str, *, params: dict[str, Any],
               memory_limit: Any = None, scheduler: Any = None, tile_size: int | None = None,
               save_intermediate_results: bool = False, progress: bool = True,
               store: str | None = None, storage_options: dict[str, Any] | None = None,
+              overwrite: bool = False, dry_run: bool = False,
               echo: Any = print) -> dict[str, Any]:
     """Run outlier detection on JWST products and write the ``crf``/``crfints`` products.
 
     Every check (members, files, WCS, exposure types, output names, that the output folder
-    and ``store`` are writable) happens before any output is written. Inputs, ``outdir`` and
-    ``store`` may be fsspec URLs (``s3://bucket/prefix``), opened with ``storage_options``.
-    Products are written under the ``temp_dir`` option first and moved (uploaded) into
-    ``outdir`` only when all of them are ready: a failed run leaves no product behind.
+    and ``store`` are writable, existing products) happens before any pixel is read
+    (:func:`daskod._run_plan.plan_run`). Inputs, ``outdir`` and ``store`` may be fsspec URLs
+    (``s3://bucket/prefix``), opened with ``storage_options``. Products are written under the
+    ``temp_dir`` option first and moved (uploaded) into ``outdir`` only when all of them are
+    ready: a failed run leaves no product behind, and no output folder or intermediates
+    store that it created.
+
+    Existing products are refused unless ``overwrite``, except those a resumed run (the same
+    ``store``, which records the products its runs wrote) was writing. ``dry_run`` prints
+    the plan (:func:`daskod._run_plan.describe_plan`) and stops.
     """
     import daskod
-    from daskod.io._jwst import gather_members, read_members
-    from daskod.io._location import (
-        ensure_free_space,
-        is_url,
-        open_store,
-        publish,
-        store_location,
-        temp_folder,
-    )
-    from daskod.io._products import join, plan_outputs, stem_of, write_product
+    from daskod._run_plan import describe_plan, plan_run, record_products
+    from daskod.io._location import ensure_free_space, publish, store_location, temp_folder
+    from daskod.io._products import write_product
 
     log.info("Versions: %s", _versions())
-    members = gather_members(inputs, storage_options=storage_options)
-    items, _info, mode = read_members(members, storage_options=storage_options)
-    mode = params.pop("mode", None) or mode
-    suffix = "crf" if mode in ("imaging", "ifu") else "crfints"
-    if is_url(outdir):
-        # A probe object written and deleted now: bucket and credentials are checked.
-        open_store(outdir, storage_options=storage_options, what="output folder")
-    else:
-        existing = outdir
-        while existing and not os.path.exists(existing):
-            existing = os.path.dirname(os.path.abspath(existing))
-        if not os.access(existing or ".", os.W_OK):
-            msg = f"Output folder {outdir} is not writable ({existing} is not)."
-            raise PermissionError(msg)
-    paths = [m.path for m in members]
-    outputs = plan_outputs(paths, outdir, suffix)
+    params = dict(params)
+    plan = plan_run(inputs, outdir, params=params, store=store,
+                    storage_options=storage_options,
+                    save_intermediate_results=save_intermediate_results)
+    params.pop("mode", None)
+    mode, items, paths, outputs = plan.mode, plan.items, plan.paths, plan.outputs
+    need = sum(_size(p, storage_options) for p in paths)
+    if save_intermediate_results:  # at least the median and (imaging) one blot each
+        pixels = [int(np.prod(np.shape(it.dq))) for it in items]
+        need += 4 * max(pixels) + (4 * sum(pixels) if mode == "imaging" else 0)
+    if dry_run:
+        for line in describe_plan(plan, memory_limit=memory_limit, scheduler=scheduler,
+                                  tile_size=tile_size, params=params, staged_bytes=need):
+            echo(line)
+        plan.refuse_existing(overwrite=overwrite)
+        return {"outputs": outputs, "plan": plan}
+    plan.refuse_existing(overwrite=overwrite)
     log.info("Mode %s, %d input(s), parameters: %s", mode, len(items),
              ", ".join(f"{k}={v!r}" for k, v in sorted(params.items())))
-    root = members[0].product or stem_of(paths[0])
-    if store is None and save_intermediate_results:
-        store = join(outdir, f"{root}_intermediates.zarr")
-    if mode not in ("imaging", "ifu") and len(items) != 1:
-        msg = f"mode {mode!r} processes one cube per run; got {len(items)} inputs."
-        raise ValueError(msg)
-    target = items if mode in ("imaging", "ifu") else items[0]
-    with temp_folder("daskod-outputs-") as staging:
-        need = sum(_size(p, storage_options) for p in paths)
-        if save_intermediate_results:  # at least the median and (imaging) one blot each
-            pixels = [int(np.prod(np.shape(it.dq))) for it in items]
-            need += 4 * max(pixels) + (4 * sum(pixels) if mode == "imaging" else 0)
+    with _undo_on_failure(plan), temp_folder("daskod-outputs-") as staging:
         ensure_free_space(staging, need,
                           what="the products before they are moved to the output folder")
         start = time.perf_counter()
         result = daskod.detect_outliers(
-            target, mode=mode, memory_limit=memory_limit, scheduler=scheduler,
+            plan.target, mode=mode, memory_limit=memory_limit, scheduler=scheduler,
             tile_size=tile_size, save_intermediate_results=save_intermediate_results,
-            in_memory=False, progress=progress, store=store, storage_options=storage_options,
-            **params)
+            in_memory=False, progress=progress, store=plan.store,
+            storage_options=storage_options, **params)
         elapsed = time.perf_counter() - start
+        if result.store is not None and plan.store is not None:
+            record_products(result.store, outputs + plan.extras)
         reused = sum(v["reused"] for v in result.checkpoints.values())
         if reused:
             total = sum(v["total"] for v in result.checkpoints.values())
-            echo(f"Resumed the run in {store}: {reused} of {total} tasks were done already")
-        if result.skipped:
-            echo(f"Step skipped: {result.reason}")
+            echo(f"Resumed the run in {plan.store}: {reused} of {total} tasks were done "
+                 "already")
         staged: list[str] = []
         finals: list[str] = []
 
@@ -114,16 +107,47 @@ def run_files(inputs: list[str], outdir: str, *, params: dict[str, Any],
             write_product(src, stage(outputs[k]), dq, status=result.status,
                           storage_options=storage_options)
         if save_intermediate_results and not result.skipped:
-            _stage_intermediates(result, mode, paths, items, outdir, root, stage)
+            _stage_intermediates(result, mode, paths, items, outdir, plan.root, stage)
         publish(staged, finals, storage_options=storage_options)
-    if not result.skipped:
-        for row, out in zip(result.stats, outputs, strict=True):
-            echo(f"{row['name']}: {row['n_flagged']} pixels flagged ({row['percent']:.4f}%) "
+    for k, out in enumerate(outputs):
+        name = os.path.basename(paths[k])
+        if result.skipped:
+            echo(f"{name}: Step skipped, DQ unchanged -> {os.path.basename(out)}")
+        else:
+            row = result.stats[k]
+            echo(f"{name}: {row['n_flagged']} pixels flagged ({row['percent']:.4f}%) "
                  f"-> {os.path.basename(out)}")
     if save_intermediate_results and not result.skipped:
         echo(f"Intermediate arrays also in the Zarr store {store_location(result.store)}")
     echo(f"Done in {elapsed:.1f} s: {len(outputs)} product(s) in {outdir}")
     return {"outputs": outputs, "result": result, "seconds": elapsed}
+
+
+@contextlib.contextmanager
+def _undo_on_failure(plan: Any) -> Iterator[None]:
+    """On failure, remove what this run created in the output folder: the intermediates store
+    it named itself and folders that did not exist (a store the user named stays)."""
+    from daskod.io._location import is_url, local_path, remove_store
+
+    if is_url(plan.outdir):
+        yield
+        return
+    folder = os.path.abspath(local_path(plan.outdir))
+    created = []
+    probe = folder
+    while not os.path.exists(probe):
+        created.append(probe)
+        probe = os.path.dirname(probe)
+    store_new = plan.derived_store and not os.path.exists(local_path(plan.store))
+    try:
+        yield
+    except BaseException:
+        if store_new:
+            remove_store(local_path(plan.store))
+        for path in created:  # deepest first; only while empty
+            with contextlib.suppress(OSError):
+                os.rmdir(path)
+        raise
 
 
 def _size(path: str, storage_options: Any) -> int:

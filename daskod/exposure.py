@@ -124,7 +124,8 @@ def _check_array(exp: Exposure, attr: str, shape: tuple[int, int] | None) -> tup
 
 
 def validate_exposures(
-    exposures: Any, *, need_wcs: bool = True, same_shape: bool = False
+    exposures: Any, *, need_wcs: bool = True, same_shape: bool = False,
+    check_errors: bool = False,
 ) -> list[Exposure]:
     """Check a list of exposures before any heavy work, naming the first problem found.
 
@@ -136,12 +137,22 @@ def validate_exposures(
         Require a WCS with a forward transform (resampling runs).
     same_shape : bool
         Require all detectors to share one shape (``resample_data=False``).
+    check_errors : bool
+        Read a small sample of each exposure (never a whole array) and warn when ERR or
+        ``var_rnoise`` is zero, negative or not finite where SCI is valid
+        (:func:`daskod._plausibility.check_errors`). False (the default) reads no pixel;
+        runs that compute pass True, lazy graphs (``compute=False``) do not.
 
     Returns
     -------
     list of Exposure
         Shallow copies with ``name`` and ``group_id`` filled in; the caller's objects and
         arrays are untouched.
+
+    Warns
+    -----
+    InputWarning
+        An exposure's ERR or ``var_rnoise`` is implausible (named, with the fraction).
     """
     if isinstance(exposures, Exposure):
         exposures = [exposures]
@@ -193,4 +204,9 @@ def validate_exposures(
             raise InputError(msg, exposure=name)
         first_shape = first_shape or shape
         out.append(exp)
+    if check_errors:  # after every structural check: a refusal comes before any read
+        from daskod._plausibility import check_errors as check
+
+        for exp in out:
+            check(exp)
     return out

@@ -12,7 +12,6 @@ import daskod
 from daskod import datasets
 
 
-
 @pytest.mark.parametrize("resample_data", [True, False])
 def test_no_outliers_leave_data_unchanged(resample_data):
     exps = datasets.make_simple_exposures(n_exposures=3)
@@ -134,7 +133,8 @@ def test_all_nan_and_zero_weight_exposures_are_refused():
         daskod.detect_outliers(exps, scheduler="synchronous")
     exps = datasets.make_simple_exposures(n_exposures=3)
     exps[2].var_rnoise[:] = np.inf
-    with pytest.raises(daskod.InputError, match=r"\['test2'\] have no usable pixel"):
+    with pytest.raises(daskod.InputError, match=r"\['test2'\] have no usable pixel"), \
+            pytest.warns(daskod.InputWarning, match="'test2': var_rnoise"):
         daskod.detect_outliers(exps, scheduler="synchronous")
 
 

@@ -35,7 +35,7 @@ def test_run_association_writes_one_crf_per_member(cal_files, tmp_path):
     sim, files = cal_files
     before = {p: os.stat(p).st_mtime_ns for p in files["files"]}
     proc = _run(files["asn"], "-o", str(tmp_path / "out"), "--no-progress",
-                "--scheduler", "synchronous")
+                "--scheduler", "synchronous", "-v")
     assert proc.returncode == 0, proc.stderr
     outs = sorted(os.listdir(tmp_path / "out"))
     assert outs == [os.path.basename(p).replace("_cal", "_crf") for p in files["files"]]

@@ -9,7 +9,6 @@ import zarr
 import daskod
 
 
-
 def _flags(result):
     return [np.asarray(d) for d in result.dq]
 

@@ -35,12 +35,17 @@ def temp_dir(tmp_path, monkeypatch):
 
 
 class FailingArray:
-    """A lazy array whose reads fail, like a file that disappears during a run."""
+    """A lazy array whose reads fail after the first ``good`` ones, like a file that
+    disappears during a run (the first read is the input check's sample)."""
 
-    def __init__(self, like: np.ndarray) -> None:
+    def __init__(self, like: np.ndarray, good: int = 1) -> None:
+        self.like, self.good = like, good
         self.shape, self.dtype, self.ndim = like.shape, like.dtype, like.ndim
 
     def __getitem__(self, key):
+        if self.good > 0:
+            self.good -= 1
+            return self.like[key]
         raise OSError("simulated read failure")
 
 

@@ -41,8 +41,8 @@ class Scheduler:
     def compute_kwargs(self) -> dict[str, Any]:
         if self.client is not None:
             return {"scheduler": self.client}
-        if self.name == "processes" and self.pool is not None:
-            return {"scheduler": "processes", "pool": self.pool}
+        if self.pool is not None:
+            return {"scheduler": self.name, "pool": self.pool}
         if self.name == "synchronous":
             return {"scheduler": "synchronous"}
         return {"scheduler": self.name, "num_workers": self.num_workers}
@@ -54,18 +54,25 @@ class Scheduler:
 
     @contextlib.contextmanager
     def session(self) -> Iterator[Scheduler]:
-        """Resources for one run: a process pool whose workers are forked from a server that
-        imported the task modules once, or the client opened from an address."""
+        """Resources for one run: a pool of threads, or of processes forked from a server that
+        imported the task modules once; leaving waits for every task still running (a failed
+        run then removes its temporary files after the last write), and closes a client
+        opened from an address."""
+        from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+
         try:
-            if self.name != "processes" or self.pool is not None:
+            if self.pool is not None or self.name not in ("threads", "processes"):
                 yield self
                 return
-            import multiprocessing
-            from concurrent.futures import ProcessPoolExecutor
+            if self.name == "threads":
+                pool: Any = ThreadPoolExecutor(max_workers=self.num_workers)
+            else:
+                import multiprocessing
 
-            ctx = multiprocessing.get_context("forkserver")
-            ctx.set_forkserver_preload(["daskod._worker_imports"])
-            with ProcessPoolExecutor(max_workers=self.num_workers, mp_context=ctx) as pool:
+                ctx = multiprocessing.get_context("forkserver")
+                ctx.set_forkserver_preload(["daskod._worker_imports"])
+                pool = ProcessPoolExecutor(max_workers=self.num_workers, mp_context=ctx)
+            with pool:
                 self.pool = pool
                 try:
                     yield self

@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from daskod._exceptions import StoreError
+from daskod.io._leftovers import owner_prefix, partial_path, remove_stale_partials, sweep_once
 from daskod.options import default_temp_dir
 
 __all__ = ["is_url", "local_path", "url_filesystem", "explain_location_error", "open_store",
@@ -101,7 +102,9 @@ def url_filesystem(url: str, storage_options: dict[str, Any] | None = None, *,
                "for s3:// run pip install 'daskod[s3]'.")
         raise StoreError(msg) from err
     except (TypeError, ValueError) as err:
-        msg = f"Cannot open the {what} {url!r} with storage_options={options!r}: {err}."
+        # Option names only: their values may be credentials.
+        msg = (f"Cannot open the {what} {url!r} with the storage_options given (keys "
+               f"{sorted(options)}): {err}.")
         raise StoreError(msg) from err
 
 
@@ -340,17 +343,23 @@ def temp_parent() -> str:
 @contextlib.contextmanager
 def temp_folder(prefix: str, *, keep: bool = False) -> Iterator[str]:
     """A new folder under :func:`temp_parent`, removed on failure, and on success unless
-    ``keep`` (then the caller owns it)."""
+    ``keep`` (then the caller owns it).
+
+    Its name carries this process's id and host (``<prefix><pid>@<host>-<random>``); the
+    first call of a process removes the folders under the same parent whose process is gone
+    (:mod:`daskod.io._leftovers`).
+    """
     parent = temp_parent()
     try:
         os.makedirs(parent, exist_ok=True)
-        path = tempfile.mkdtemp(prefix=f"{prefix}{uuid.uuid4().hex[:8]}-", dir=parent)
+        sweep_once(parent)
+        path = tempfile.mkdtemp(prefix=owner_prefix(prefix), dir=parent)
     except OSError as err:
         msg = (f"Cannot create a temporary folder under temp_dir={parent!r} "
                f"({err.strerror or err}); set daskod.set_options(temp_dir=...) to a writable "
                "folder.")
         raise StoreError(msg) from err
-    log.info("Temporary folder: %s", path)
+    log.debug("Temporary folder: %s", path)
     ok = False
     try:
         yield path
@@ -365,7 +374,8 @@ def publish(staged: list[str], targets: list[str], *,
     """Move finished local files to their final places, all or none.
 
     Each target appears complete or not at all: local targets are renamed into place (copied
-    under a hidden partial name first when the temporary folder is on another disk); URL
+    under a hidden partial name first when the temporary folder is on another disk; partial
+    copies of a target left by a killed run are removed first); URL
     targets are uploaded as whole objects. If any fails, the targets already placed are
     removed again before the error propagates.
     """
@@ -376,6 +386,7 @@ def publish(staged: list[str], targets: list[str], *,
                 fs, path = url_filesystem(dst, storage_options, what="output")
                 fs.put_file(src, path)
             else:
+                remove_stale_partials(local_path(dst))
                 _move_local(src, local_path(dst))
             done.append(dst)
     except BaseException:
@@ -399,8 +410,7 @@ def _move_local(src: str, dst: str) -> None:
 
         if err.errno != errno.EXDEV:
             raise
-    folder, base = os.path.split(os.path.abspath(dst))
-    partial = os.path.join(folder, f".{base}.partial-{uuid.uuid4().hex[:8]}")
+    partial = partial_path(dst)
     try:
         shutil.copyfile(src, partial)
         os.replace(partial, dst)

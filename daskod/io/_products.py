@@ -20,7 +20,7 @@ from daskod.io._fits_url import open_model
 from daskod.io._jwst import require_stdatamodels
 from daskod.io._location import is_url, publish, temp_folder
 
-__all__ = ["output_path", "plan_outputs", "write_product", "write_image"]
+__all__ = ["output_path", "check_name", "plan_outputs", "write_product", "write_image"]
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +55,25 @@ def _real(path: str) -> str:
     return path if is_url(path) else os.path.realpath(path)
 
 
+def check_name(name: str, what: str) -> None:
+    """Refuse a name that cannot become a plain file name and a FITS ``FILENAME`` value
+    (printable ASCII, no path separator): before any work, not in the header writer."""
+    bad = sorted({repr(c) for c in name if not " " <= c <= "~"})
+    if bad:
+        msg = (f"{what} {name!r} has characters a FITS header cannot hold ({', '.join(bad)}); "
+               "output names must be printable ASCII: rename it.")
+        raise InputError(msg)
+    if "/" in name or "\\" in name or name in ("", ".", ".."):
+        msg = (f"{what} {name!r} is not a plain file name (it would put outputs outside the "
+               "output folder); rename it.")
+        raise InputError(msg)
+
+
 def plan_outputs(inputs: list[str], outdir: str, suffix: str) -> list[str]:
-    """Output paths (or URLs), refusing any that would overwrite an input or each other."""
+    """Output paths (or URLs), refusing any that would overwrite an input or each other, or
+    whose name a FITS header cannot hold."""
+    for p in inputs:
+        check_name(os.path.basename(output_path(p, outdir, suffix)), f"{p!r}: its output name")
     outs = [_real(output_path(p, outdir, suffix)) for p in inputs]
     real_inputs = {_real(p) for p in inputs}
     for src, out in zip(inputs, outs, strict=True):

@@ -216,13 +216,14 @@ class IFUPlan:
 
     def __init__(self, exposures: Any, params: IFUParams, *, snr: Any, scale: Any,
                  backg: float, maskpt: float, good_bits: Any, tile_size: int | None,
-                 save_intermediate: bool) -> None:
+                 save_intermediate: bool, check_errors: bool = False) -> None:
         self.params, self.tile_size, self.save = params, tile_size, save_intermediate
         self.cube = params.ifu_method == "cube"
         self.snr, self.scale = parse_pair(snr, "snr"), parse_pair(scale, "scale")
         self.backg, self.maskpt = float(backg), float(maskpt)
         self.bad_mask = interpret_good_bits(good_bits)
-        self.items = validate_exposures(exposures, need_wcs=self.cube)
+        self.items = validate_exposures(exposures, need_wcs=self.cube,
+                                        check_errors=self.cube and check_errors)
         self.verify_inputs = False
         self.resolved: dict[str, Any] = {}
         given, self.kernel = parse_kernel_size(params.kernel_size)
