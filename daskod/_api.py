@@ -68,7 +68,7 @@ def detect_outliers(
 ) -> OutlierResult:
     """Find cosmic rays and other outliers the way the JWST outlier-detection step does.
 
-    Imaging mode (ALGORITHM.md section 2): drizzle each exposure group onto a common sky grid,
+    Imaging mode (docs/algorithm.md section 2): drizzle each exposure group onto a common sky grid,
     take the NaN-median of the groups, blot it back onto each exposure, flag pixels by the
     noise + derivative rule, and set ``DQ |= DO_NOT_USE | OUTLIER`` there. Time-series
     (``"tso"``) and coronagraphic (``"coron"``) modes take one :class:`daskod.Cube` and compare
@@ -108,8 +108,8 @@ def detect_outliers(
         samples out of the window instead.
     ifu_method : {"difference", "cube"}, optional
         IFU: ``"difference"`` (the reference) flags pixels that differ from their
-        across-slice neighbours in every exposure of a detector (ALGORITHM.md 4.1; no WCS
-        needed; diagnostics in ``result.ifu``); ``"cube"`` (the older method, 4.2) builds
+        across-slice neighbours in every exposure of a detector (docs/algorithm.md section 4.1;
+        no WCS needed; diagnostics in ``result.ifu``); ``"cube"`` (the older method, 4.2) builds
         single-exposure cubes on one grid, takes their median and blots it back, then uses
         the imaging flag rule (``snr``, ``scale``, ``backg``, ``maskpt``, ``good_bits``).
     kernel_size : str or pair of int, optional
@@ -303,7 +303,7 @@ def _detect_in_cube(cube: Any, *, mode: str, maskpt: float, snr: Any, good_bits:
                     tile_size: int | None, scheduler: Any, progress: bool, store: Any,
                     storage_options: dict[str, Any] | None, compute: bool,
                     inplace: bool, overwrite_store: bool = False) -> OutlierResult:
-    """TSO / coronagraphic modes (ALGORITHM.md section 3)."""
+    """TSO / coronagraphic modes (docs/algorithm.md section 3)."""
     from daskod.cube import validate_cube
     from daskod.engine._budget import scheduler_with_task_budget
     from daskod.modes.cube import CubeParams, build_cube_mode

@@ -1,6 +1,6 @@
 """The IFU difference method as a tiled Dask computation over one detector's exposures.
 
-Phases (each a set of tasks over detector tiles, ALGORITHM.md 4.1):
+Phases (each a set of tasks over detector tiles, docs/algorithm.md section 4.1):
 
 ``difference``
     per tile: every exposure's across-slice neighbour differences (reading one extra line

@@ -1,4 +1,4 @@
-"""Imaging mode: resample groups, median, blot, flag (ALGORITHM.md section 2).
+"""Imaging mode: resample groups, median, blot, flag (docs/algorithm.md section 2).
 
 The graph is built from small task functions of the stage rooms; each phase is either
 computed at once through the dispatcher (``eager=True``: bounded memory, checkpoints in the
