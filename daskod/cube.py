@@ -12,7 +12,7 @@ from daskod.exposure import _dtype_of
 
 __all__ = ["Cube", "validate_cube", "TSO_EXP_TYPES", "CORON_EXP_TYPES"]
 
-#: Exposure types the reference treats as coronagraphic (ALGORITHM.md 1.1).
+#: Exposure types the reference treats as coronagraphic (docs/algorithm.md section 1.1).
 CORON_EXP_TYPES = ("NRC_CORON", "MIR_LYOT", "MIR_4QPM")
 #: Exposure types that are time series whatever the visit flag says (association TSO list).
 TSO_EXP_TYPES = ("NRC_TSIMAGE", "NRC_TSGRISM", "NIS_SOSS", "MIR_LRS-SLITLESS", "NRS_BRIGHTOBJ",

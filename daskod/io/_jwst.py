@@ -195,7 +195,7 @@ def _group_id(meta: Any) -> str | None:
 
 
 def guess_mode(exp_type: str, *, tso: bool, nints: int) -> str | None:
-    """The reference's mode guess from the exposure type (ALGORITHM.md 1.1)."""
+    """The reference's mode guess from the exposure type (docs/algorithm.md section 1.1)."""
     exp_type = (exp_type or "").upper()
     if tso and nints >= 2:
         return "tso"
