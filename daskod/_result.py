@@ -211,6 +211,16 @@ class OutlierResult:
                                                            **{k: str(v) for k, v in
                                                               self.params.items()}})
 
+    def __repr__(self) -> str:
+        from daskod._repr import result_repr
+
+        return result_repr(self)
+
+    def _repr_html_(self) -> str:
+        from daskod._repr import result_html
+
+        return result_html(self)
+
     def summary(self) -> str:
         """A short text table of the per-exposure statistics."""
         if self.skipped:
