@@ -68,6 +68,16 @@ class Cube:
             return "tso"
         return None
 
+    def __repr__(self) -> str:
+        from daskod._repr import cube_repr
+
+        return cube_repr(self)
+
+    def _repr_html_(self) -> str:
+        from daskod._repr import cube_html
+
+        return cube_html(self)
+
 
 def validate_cube(cube: Any, *, mode: str) -> Cube:
     """Check a cube before any work; errors name the cube and the problem."""
