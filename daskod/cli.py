@@ -38,7 +38,7 @@ def _json_dict(text: str) -> dict:
     return value
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(config: dict | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="daskod",
         description="Out-of-core outlier (cosmic-ray) detection for astronomical exposures.")
@@ -120,12 +120,23 @@ def _parser() -> argparse.ArgumentParser:
                      help="also write median, blot and drizzled-group products")
     eng.add_argument("--progress", default=True, action=argparse.BooleanOptionalAction,
                      help="progress bar on long phases")
+    run.add_argument("--config", metavar="PARS.asdf", default=None,
+                     help="stpipe parameter file (ASDF, e.g. a pars-outlierdetectionstep file "
+                          "from CRDS or Step.export_config); options given here win over it")
+    run.set_defaults(**(config or {}))
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``daskod`` console script."""
-    parser = _parser()
+    from daskod._parameters import command_line_defaults
+
+    try:
+        config_path, config = command_line_defaults(argv)
+    except (OSError, ValueError) as err:
+        print(f"daskod: error: --config: {err}", file=sys.stderr)
+        return 2
+    parser = _parser(config)
     args = parser.parse_args(argv)
     verbose = args.verbose or args.command == "run"
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
@@ -164,6 +175,12 @@ def main(argv: list[str] | None = None) -> int:
                 "ifu_second_check": args.ifu_second_check,
                 "overwrite_store": args.overwrite_store,
             }
+            engine = {"memory_limit", "scheduler", "tile_size", "save_intermediate_results",
+                      "store", "storage_options", "in_memory"}
+            ignored = sorted(set(config) - set(params) - engine)
+            if ignored:
+                logging.getLogger("daskod").warning(
+                    "%s: daskod run does not take %s; ignored", config_path, ignored)
             run_files(args.inputs, args.output_dir, params=params,
                       memory_limit=args.memory_limit, scheduler=args.scheduler,
                       tile_size=args.tile_size,
