@@ -358,9 +358,9 @@ def _progress(progress: bool, sched: Any) -> Any:
 
     if not progress or sched.client is not None:
         return contextlib.nullcontext()
-    from dask.diagnostics import ProgressBar
+    from daskod.progress import DEFAULT_PHASES, PhaseProgress
 
-    return ProgressBar(minimum=1.0)
+    return PhaseProgress(DEFAULT_PHASES)
 
 
 def _write_back(originals: list[Any], result: OutlierResult) -> None:
