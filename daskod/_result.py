@@ -221,6 +221,13 @@ class OutlierResult:
 
         return result_html(self)
 
+    def plot(self, k: int = 0, **kwargs: Any) -> Any:
+        """Overview figure: median with footprints, flags of exposure ``k`` on a SCI cutout,
+        flag statistics (:func:`daskod.plot.plot_result`; keywords go there)."""
+        from daskod.plot import plot_result
+
+        return plot_result(self, k, **kwargs)
+
     def summary(self) -> str:
         """A short text table of the per-exposure statistics."""
         if self.skipped:
