@@ -4,6 +4,7 @@ from daskod.datasets._cubes import SimulatedCube, make_coron_cube, make_tso_cube
 from daskod.datasets._ifu import IFUSimulation, make_ifu_exposures
 from daskod.datasets._imaging import SimulatedImaging, make_dithered_imaging
 from daskod.datasets._jwst_files import write_cal_files
+from daskod.datasets._scoring import ExposureScore, score_against_truth, score_exposure
 from daskod.datasets._simple import make_simple_exposures
 from daskod.datasets._wcs import make_detector_wcs, make_simple_wcs
 
@@ -19,4 +20,7 @@ __all__ = [
     "write_cal_files",
     "make_ifu_exposures",
     "IFUSimulation",
+    "score_against_truth",
+    "score_exposure",
+    "ExposureScore",
 ]

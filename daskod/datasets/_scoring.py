@@ -1,4 +1,4 @@
-"""Score flags against a simulator's ground truth (used by the demo, tests and benchmarks)."""
+"""Score flags against a simulator's ground truth (the demo, notebooks, tests, benchmarks)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 
 from daskod.flag._dq import DO_NOT_USE, OUTLIER
 
-__all__ = ["ExposureScore", "score_exposure"]
+__all__ = ["ExposureScore", "score_exposure", "score_against_truth"]
 
 
 @dataclass
@@ -88,3 +88,68 @@ def score_exposure(
         false_positives=int(np.count_nonzero(new & ~truth)),
         star_core_hits=core_hits,
     )
+
+
+def score_against_truth(sim: Any, result: Any, *, snr_cut: float = 10.0,
+                        min_coverage: int = 3) -> list[ExposureScore]:
+    """Score a run on simulated data against the simulator's truth, one row per exposure.
+
+    Parameters
+    ----------
+    sim : SimulatedImaging or SimulatedCube
+        What :func:`make_dithered_imaging`, :func:`make_tso_cube` or
+        :func:`make_coron_cube` returned.
+    result : OutlierResult
+        ``detect_outliers`` on ``sim.exposures`` (or ``sim.cube``); lazy arrays are computed.
+    snr_cut : float, optional
+        Recall counts injected cosmic-ray pixels above this signal-to-noise ...
+    min_coverage : int, optional
+        ... that at least this many exposures see (imaging: a median of fewer cannot
+        reject a hit; ignored for cubes).
+
+    Returns
+    -------
+    list of ExposureScore
+        ``n_flagged`` (new outliers), ``n_true`` / ``n_true_bright`` (injected pixels, all /
+        above ``snr_cut``), ``recalled_bright``, ``recall_bright``, ``false_positives``
+        (new flags that are not injected cosmic rays) and ``star_core_hits`` (false flags
+        within 1 px of an unsaturated star; imaging only).
+    """
+    if hasattr(sim, "cube"):
+        return [_score_cube(sim, result, snr_cut)]
+    if not hasattr(sim, "cr_pixels") or not hasattr(sim, "exposures"):
+        msg = (f"score_against_truth takes a SimulatedImaging or SimulatedCube, got "
+               f"{type(sim).__name__}.")
+        raise TypeError(msg)
+    if len(result.dq) != len(sim.exposures):
+        msg = (f"The result has {len(result.dq)} exposures but the simulation "
+               f"{len(sim.exposures)}; score the result of detect_outliers(sim.exposures).")
+        raise ValueError(msg)
+    saturated = np.asarray(sim.stars["saturated"], dtype=bool)
+    scores = []
+    for k, exp in enumerate(sim.exposures):
+        crs = sim.cr_pixels[k]
+        sx, sy = sim.star_pixels(k)
+        scores.append(score_exposure(
+            str(exp.name), np.asarray(exp.dq), np.asarray(result.dq[k]),
+            np.asarray(crs["y"]), np.asarray(crs["x"]), np.asarray(crs["snr"]),
+            np.asarray(sx)[~saturated], np.asarray(sy)[~saturated],
+            cr_coverage=np.asarray(crs["coverage"]), snr_cut=snr_cut,
+            min_coverage=min_coverage))
+    return scores
+
+
+def _score_cube(sim: Any, result: Any, snr_cut: float) -> ExposureScore:
+    dq_in = np.asarray(sim.cube.dq)
+    dq_out = np.asarray(result.dq[0])
+    new = ((dq_out & OUTLIER) != 0) & ((dq_in & OUTLIER) == 0)
+    c = sim.cr_pixels
+    truth = sim.cr_mask()
+    usable = (dq_in[c["t"], c["y"], c["x"]] & DO_NOT_USE) == 0
+    bright = (np.asarray(c["snr"]) > snr_cut) & usable
+    return ExposureScore(
+        name=str(sim.cube.name), n_flagged=int(np.count_nonzero(new)),
+        n_true=int(np.count_nonzero(truth)), n_true_bright=int(np.count_nonzero(bright)),
+        recalled_bright=int(np.count_nonzero(new[c["t"][bright], c["y"][bright],
+                                                 c["x"][bright]])),
+        false_positives=int(np.count_nonzero(new & ~truth)), star_core_hits=0)
