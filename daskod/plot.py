@@ -105,7 +105,7 @@ def plot_flags(sci: Any, flagged: Any, *, region: tuple[int, int, int, int] | No
     ax = _new_axes(ax)
     cut = np.asarray(sci[y0:y1, x0:x1], dtype=np.float32)
     flags = np.asarray(flagged[y0:y1, x0:x1], dtype=bool)
-    lo, hi = _limits(cut)
+    lo, hi = _limits(cut[~flags])  # the stretch of the scene, not of the cosmic rays
     ax.imshow(cut, origin="lower", cmap="gray", vmin=lo, vmax=hi, interpolation="nearest",
               extent=(x0 - 0.5, x1 - 0.5, y0 - 0.5, y1 - 0.5))
     if marker_size is None:  # about one cutout pixel: a hollow square around each flag
@@ -120,8 +120,9 @@ def plot_flags(sci: Any, flagged: Any, *, region: tuple[int, int, int, int] | No
         missed = np.asarray(truth[y0:y1, x0:x1], dtype=bool) & ~flags
         my, mx = np.nonzero(missed)
         n_missed = my.size
-        ax.scatter(mx + x0, my + y0, s=marker_size * 2.0, marker="o", facecolors="none",
-                   edgecolors="cyan", linewidths=1.0, label="missed")
+        if n_missed:
+            ax.scatter(mx + x0, my + y0, s=marker_size * 2.0, marker="o", facecolors="none",
+                       edgecolors="cyan", linewidths=1.0, label="missed")
     ax.set_xlim(x0 - 0.5, x1 - 0.5)
     ax.set_ylim(y0 - 0.5, y1 - 0.5)
     ax.set_xlabel("x (pixel)")
