@@ -67,7 +67,7 @@ def detect_outliers(
 ) -> OutlierResult:
     """Find cosmic rays and other outliers the way the JWST outlier-detection step does.
 
-    Imaging mode (ALGORITHM.md section 2): drizzle each exposure group onto a common sky grid,
+    Imaging mode (docs/algorithm.md section 2): drizzle each exposure group onto a common sky grid,
     take the NaN-median of the groups, blot it back onto each exposure, flag pixels by the
     noise + derivative rule, and set ``DQ |= DO_NOT_USE | OUTLIER`` there. Time-series
     (``"tso"``) and coronagraphic (``"coron"``) modes take one :class:`daskod.Cube` and compare
@@ -107,8 +107,9 @@ def detect_outliers(
         samples out of the window instead.
     ifu_method : {"difference", "cube"}, optional
         IFU: ``"difference"`` (the reference) flags pixels that differ from their
-        across-slice neighbours in every exposure of a detector (ALGORITHM.md 4.1; no WCS
-        needed; diagnostics in ``result.ifu``); ``"cube"`` (the older method, 4.2) builds
+        across-slice neighbours in every exposure of a detector (docs/algorithm.md section
+        4.1; no WCS needed; diagnostics in ``result.ifu``); ``"cube"`` (the older method,
+        section 4.2) builds
         single-exposure cubes on one grid, takes their median and blots it back, then uses
         the imaging flag rule (``snr``, ``scale``, ``backg``, ``maskpt``, ``good_bits``).
     kernel_size : str or pair of int, optional
@@ -223,7 +224,8 @@ def detect_outliers(
     extras = run["extras"]
     result = OutlierResult(status="COMPLETE", params=resolved, exposures=plan.items,
                            dq=run["dq"], median=run["median"],
-                           median_wcs=extras.get("median_wcs"), n_flagged=run["counts"],
+                           median_wcs=extras.get("median_wcs"),
+                           n_flagged=list(run["counts"]),
                            store=run["store"], timings=run["timings"],
                            groups=extras.get("groups", []), ifu=extras.get("ifu", {}),
                            checkpoints=run["checkpoints"],

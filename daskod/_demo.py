@@ -9,8 +9,6 @@ from typing import Any
 
 import numpy as np
 
-from daskod._scoring import score_exposure
-
 __all__ = ["run_demo"]
 
 log = logging.getLogger(__name__)
@@ -40,11 +38,12 @@ def run_demo(
         Totals: flagged pixels, recall of >10 sigma cosmic rays, false positives, star-core
         hits, wall times and the PNG path.
     """
+    from matplotlib.figure import Figure
+
     import daskod
     from daskod import datasets
-    from daskod.flag._dq import OUTLIER
     from daskod.io._location import temp_folder
-    from daskod.plot import plot_diagnostic
+    from daskod.plot import plot_result
 
     os.makedirs(output_dir, exist_ok=True)
     with temp_folder("daskod-demo-") as tmp:
@@ -65,19 +64,9 @@ def run_demo(
         echo("")
         echo(f"{'exposure':<24} {'flagged':>9} {'%':>8} {'CR px >10sig':>12} {'recall':>8} "
              f"{'false +':>8} {'star hits':>10}")
-        scores = []
-        sat = np.asarray(sim.stars["saturated"], dtype=bool)
-        for k, exp in enumerate(sim.exposures):
-            dq_in = np.asarray(exp.dq)
-            dq_out = np.asarray(result.dq[k])
-            crs = sim.cr_pixels[k]
-            sx, sy = sim.star_pixels(k)
-            s = score_exposure(exp.name, dq_in, dq_out, np.asarray(crs["y"]),
-                               np.asarray(crs["x"]), np.asarray(crs["snr"]),
-                               np.asarray(sx)[~sat], np.asarray(sy)[~sat],
-                               cr_coverage=np.asarray(crs["coverage"]))
-            scores.append(s)
-            pct = 100.0 * s.n_flagged / dq_in.size
+        scores = datasets.score_against_truth(sim, result)
+        for exp, s in zip(sim.exposures, scores, strict=True):
+            pct = 100.0 * s.n_flagged / int(np.prod(exp.shape))
             echo(f"{exp.name:<24} {s.n_flagged:>9d} {pct:>8.4f} {s.n_true_bright:>11d} "
                  f"{s.recall_bright:>8.4f} {s.false_positives:>8d} {s.star_core_hits:>10d}")
         bright = sum(s.n_true_bright for s in scores)
@@ -93,14 +82,14 @@ def run_demo(
         echo(f"{'total':<24} {totals['n_flagged']:>9d} {'':>8} {bright:>11d} "
              f"{totals['recall_bright']:>8.4f} {totals['false_positives']:>8d} "
              f"{totals['star_core_hits']:>10d}")
-        k = 0
-        dq_out = np.asarray(result.dq[k])
-        flagged = ((dq_out & OUTLIER) != 0) & ((np.asarray(sim.exposures[k].dq) & OUTLIER) == 0)
-        png = plot_diagnostic(np.asarray(result.median), np.asarray(sim.exposures[k].sci),
-                              flagged, os.path.join(output_dir, "daskod_demo.png"),
-                              title=f"daskod demo: {n_exposures} x {shape[0]}x{shape[1]}, "
-                                    f"exposure {sim.exposures[k].name}",
-                              truth=sim.cr_mask(k))
+        # A Figure of its own (not pyplot's): no backend is touched, no window opens.
+        fig = plot_result(result, 0, truth=sim.cr_mask(0), fig=Figure(figsize=(16, 5.2),
+                                                                         layout="constrained"))
+        fig.suptitle(f"daskod demo: {n_exposures} x {shape[0]}x{shape[1]}, flags of exposure "
+                     f"{sim.exposures[0].name} (red squares; cyan circles: injected cosmic-ray "
+                     "pixels not flagged, any S/N)")
+        png = os.path.join(output_dir, "daskod_demo.png")
+        fig.savefig(png, dpi=90)
         echo(f"\nDiagnostic picture: {png}")
         totals["png"] = png
         del result

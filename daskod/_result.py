@@ -103,8 +103,10 @@ class OutlierResult:
     def stats(self) -> list[dict[str, Any]]:
         """Per exposure: name, group, pixels flagged, percent of the detector."""
         counts = self.n_flagged
-        if hasattr(counts, "compute"):
-            counts = [int(n) for n in counts.compute()]
+        if any(hasattr(n, "compute") for n in counts):
+            import dask
+
+            counts = [int(n) for n in dask.compute(*counts)]
         out = []
         for exp, n in zip(self.exposures, counts if len(counts) else [0] * len(self.exposures),
                           strict=True):
@@ -175,38 +177,36 @@ class OutlierResult:
         return np.asarray(resampled[g, 0]), np.nan_to_num(np.asarray(resampled[g, 1]), nan=0.0)
 
     def to_xarray(self) -> Any:
-        """An ``xarray.Dataset`` view: ``dq`` (exposure, y, x) and the median (my, mx).
+        """A labelled ``xarray.Dataset``: ``sci``, ``dq`` and ``outlier`` over
+        ``(exposure, y, x)`` (``(integration, y, x)`` for cubes), ``n_flagged``, and the
+        median as ``median_frame`` with ``ra`` / ``dec`` of its pixels (lazy when the result
+        is). See :func:`daskod._xarray.result_to_dataset`."""
+        from daskod._xarray import result_to_dataset
 
-        Exposures of different shapes cannot share the ``(exposure, y, x)`` cube; then each gets
-        its own variable ``dq_<k>``.
-        """
-        import xarray as xr
+        return result_to_dataset(self)
 
-        names = [e.name for e in self.exposures]
-        shapes = {tuple(np.shape(d)) for d in self.dq}
-        data_vars: dict[str, Any] = {}
-        coords: dict[str, Any] = {"exposure": names,
-                                  "group_id": ("exposure", [str(getattr(e, "group_id", ""))
-                                                            for e in self.exposures])}
-        if len(shapes) == 1:
-            lazy = any(hasattr(d, "dask") for d in self.dq)
-            if lazy:
-                import dask.array as da
+    def to_datatree(self) -> Any:
+        """The same as an ``xarray.DataTree`` (one group per exposure when shapes differ)."""
+        from daskod._xarray import result_to_datatree
 
-                cube = da.stack([da.asarray(d) for d in self.dq])
-            else:
-                cube = np.stack(self.dq)
-            data_vars["dq"] = (("exposure", "y", "x"), cube)
-        else:
-            for k, d in enumerate(self.dq):
-                data_vars[f"dq_{k}"] = ((f"y_{k}", f"x_{k}"), d)
-        if self.median is not None:
-            data_vars["median"] = (("median_y", "median_x"), self.median)
-        if len(self.n_flagged) and not hasattr(self.n_flagged, "compute"):
-            data_vars["n_flagged"] = ("exposure", np.asarray(self.n_flagged, dtype=np.int64))
-        return xr.Dataset(data_vars, coords=coords, attrs={"status": self.status,
-                                                           **{k: str(v) for k, v in
-                                                              self.params.items()}})
+        return result_to_datatree(self)
+
+    def __repr__(self) -> str:
+        from daskod._repr import result_repr
+
+        return result_repr(self)
+
+    def _repr_html_(self) -> str:
+        from daskod._repr import result_html
+
+        return result_html(self)
+
+    def plot(self, k: int = 0, **kwargs: Any) -> Any:
+        """Overview figure: median with footprints, flags of exposure ``k`` on a SCI cutout,
+        flag statistics (:func:`daskod.plot.plot_result`; keywords go there)."""
+        from daskod.plot import plot_result
+
+        return plot_result(self, k, **kwargs)
 
     def summary(self) -> str:
         """A short text table of the per-exposure statistics."""

@@ -155,7 +155,16 @@ def _run_options(run: argparse.ArgumentParser) -> None:
                      help="progress bar on long phases")
 
 
-def _build() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+def _config_option(run: argparse.ArgumentParser, config: dict[str, Any]) -> None:
+    run.add_argument("--config", metavar="PARS.asdf", default=None,
+                     help="stpipe parameter file (ASDF: a CRDS pars-outlierdetectionstep "
+                          "file, Step.export_config, daskod.write_parameter_file); options "
+                          "given on the command line win over it")
+    run.set_defaults(**config)
+
+
+def _build(config: dict[str, Any] | None = None
+           ) -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
     parser = _Parser(
         prog="daskod", formatter_class=_Help,
         description="Out-of-core outlier (cosmic-ray) detection for astronomical exposures.")
@@ -172,6 +181,7 @@ def _build() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser
                     "inputs are never modified. Parameters keep the reference step's names "
                     "and defaults.")
     _run_options(run)
+    _config_option(run, config or {})
     run.add_argument("--dry-run", action="store_true",
                      help="print the plan (tile, workers, predicted peak memory, store bytes, "
                           "outputs and whether they exist) without reading pixels, and stop")
@@ -182,6 +192,7 @@ def _build() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser
                     "workers, predicted peak memory, working-store and staged bytes, the "
                     "outputs and whether they exist. Reads headers and metadata, no pixels.")
     _run_options(estimate)
+    _config_option(estimate, config or {})
     _output_options(estimate, top=False)
     demo = subs["demo"] = sub.add_parser(
         "demo", help="simulate a dithered observation, detect outliers, report and draw", **kw,
@@ -244,7 +255,16 @@ def _at_least_two(text: str) -> int:
 
 
 def _parse(argv: list[str] | None) -> tuple[argparse.Namespace, argparse.ArgumentParser]:
-    parser, subs = _build()
+    config: dict[str, Any] = {}
+    if "--config" in (sys.argv[1:] if argv is None else argv) or any(
+            a.startswith("--config=") for a in (sys.argv[1:] if argv is None else argv)):
+        from daskod._parameters import command_line_defaults
+
+        try:
+            _path, config = command_line_defaults(argv)
+        except (OSError, ValueError) as err:
+            _build()[0].error(f"--config: {err}")
+    parser, subs = _build(config)
     args, extras = parser.parse_known_args(argv)
     target = subs.get(args.command or "", parser)
     if extras:

@@ -12,7 +12,7 @@ from daskod.exposure import _dtype_of
 
 __all__ = ["Cube", "validate_cube", "TSO_EXP_TYPES", "CORON_EXP_TYPES"]
 
-#: Exposure types the reference treats as coronagraphic (ALGORITHM.md 1.1).
+#: Exposure types the reference treats as coronagraphic (docs/algorithm.md section 1.1).
 CORON_EXP_TYPES = ("NRC_CORON", "MIR_LYOT", "MIR_4QPM")
 #: Exposure types that are time series whatever the visit flag says (association TSO list).
 TSO_EXP_TYPES = ("NRC_TSIMAGE", "NRC_TSGRISM", "NIS_SOSS", "MIR_LRS-SLITLESS", "NRS_BRIGHTOBJ",
@@ -67,6 +67,16 @@ class Cube:
         if self.shape[0] >= 2 and (self.tso_visit or exp_type in TSO_EXP_TYPES):
             return "tso"
         return None
+
+    def __repr__(self) -> str:
+        from daskod._repr import cube_repr
+
+        return cube_repr(self)
+
+    def _repr_html_(self) -> str:
+        from daskod._repr import cube_html
+
+        return cube_html(self)
 
 
 def validate_cube(cube: Any, *, mode: str) -> Cube:

@@ -95,6 +95,16 @@ class Exposure:
         """A shallow copy with some fields replaced."""
         return replace(self, **changes)
 
+    def __repr__(self) -> str:
+        from daskod._repr import exposure_repr
+
+        return exposure_repr(self)
+
+    def _repr_html_(self) -> str:
+        from daskod._repr import exposure_html
+
+        return exposure_html(self)
+
 
 def _dtype_of(array: Any) -> np.dtype:
     """The dtype of an array-like without reading it (zarr, Dask and lazy FITS arrays)."""

@@ -1,4 +1,4 @@
-"""Time-series and coronagraphic modes (ALGORITHM.md section 3 and its unit scenarios)."""
+"""Time-series and coronagraphic modes (docs/algorithm.md section 3 and its unit scenarios)."""
 
 from __future__ import annotations
 

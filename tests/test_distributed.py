@@ -280,7 +280,7 @@ def test_tasks_carry_no_wcs_and_no_large_array(client, zarr_observation, small_o
     tile = 64
     lazy = daskod.detect_outliers(exps, tile_size=tile, scheduler=client, compute=False)
     graph = {}
-    for arr in (*lazy.dq, lazy.median, lazy.n_flagged):
+    for arr in (*lazy.dq, lazy.median, *lazy.n_flagged):
         graph.update(dict(arr.__dask_graph__()))
     phases_with_maps = 0
     for one in [graph]:

@@ -1,5 +1,6 @@
-"""IFU difference method (ALGORITHM.md 4.1): each formula step by hand, the whole-frame kernel
-against a literal transcription of the reference, and the tiled engine against the kernel."""
+"""IFU difference method (docs/algorithm.md section 4.1): each formula step by hand, the
+whole-frame kernel against a literal transcription of the reference, and the tiled engine
+against the kernel."""
 
 from __future__ import annotations
 

@@ -81,16 +81,9 @@ def test_building_the_graph_computes_nothing(small_observation, raise_if_dask_co
 
 
 def _score(sim, result):
-    from daskod._scoring import score_exposure
+    from daskod.datasets import score_against_truth
 
-    sat = np.asarray(sim.stars["saturated"])
-    scores = []
-    for k, exp in enumerate(sim.exposures):
-        crs = sim.cr_pixels[k]
-        sx, sy = sim.star_pixels(k)
-        scores.append(score_exposure(exp.name, np.asarray(exp.dq), np.asarray(result.dq[k]),
-                                     crs["y"], crs["x"], crs["snr"], sx[~sat], sy[~sat],
-                                     cr_coverage=crs["coverage"]))
+    scores = score_against_truth(sim, result)
     bright = sum(s.n_true_bright for s in scores)
     recall = sum(s.recalled_bright for s in scores) / bright
     return bright, recall, sum(s.star_core_hits for s in scores)
@@ -119,7 +112,7 @@ def test_no_flags_on_star_cores_with_undersampled_psf_scale(science_observation)
 
 def test_scoring_counts_core_flags():
     """The star-core check can fail: a flag next to a star is counted, a true CR is not."""
-    from daskod._scoring import score_exposure
+    from daskod.datasets import score_exposure
 
     dq_in = np.zeros((10, 10), np.uint32)
     dq_out = dq_in.copy()

@@ -1,4 +1,4 @@
-"""Kernels against the formulas of ALGORITHM.md (sections 2.5, 2.6, 2.8-2.10) on hand-made
+"""Kernels against the formulas of docs/algorithm.md (sections 2.5, 2.6, 2.8-2.10) on hand-made
 cases, including the reference's own unit scenarios (section 7)."""
 
 from __future__ import annotations

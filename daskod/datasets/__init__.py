@@ -5,6 +5,7 @@ from daskod.datasets._ifu import IFUSimulation, make_ifu_exposures
 from daskod.datasets._imaging import SimulatedImaging, make_dithered_imaging
 from daskod.datasets._jwst_files import write_cal_files
 from daskod.datasets._lrs import make_lrs_exposures
+from daskod.datasets._scoring import ExposureScore, score_against_truth, score_exposure
 from daskod.datasets._simple import make_simple_exposures
 from daskod.datasets._slit_wcs import make_lrs_wcs, make_nirspec_slit_wcs
 from daskod.datasets._slits import SlitSimulation, SpecProduct, make_nirspec_slits
@@ -33,4 +34,7 @@ __all__ = [
     "make_lrs_wcs",
     "write_spec_cal_files",
     "run_reference_spec",
+    "score_against_truth",
+    "score_exposure",
+    "ExposureScore",
 ]

@@ -1,4 +1,4 @@
-"""The reference unit tests' tiny exposures (ALGORITHM.md section 7, ``helpers.py``)."""
+"""The reference unit tests' tiny exposures (docs/algorithm.md section 7, ``helpers.py``)."""
 
 from __future__ import annotations
 

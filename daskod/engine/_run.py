@@ -212,13 +212,16 @@ def _merge(target: dict[str, Any], extra: dict[str, Any]) -> None:
 
 
 def _progress(progress: bool, sched: Scheduler) -> Any:
-    if not progress or sched.client is not None:
+    """Labelled per-phase progress on stderr or in a notebook (local schedulers); the
+    dashboard link on a cluster."""
+    if not progress:
         return contextlib.nullcontext()
-    import sys
+    if sched.client is not None:
+        log.info("Dashboard: %s", getattr(sched.client, "dashboard_link", "?"))
+        return contextlib.nullcontext()
+    from daskod.progress import DEFAULT_PHASES, PhaseProgress
 
-    from dask.diagnostics import ProgressBar
-
-    return ProgressBar(minimum=1.0, out=sys.stderr)
+    return PhaseProgress(DEFAULT_PHASES)
 
 
 def run_mode(plan: Any, *, scheduler: Any, memory_limit: Any, tile_size: int | None,

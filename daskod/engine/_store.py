@@ -169,6 +169,10 @@ class _TemporaryFolder:
     def keep(self) -> None:
         self._finalizer.detach()
 
+    @property
+    def pending(self) -> bool:
+        return self._finalizer.alive
+
 
 class WorkingStore:
     """The run's Zarr store: a temporary folder, or a folder / URL the user named."""
@@ -200,6 +204,11 @@ class WorkingStore:
         """Delete a temporary store now."""
         if self.keepalive is not None:
             self.keepalive.remove()
+
+    @property
+    def removed_with_its_arrays(self) -> bool:
+        """A temporary store that goes when the last array reading it is dropped."""
+        return self.keepalive is not None and self.keepalive.pending
 
     def keep(self) -> None:
         """Keep a temporary store after the run (``save_intermediate_results``)."""

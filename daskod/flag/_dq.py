@@ -1,4 +1,4 @@
-"""JWST pixel DQ bits used by outlier detection (ALGORITHM.md section 6)."""
+"""JWST pixel DQ bits used by outlier detection (docs/algorithm.md section 6)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The reference's flagging rules on one tile (pure numpy; ALGORITHM.md sections 2.8-2.10)."""
+"""The reference's flagging rules on one tile (pure numpy; docs/algorithm.md sections 2.8-2.10)."""
 
 from __future__ import annotations
 

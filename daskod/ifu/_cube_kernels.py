@@ -1,4 +1,5 @@
-"""Kernels of the IFU cube method on one block (pure numpy, no Dask; ALGORITHM.md 4.2).
+"""Kernels of the IFU cube method on one block (pure numpy, no Dask; docs/algorithm.md
+section 4.2).
 
 Conventions: sky positions are tangent-plane (gnomonic) offsets ``(xi, eta)`` in arcsec
 about one reference point, xi towards east (increasing RA), eta towards north. A cube grid

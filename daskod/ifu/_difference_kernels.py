@@ -1,4 +1,5 @@
-"""The IFU difference method on one tile, and on a whole frame (pure numpy; ALGORITHM.md 4.1).
+"""The IFU difference method on one tile, and on a whole frame (pure numpy;
+docs/algorithm.md section 4.1).
 
 The reference (jwst ``outlier_detection/ifu.py``, since 2023) flags pixels that differ from
 their across-slice neighbours in *every* exposure of a detector:

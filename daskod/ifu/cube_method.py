@@ -1,4 +1,5 @@
-"""The IFU cube method (``ifu_method="cube"``; the reference before 2023, ALGORITHM.md 4.2).
+"""The IFU cube method (``ifu_method="cube"``; the reference before 2023, docs/algorithm.md
+section 4.2).
 
 Phases (each one Dask task per block; kernels in :mod:`daskod.ifu._cube_kernels`):
 

@@ -1,6 +1,6 @@
 """JWST level-2 products in: associations, ``*_cal.fits`` / ``*_calints.fits`` files.
 
-Metadata and the WCS come through ``stdatamodels`` (extra ``daskod[jwst]``); pixel arrays are
+Metadata and the WCS come through ``stdatamodels`` (extra ``daskod[files]``); pixel arrays are
 read memory-mapped with astropy and copied into the Zarr working store chunk by chunk, so no
 exposure is ever held whole in memory.
 """
@@ -50,7 +50,7 @@ def require_stdatamodels() -> Any:
     try:
         from stdatamodels.jwst import datamodels
     except ImportError as err:
-        msg = ("Reading JWST files needs stdatamodels: pip install 'daskod[jwst]' "
+        msg = ("Reading JWST files needs stdatamodels: pip install 'daskod[files]' "
                f"({err}).")
         raise ImportError(msg) from err
     return datamodels
@@ -195,7 +195,7 @@ def _group_id(meta: Any) -> str | None:
 
 
 def guess_mode(exp_type: str, *, tso: bool, nints: int) -> str | None:
-    """The reference's mode guess from the exposure type (ALGORITHM.md 1.1)."""
+    """The reference's mode guess from the exposure type (docs/algorithm.md section 1.1)."""
     exp_type = (exp_type or "").upper()
     if tso and nints >= 2:
         return "tso"

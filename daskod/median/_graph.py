@@ -22,6 +22,8 @@ def median_of_resampled_tile(tile: Tile, groups: list[int], thresholds: Any,
     As the reference: ``data[wht < thr_g] = NaN`` per group ``g``, then the median over groups.
     Groups that do not touch the tile hold only NaN and are left out (same median).
     """
+    if not groups:
+        return np.full(tile.shape, np.nan, dtype=np.float32)
     resampled, thresholds = array_of(resampled), array_of(thresholds)
     stack = np.empty((len(groups), *tile.shape), dtype=np.float32)
     for n, g in enumerate(groups):

@@ -17,7 +17,7 @@ __all__ = ["ImagingParams"]
 class ImagingParams:
     """Parameters of imaging-mode outlier detection (reference names and defaults).
 
-    See ALGORITHM.md section 1.2; ``pixmap_stepsize`` and ``pixmap_order`` default to the
+    See docs/algorithm.md section 1.2; ``pixmap_stepsize`` and ``pixmap_order`` default to the
     coarse grid that daskod uses (16 px, cubic), not the reference's full evaluation.
     """
 

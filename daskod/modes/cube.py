@@ -1,6 +1,6 @@
 """Time-series (``tso``) and coronagraphic (``coron``) modes: one cube, no resampling.
 
-ALGORITHM.md section 3. TSO compares each integration with a rolling median over
+docs/algorithm.md section 3. TSO compares each integration with a rolling median over
 ``rolling_window_width`` integrations (computed per chunk of integrations with the halo the
 window needs, so chunked equals unchunked exactly); with a window not inside ``(1, nints)``
 it falls back to the plain median over all integrations, *without* the DQ mask, as the

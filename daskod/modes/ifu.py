@@ -1,8 +1,8 @@
 """IFU mode: validate the IFU parameters, group exposures by detector, run a method.
 
-``ifu_method="difference"`` (the reference's behaviour since 2023, ALGORITHM.md 4.1) runs per
-detector (:mod:`daskod.ifu.difference`); ``ifu_method="cube"`` (the older method, 4.2) builds
-single-exposure cubes on one grid, their median, and blots it back
+``ifu_method="difference"`` (the reference's behaviour since 2023, docs/algorithm.md
+section 4.1) runs per detector (:mod:`daskod.ifu.difference`); ``ifu_method="cube"`` (the
+older method, 4.2) builds single-exposure cubes on one grid, their median, and blots it back
 (:mod:`daskod.ifu.cube_method`). Both return an :class:`~daskod.OutlierResult`.
 """
 

@@ -1,4 +1,5 @@
-"""Drizzle weight maps and the reference's weight threshold (ALGORITHM.md 2.4, 2.5)."""
+"""Drizzle weight maps and the reference's weight threshold (docs/algorithm.md sections 2.4
+and 2.5)."""
 
 from __future__ import annotations
 
