@@ -110,12 +110,10 @@ def build_imaging(
     phases = PhaseRunner(scheduler, eager, run.timings)
     if params.resample_data:
         start = time.perf_counter()
-        names = [e.name for e in exposures]
-        run.frame = compute_output_frame([e.wcs for e in exposures], [e.shape for e in exposures],
-                                         names=names, max_output_pixels=max_output_pixels)
+        run.frame = compute_output_frame(exposures, max_output_pixels=max_output_pixels)
         run.pixel_maps = [
             compute_pixel_map(e.wcs, run.frame.wcs, e.shape, stepsize=params.pixmap_stepsize,
-                              order=params.pixmap_order) for e in exposures]
+                              order=params.pixmap_order, name=e.name) for e in exposures]
         run.pixel_map_keys = [
             dask.delayed(pm, name=f"pixel-map-{k}-{dask.base.tokenize(pm.X, pm.Y)}")
             for k, pm in enumerate(run.pixel_maps)]
