@@ -49,12 +49,16 @@ class OutputTooLargeError(DaskodError, ValueError):
         The output frame shape (ny, nx) that was computed.
     nbytes : int
         Bytes one float32 frame of that shape would take.
+    exposure : str or None
+        The exposure whose footprint lies farthest from the others, when there are several.
     """
 
-    def __init__(self, msg: str, *, shape: tuple[int, int], nbytes: int) -> None:
+    def __init__(self, msg: str, *, shape: tuple[int, int], nbytes: int,
+                 exposure: str | None = None) -> None:
         super().__init__(msg)
         self.shape = shape
         self.nbytes = nbytes
+        self.exposure = exposure
 
 
 class MemoryBudgetError(DaskodError, MemoryError):

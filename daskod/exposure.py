@@ -47,6 +47,13 @@ class Exposure:
         takes the dispersion axis from the instrument.
     meta : dict
         Free-form metadata carried along (not used by the algorithm).
+    wcsinfo : dict, optional
+        JWST pointing metadata (``meta.wcsinfo``) the reference builds its output frame from:
+        ``s_region`` (the footprint polygon, ``"POLYGON ICRS ra1 dec1 ..."``), ``ra_ref``,
+        ``dec_ref``, ``roll_ref``, ``v3yangle``, ``vparity`` (also ``v2_ref``, ``v3_ref``).
+        Filled by :func:`daskod.read_jwst`; without it the frame uses the WCS (footprints at
+        the detector edges, orientation from the Jacobian at the detector centre), see
+        :func:`daskod.geometry.compute_output_frame`.
     """
 
     sci: Any
@@ -64,6 +71,7 @@ class Exposure:
     detector: str | None = None
     instrument: str | None = None
     meta: dict = field(default_factory=dict)
+    wcsinfo: dict | None = None
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -173,6 +181,10 @@ def validate_exposures(
             raise InputError(msg, exposure=name)
         for key in exp.variance_arrays():
             _check_array(exp, key, shape)
+        if exp.wcsinfo is not None and not isinstance(exp.wcsinfo, dict):
+            msg = (f"Exposure {name!r}: wcsinfo must be a dict (JWST meta.wcsinfo values), "
+                   f"got {type(exp.wcsinfo).__name__}.")
+            raise InputError(msg, exposure=name)
         for key in ("exposure_time", "background_level"):
             value = getattr(exp, key)
             if value is not None and not math.isfinite(float(value)):

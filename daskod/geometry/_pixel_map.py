@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 from scipy.interpolate import RectBivariateSpline
 
+from daskod._exceptions import WCSError
+
 __all__ = ["PixelMap", "compute_pixel_map", "evaluate_wcs_pixel_map"]
 
 
@@ -166,7 +168,8 @@ class PixelMap:
 
 
 def compute_pixel_map(
-    wcs_in: Any, wcs_out: Any, shape: tuple[int, int], *, stepsize: float = 16, order: int = 3
+    wcs_in: Any, wcs_out: Any, shape: tuple[int, int], *, stepsize: float = 16, order: int = 3,
+    name: str = "exposure",
 ) -> PixelMap:
     """Evaluate the detector -> output map on a coarse grid (the reference's sparse pixmap).
 
@@ -181,25 +184,34 @@ def compute_pixel_map(
         with a cubic spline the error is ~1e-6 px on JWST-like distortion.
     order : int, optional
         Spline order, 1 or 3.
+    name : str, optional
+        The exposure's name, for error messages.
 
     Returns
     -------
     PixelMap
         Falls back to the full evaluation when any node is non-finite, as the reference does.
+
+    Raises
+    ------
+    WCSError
+        When fewer than two rows or columns of the detector map to finite output positions:
+        drizzle ("No or too few valid pixels in the pixel map") could not use it.
     """
     ny, nx = shape
     if stepsize <= 1 or min(ny, nx) < 4:
-        return _full_map(wcs_in, wcs_out, shape, order)
+        return _full_map(wcs_in, wcs_out, shape, order, name)
     xs = _grid_nodes(nx, stepsize)
     ys = _grid_nodes(ny, stepsize)
     gx, gy = np.meshgrid(xs, ys)
     X, Y = evaluate_wcs_pixel_map(wcs_in, wcs_out, gx, gy)
     if not (np.all(np.isfinite(X)) and np.all(np.isfinite(Y))):
-        return _full_map(wcs_in, wcs_out, shape, order)
+        return _full_map(wcs_in, wcs_out, shape, order, name)
     return PixelMap(shape=(ny, nx), xs=xs, ys=ys, X=X, Y=Y, order=order)
 
 
-def _full_map(wcs_in: Any, wcs_out: Any, shape: tuple[int, int], order: int) -> PixelMap:
+def _full_map(wcs_in: Any, wcs_out: Any, shape: tuple[int, int], order: int,
+              name: str) -> PixelMap:
     ny, nx = shape
     xs = np.arange(nx, dtype=np.float64)
     ys = np.arange(ny, dtype=np.float64)
@@ -209,4 +221,10 @@ def _full_map(wcs_in: Any, wcs_out: Any, shape: tuple[int, int], order: int) -> 
     for r0 in range(0, ny, rows):
         gx, gy = np.meshgrid(xs, ys[r0:r0 + rows])
         X[r0:r0 + rows], Y[r0:r0 + rows] = evaluate_wcs_pixel_map(wcs_in, wcs_out, gx, gy)
+    finite = np.isfinite(X) & np.isfinite(Y)
+    if finite.any(axis=1).sum() < 2 or finite.any(axis=0).sum() < 2:
+        msg = (f"Exposure {name!r}: its WCS maps only {int(finite.sum())} of its {ny} x {nx} "
+               "pixels to finite output-frame positions (drizzle needs at least 2 x 2); "
+               "check its WCS (bounding box, transforms) or remove it.")
+        raise WCSError(msg, exposure=name)
     return PixelMap(shape=(ny, nx), xs=xs, ys=ys, X=X, Y=Y, order=order)

@@ -194,6 +194,24 @@ def _group_id(meta: Any) -> str | None:
         return None
 
 
+#: ``meta.wcsinfo`` values carried into ``Exposure.wcsinfo`` (the output frame needs them).
+WCSINFO_KEYS = ("s_region", "ra_ref", "dec_ref", "roll_ref", "v2_ref", "v3_ref", "v3yangle",
+                "vparity")
+
+
+def _wcsinfo(meta: Any) -> dict[str, Any] | None:
+    """The pointing values of ``meta.wcsinfo`` that are set, or None when none is."""
+    info = getattr(meta, "wcsinfo", None)
+    out: dict[str, Any] = {}
+    for key in WCSINFO_KEYS:
+        value = getattr(info, key, None) if info is not None else None
+        if value is None:
+            continue
+        out[key] = str(value) if key == "s_region" else (
+            int(value) if key == "vparity" else float(value))
+    return out or None
+
+
 def guess_mode(exp_type: str, *, tso: bool, nints: int) -> str | None:
     """The reference's mode guess from the exposure type (ALGORITHM.md 1.1)."""
     exp_type = (exp_type or "").upper()
@@ -333,6 +351,7 @@ def read_members(members: list[Member], *, storage_options: dict[str, Any] | Non
                 msg = (f"{m.path}: exposure type {exp_type!r} ({this_mode}) does not go with "
                        f"the first member's ({mode}); run each kind of exposure separately.")
                 raise InputError(msg, exposure=m.path)
+            wcsinfo = _wcsinfo(meta)
             level = getattr(meta.background, "level", None)
             subtracted = getattr(meta.background, "subtracted", None)
             texp = (getattr(meta.exposure, "measurement_time", None)
@@ -356,7 +375,8 @@ def read_members(members: list[Member], *, storage_options: dict[str, Any] | Non
                 raise WCSError(msg, exposure=name)
             items.append(Exposure(**arrays, wcs=wcs, group_id=group, exposure_time=float(texp),
                                   background_level=None if level is None else float(level),
-                                  background_subtracted=subtracted, name=name))
+                                  background_subtracted=subtracted, name=name,
+                                  detector=detector, instrument=instrument, wcsinfo=wcsinfo))
         else:
             items.append(Cube(**arrays, tso_visit=tso, exp_type=exp_type, name=name))
         info.append({"path": m.path, "model_type": model_type, "exp_type": exp_type})
