@@ -113,7 +113,8 @@ def build_imaging(
         run.frame = compute_output_frame(exposures, max_output_pixels=max_output_pixels)
         run.pixel_maps = [
             compute_pixel_map(e.wcs, run.frame.wcs, e.shape, stepsize=params.pixmap_stepsize,
-                              order=params.pixmap_order, name=e.name) for e in exposures]
+                              order=params.pixmap_order, name=e.name,
+                              out_shape=run.frame.shape) for e in exposures]
         run.pixel_map_keys = [
             dask.delayed(pm, name=f"pixel-map-{k}-{dask.base.tokenize(pm.X, pm.Y)}")
             for k, pm in enumerate(run.pixel_maps)]
