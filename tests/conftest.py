@@ -67,11 +67,26 @@ class ParitySession:
         self.written = written
         self.results = results
         self.index = index
+        self._daskod = {}
 
     def reference(self, key):
         result = self.results[self.index[key]]
         assert result["ok"], f"the reference failed on {key}:\n{result['error']}"
         return result
+
+    def daskod(self, case):
+        """``daskod run`` of a case (run once per session): its output folder."""
+        import os
+
+        import _parity
+
+        if case.name not in self._daskod:
+            outdir = os.path.join(self.root, "daskod", case.name)
+            proc = _parity.run_daskod(case, self.written[case.scene], outdir)
+            self._daskod[case.name] = (proc, outdir)
+        proc, outdir = self._daskod[case.name]
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        return outdir
 
 
 @pytest.fixture(scope="session")

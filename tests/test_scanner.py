@@ -48,7 +48,8 @@ def test_padded_tile_with_row_limits_equals_whole_frame(kernel):
             whole = _drizzle(pixmap, data, weight, out_shape, kernel, pixfrac)
         except ValueError:  # no overlap at all: drizzle refuses, nothing to compare
             continue
-        limits = drizzled_row_limits(lambda i, j: (X[j, i], Y[j, i]), data.shape, out_shape)
+        limits = drizzled_row_limits(lambda i, j, X=X, Y=Y: (X[j, i], Y[j, i]), data.shape,
+                                     out_shape)
         assert limits is not None
         cols = np.arange(data.shape[1])
         keep = (cols >= limits[:, :1]) & (cols <= limits[:, 1:])

@@ -3,9 +3,14 @@
 from daskod.datasets._cubes import SimulatedCube, make_coron_cube, make_tso_cube
 from daskod.datasets._ifu import IFUSimulation, make_ifu_exposures
 from daskod.datasets._imaging import SimulatedImaging, make_dithered_imaging
-from daskod.datasets._jwst_files import write_cal_files
+from daskod.datasets._jwst_files import write_cal_files, write_cube_file, write_ifu_files
 from daskod.datasets._simple import make_simple_exposures
-from daskod.datasets._wcs import make_detector_wcs, make_simple_wcs
+from daskod.datasets._wcs import (
+    detector_wcsinfo,
+    make_detector_wcs,
+    make_simple_wcs,
+    make_telescope_wcs,
+)
 
 __all__ = [
     "make_dithered_imaging",
@@ -17,6 +22,10 @@ __all__ = [
     "make_coron_cube",
     "SimulatedCube",
     "write_cal_files",
+    "write_cube_file",
+    "write_ifu_files",
+    "make_telescope_wcs",
+    "detector_wcsinfo",
     "make_ifu_exposures",
     "IFUSimulation",
 ]

@@ -43,6 +43,7 @@ class Member:
     exptype: str = "science"
     asn: str | None = None
     product: str | None = None
+    asn_id: str | None = None
 
 
 def require_stdatamodels() -> Any:
@@ -68,14 +69,22 @@ def _read_association(path: str, storage_options: dict[str, Any] | None = None
         msg = f"{path}: not a readable association file ({err})."
         raise InputError(msg) from err
     members = []
+    asn_id = _asn_id(asn)
     for name, group_id, product in _science_names(path, asn):
         full = os.path.realpath(os.path.join(folder, name))
         if os.path.commonpath([full, os.path.realpath(folder)]) != os.path.realpath(folder):
             msg = (f"{path}: member {name!r} points outside the association's folder "
                    f"({folder}); members must live beside the association.")
             raise InputError(msg)
-        members.append(Member(path=full, group_id=group_id, asn=path, product=product))
+        members.append(Member(path=full, group_id=group_id, asn=path, product=product,
+                              asn_id=asn_id))
     return members
+
+
+def _asn_id(asn: Any) -> str | None:
+    """The association's ``asn_id`` (the reference inserts it in output names)."""
+    value = asn.get("asn_id") if isinstance(asn, dict) else None
+    return str(value) if value else None
 
 
 def _science_names(path: str, asn: Any) -> list[tuple[str, Any, Any]]:
@@ -117,6 +126,7 @@ def _read_url_association(url: str, storage_options: dict[str, Any] | None) -> l
     scheme, _, rest = url.partition("://")
     folder = posixpath.dirname(rest)
     members = []
+    asn_id = _asn_id(asn)
     for name, group_id, product in _science_names(url, asn):
         full = posixpath.normpath(posixpath.join(folder, name))
         if not full.startswith(folder + "/"):
@@ -124,7 +134,7 @@ def _read_url_association(url: str, storage_options: dict[str, Any] | None) -> l
                    "members must live beside the association.")
             raise InputError(msg)
         members.append(Member(path=f"{scheme}://{full}", group_id=group_id, asn=url,
-                              product=product))
+                              product=product, asn_id=asn_id))
     return members
 
 
