@@ -20,6 +20,7 @@ _LAZY = {
     "OutlierDetection": "daskod._api",
     "OutlierResult": "daskod._result",
     "estimate_memory": "daskod._estimate",
+    "read_jwst": "daskod.io._jwst",
     "Exposure": "daskod.exposure",
     "Cube": "daskod.cube",
     "flag_cr": "daskod.flag._kernels",
@@ -35,6 +36,7 @@ _LAZY = {
     "StoreError": "daskod._exceptions",
     "DaskodWarning": "daskod._exceptions",
     "SkippedWarning": "daskod._exceptions",
+    "ImplausibleFlagsWarning": "daskod._exceptions",
 }
 
 __all__ = [
@@ -42,6 +44,7 @@ __all__ = [
     "OutlierDetection",
     "OutlierResult",
     "estimate_memory",
+    "read_jwst",
     "Exposure",
     "Cube",
     "flag_cr",
@@ -57,6 +60,7 @@ __all__ = [
     "StoreError",
     "DaskodWarning",
     "SkippedWarning",
+    "ImplausibleFlagsWarning",
     "__version__",
 ]
 

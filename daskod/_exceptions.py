@@ -15,6 +15,7 @@ __all__ = [
     "StoreError",
     "DaskodWarning",
     "SkippedWarning",
+    "ImplausibleFlagsWarning",
 ]
 
 
@@ -87,3 +88,8 @@ class DaskodWarning(UserWarning):
 
 class SkippedWarning(DaskodWarning):
     """The step was skipped (as the reference does), e.g. fewer than two groups."""
+
+
+class ImplausibleFlagsWarning(DaskodWarning):
+    """A run flagged an implausible share of an exposure's usable pixels (see
+    :func:`daskod._plausibility.check_flag_fractions`): the inputs probably disagree."""

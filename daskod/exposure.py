@@ -99,6 +99,32 @@ class Exposure:
             return float(self.background_level)
         return 0.0
 
+    @classmethod
+    def from_datamodel(cls, model: Any, *, name: str | None = None,
+                       group_id: str | None = None) -> Exposure:
+        """An Exposure of an open JWST datamodel (ImageModel, IFUImageModel), with its
+        arrays (not copied) and everything the run needs from its metadata.
+
+        Group id (``meta.group_id`` or the observation identifiers), exposure time
+        (``measurement_time``, else ``exposure_time``), ``meta.background`` level and
+        ``subtracted``, the pointing metadata of the output frame (``wcsinfo``), detector,
+        instrument and ``meta["exp_type"]``: building an Exposure by hand from ``data``,
+        ``err``, ``dq`` and ``meta.wcs`` alone drops the background level, and the flags
+        are then wrong (see :func:`daskod.read_jwst`, which reads files lazily).
+
+        Parameters
+        ----------
+        model : stdatamodels DataModel
+            An open ImageModel or IFUImageModel (a CubeModel gives a Cube).
+        name : str, optional
+            Default ``model.meta.filename``.
+        group_id : str, optional
+            Overrides the model's group id (as an association member's ``group_id`` does).
+        """
+        from daskod.io._datamodel import exposure_from_datamodel
+
+        return exposure_from_datamodel(model, name=name, group_id=group_id)
+
     def copy_with(self, **changes: Any) -> Exposure:
         """A shallow copy with some fields replaced."""
         return replace(self, **changes)
