@@ -9,17 +9,17 @@ once); daskod runs through ``daskod run`` (the command users type), one process 
 
 from __future__ import annotations
 
-import glob
 import os
 import subprocess
 import sys
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
 from daskod import datasets
 from daskod.datasets._jwst_files import write_cube_file, write_ifu_files
+from daskod.datasets._reference import compare_new_outliers as compare_flags
+
+__all__ = ["CASES", "FRAME_SCENES", "SCENES", "compare_flags", "reference_jobs", "run_daskod"]
 
 
 @dataclass(frozen=True)
@@ -153,38 +153,3 @@ def run_daskod(case: Case, written: dict, outdir: str) -> subprocess.CompletedPr
     if case.intermediates:
         cmd.append("--save-intermediate-results")
     return subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=False)
-
-
-def _dq(path: str) -> np.ndarray:
-    from astropy.io import fits
-
-    with fits.open(path) as hdul:
-        return np.asarray(hdul["DQ"].data)
-
-
-def _product(folder: str, stem: str) -> str:
-    found = sorted(glob.glob(os.path.join(folder, f"{stem}*_crf*.fits")))
-    if len(found) != 1:
-        msg = f"expected one product for {stem} in {folder}, found {found}"
-        raise AssertionError(msg)
-    return found[0]
-
-
-def compare_flags(inputs: list[str], ref_dir: str, dk_dir: str) -> dict[str, Any]:
-    """New-outlier masks ((DQ & 16) set and not set in the input) of both tools, per input."""
-    rows = []
-    shared = union = 0
-    for path in inputs:
-        stem = os.path.basename(path).rsplit("_", 1)[0]
-        before = (_dq(path) & 16) != 0
-        ref = ((_dq(_product(ref_dir, stem)) & 16) != 0) & ~before
-        dk = ((_dq(_product(dk_dir, stem)) & 16) != 0) & ~before
-        both = int((ref & dk).sum())
-        either = int((ref | dk).sum())
-        shared += both
-        union += either
-        rows.append({"input": stem, "reference": int(ref.sum()), "daskod": int(dk.sum()),
-                     "only_reference": np.argwhere(ref & ~dk).tolist()[:20],
-                     "only_daskod": np.argwhere(dk & ~ref).tolist()[:20]})
-    return {"jaccard": shared / union if union else 1.0, "shared": shared, "union": union,
-            "rows": rows}

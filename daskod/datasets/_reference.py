@@ -11,6 +11,7 @@ The interpreter is ``$DASKOD_REFERENCE_PYTHON`` if set, else the cached environm
 
 from __future__ import annotations
 
+import glob
 import json
 import logging
 import os
@@ -21,8 +22,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 __all__ = ["REFERENCE_REQUIREMENTS", "ReferenceError", "reference_python", "run_reference_jobs",
-           "reference_environment"]
+           "reference_environment", "compare_new_outliers"]
 
 log = logging.getLogger(__name__)
 
@@ -156,3 +159,40 @@ def run_reference_jobs(jobs: list[dict[str, Any]], *, python: str | None = None,
             raise ReferenceError(msg)
         with open(results_path, encoding="utf-8") as f:
             return json.load(f)
+
+
+def _dq(path: str) -> np.ndarray:
+    from astropy.io import fits
+
+    with fits.open(path) as hdul:
+        return np.asarray(hdul["DQ"].data)
+
+
+def _product(folder: str, stem: str) -> str:
+    found = sorted(glob.glob(os.path.join(folder, f"{stem}*_crf*.fits")))
+    if len(found) != 1:
+        msg = f"expected one product for {stem} in {folder}, found {found}"
+        raise AssertionError(msg)
+    return found[0]
+
+
+def compare_new_outliers(inputs: list[str], ref_dir: str, dk_dir: str) -> dict[str, Any]:
+    """New-outlier masks ((DQ & 16) set, not set in the input) of the reference's products in
+    ``ref_dir`` and daskod's in ``dk_dir``, per input: Jaccard index over all inputs, shared
+    and union counts, per-input counts and (up to 20) pixels found by only one tool."""
+    rows = []
+    shared = union = 0
+    for path in inputs:
+        stem = os.path.basename(path).rsplit("_", 1)[0]
+        before = (_dq(path) & 16) != 0
+        ref = ((_dq(_product(ref_dir, stem)) & 16) != 0) & ~before
+        dk = ((_dq(_product(dk_dir, stem)) & 16) != 0) & ~before
+        both = int((ref & dk).sum())
+        either = int((ref | dk).sum())
+        shared += both
+        union += either
+        rows.append({"input": stem, "reference": int(ref.sum()), "daskod": int(dk.sum()),
+                     "only_reference": np.argwhere(ref & ~dk).tolist()[:20],
+                     "only_daskod": np.argwhere(dk & ~ref).tolist()[:20]})
+    return {"jaccard": shared / union if union else 1.0, "shared": shared, "union": union,
+            "rows": rows}
