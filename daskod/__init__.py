@@ -23,6 +23,7 @@ _LAZY = {
     "clean_leftovers": "daskod.io._leftovers",
     "read_parameter_file": "daskod._parameters",
     "write_parameter_file": "daskod._parameters",
+    "read_jwst": "daskod.io._jwst",
     "Exposure": "daskod.exposure",
     "Cube": "daskod.cube",
     "flag_cr": "daskod.flag._kernels",
@@ -40,6 +41,7 @@ _LAZY = {
     "DaskodWarning": "daskod._exceptions",
     "SkippedWarning": "daskod._exceptions",
     "InputWarning": "daskod._exceptions",
+    "ImplausibleFlagsWarning": "daskod._exceptions",
 }
 
 __all__ = [
@@ -50,6 +52,7 @@ __all__ = [
     "clean_leftovers",
     "read_parameter_file",
     "write_parameter_file",
+    "read_jwst",
     "Exposure",
     "Cube",
     "flag_cr",
@@ -67,6 +70,7 @@ __all__ = [
     "DaskodWarning",
     "SkippedWarning",
     "InputWarning",
+    "ImplausibleFlagsWarning",
     "__version__",
 ]
 

@@ -232,6 +232,10 @@ def detect_outliers(
                            pixel_maps=extras.get("pixel_maps", []), work=run["work"])
     if compute:
         result.log_stats()
+        if run.get("usable") is not None:
+            from daskod._flag_fractions import check_flag_fractions
+
+            check_flag_fractions([e.name for e in plan.items], result.n_flagged, run["usable"])
     if inplace:
         _write_back(exposures if isinstance(exposures, list) else [exposures], result)
     return result

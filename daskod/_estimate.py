@@ -117,7 +117,5 @@ def _output_frame(items: list[Any]) -> tuple[int, int] | None:
 
     if any(e.wcs is None for e in items):
         return None
-    frame = compute_output_frame([e.wcs for e in items], [e.shape for e in items],
-                                 names=[e.name for e in items],
-                                 max_output_pixels=get_option("max_output_pixels"))
+    frame = compute_output_frame(items, max_output_pixels=get_option("max_output_pixels"))
     return tuple(int(n) for n in frame.shape)  # type: ignore[return-value]

@@ -17,6 +17,7 @@ __all__ = [
     "DaskodWarning",
     "SkippedWarning",
     "InputWarning",
+    "ImplausibleFlagsWarning",
 ]
 
 
@@ -51,12 +52,16 @@ class OutputTooLargeError(DaskodError, ValueError):
         The output frame shape (ny, nx) that was computed.
     nbytes : int
         Bytes one float32 frame of that shape would take.
+    exposure : str or None
+        The exposure whose footprint lies farthest from the others, when there are several.
     """
 
-    def __init__(self, msg: str, *, shape: tuple[int, int], nbytes: int) -> None:
+    def __init__(self, msg: str, *, shape: tuple[int, int], nbytes: int,
+                 exposure: str | None = None) -> None:
         super().__init__(msg)
         self.shape = shape
         self.nbytes = nbytes
+        self.exposure = exposure
 
 
 class MemoryBudgetError(DaskodError, MemoryError):
@@ -114,3 +119,8 @@ class InputWarning(DaskodWarning):
     def __init__(self, msg: str, *, exposure: str | None = None) -> None:
         super().__init__(msg)
         self.exposure = exposure
+
+
+class ImplausibleFlagsWarning(DaskodWarning):
+    """A run flagged an implausible share of an exposure's usable pixels (see
+    :func:`daskod._flag_fractions.check_flag_fractions`): the inputs probably disagree."""

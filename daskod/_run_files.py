@@ -107,7 +107,7 @@ def run_files(inputs: list[str], outdir: str, *, params: dict[str, Any],
             write_product(src, stage(outputs[k]), dq, status=result.status,
                           storage_options=storage_options)
         if save_intermediate_results and not result.skipped:
-            _stage_intermediates(result, mode, paths, items, outdir, plan.root, stage)
+            _stage_intermediates(result, mode, paths, items, outdir, plan.members[0].asn_id, stage)
         publish(staged, finals, storage_options=storage_options)
     for k, out in enumerate(outputs):
         name = os.path.basename(paths[k])
@@ -160,23 +160,43 @@ def _size(path: str, storage_options: Any) -> int:
     return os.path.getsize(path)
 
 
+def intermediate_name(path: str, suffix: str, asn_id: str | None) -> str:
+    """The reference's intermediate file name: ``<stem>[_<asn_id>]_<suffix>.fits``."""
+    from daskod.io._products import stem_of
+
+    stem = stem_of(path)
+    return f"{stem}_{asn_id}_{suffix}.fits" if asn_id else f"{stem}_{suffix}.fits"
+
+
 def _stage_intermediates(result: Any, mode: str, paths: list[str], items: list[Any],
-                         outdir: str, root: str, stage: Any) -> None:
-    """The median, blotted and drizzled-group images (as the reference's intermediates)."""
-    from daskod.io._products import join, stem_of, write_image
+                         outdir: str, asn_id: str | None, stage: Any) -> None:
+    """The median, blotted and drizzled-group images, named as the reference names them
+    (jwst 3.0.0 with ``save_intermediate_results``): one ``<stem>_<asn_id>_median.fits``
+    after the first input, ``<stem>_<asn_id>_blot.fits`` per input and
+    ``<stem>_<asn_id>_outlier_i2d.fits`` per group after its first input; without an
+    association, no ``_<asn_id>``. IFU: ``<stem>_<asn_id>_<detector>_outlier_output.fits``
+    after the detector's first input."""
+    from daskod.io._products import join, write_image
 
     if result.median is not None:
-        write_image(stage(join(outdir, f"{root}_median.fits")), np.asarray(result.median),
-                    wcs=result.median_wcs)
+        median = np.asarray(result.median)
+        write_image(stage(join(outdir, intermediate_name(paths[0], "median", asn_id))), median,
+                    wcs=result.median_wcs if median.ndim == 2 else None)
     if mode == "ifu":
         from daskod.io._ifu_products import write_ifu_outputs
 
-        write_ifu_outputs(result, outdir, root, stage)
+        first: dict[str, str] = {}
+        for path, item in zip(paths, items, strict=True):
+            first.setdefault(str(item.detector).lower(), path)
+        names = {det: intermediate_name(path, f"{det}_outlier_output", asn_id)
+                 for det, path in first.items()}
+        write_ifu_outputs(result, outdir, names, stage)
     if mode == "imaging" and result.pixel_maps:
         for k, src in enumerate(paths):
-            write_image(stage(join(outdir, f"{stem_of(src)}_blot.fits")), result.blot(k),
-                        wcs=items[k].wcs)
+            write_image(stage(join(outdir, intermediate_name(src, "blot", asn_id))),
+                        result.blot(k), wcs=items[k].wcs)
         for g, group in enumerate(result.groups):
             data, wht = result.resampled(g)
-            write_image(stage(join(outdir, f"{stem_of(paths[group[0]])}_outlier_i2d.fits")),
+            write_image(stage(join(outdir, intermediate_name(paths[group[0]], "outlier_i2d",
+                                                             asn_id))),
                         data, wcs=result.median_wcs, extra={"wht": wht})

@@ -47,6 +47,13 @@ class Exposure:
         takes the dispersion axis from the instrument.
     meta : dict
         Free-form metadata carried along (not used by the algorithm).
+    wcsinfo : dict, optional
+        JWST pointing metadata (``meta.wcsinfo``) the reference builds its output frame from:
+        ``s_region`` (the footprint polygon, ``"POLYGON ICRS ra1 dec1 ..."``), ``ra_ref``,
+        ``dec_ref``, ``roll_ref``, ``v3yangle``, ``vparity`` (also ``v2_ref``, ``v3_ref``).
+        Filled by :func:`daskod.read_jwst`; without it the frame uses the WCS (footprints at
+        the detector edges, orientation from the Jacobian at the detector centre), see
+        :func:`daskod.geometry.compute_output_frame`.
     """
 
     sci: Any
@@ -64,6 +71,7 @@ class Exposure:
     detector: str | None = None
     instrument: str | None = None
     meta: dict = field(default_factory=dict)
+    wcsinfo: dict | None = None
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -90,6 +98,32 @@ class Exposure:
         if self.background_subtracted is False and self.background_level is not None:
             return float(self.background_level)
         return 0.0
+
+    @classmethod
+    def from_datamodel(cls, model: Any, *, name: str | None = None,
+                       group_id: str | None = None) -> Exposure:
+        """An Exposure of an open JWST datamodel (ImageModel, IFUImageModel), with its
+        arrays (not copied) and everything the run needs from its metadata.
+
+        Group id (``meta.group_id`` or the observation identifiers), exposure time
+        (``measurement_time``, else ``exposure_time``), ``meta.background`` level and
+        ``subtracted``, the pointing metadata of the output frame (``wcsinfo``), detector,
+        instrument and ``meta["exp_type"]``: building an Exposure by hand from ``data``,
+        ``err``, ``dq`` and ``meta.wcs`` alone drops the background level, and the flags
+        are then wrong (see :func:`daskod.read_jwst`, which reads files lazily).
+
+        Parameters
+        ----------
+        model : stdatamodels DataModel
+            An open ImageModel or IFUImageModel (a CubeModel gives a Cube).
+        name : str, optional
+            Default ``model.meta.filename``.
+        group_id : str, optional
+            Overrides the model's group id (as an association member's ``group_id`` does).
+        """
+        from daskod.io._datamodel import exposure_from_datamodel
+
+        return exposure_from_datamodel(model, name=name, group_id=group_id)
 
     def copy_with(self, **changes: Any) -> Exposure:
         """A shallow copy with some fields replaced."""
@@ -194,6 +228,10 @@ def validate_exposures(
             raise InputError(msg, exposure=name)
         for key in exp.variance_arrays():
             _check_array(exp, key, shape)
+        if exp.wcsinfo is not None and not isinstance(exp.wcsinfo, dict):
+            msg = (f"Exposure {name!r}: wcsinfo must be a dict (JWST meta.wcsinfo values), "
+                   f"got {type(exp.wcsinfo).__name__}.")
+            raise InputError(msg, exposure=name)
         for key in ("exposure_time", "background_level"):
             value = getattr(exp, key)
             if value is not None and not math.isfinite(float(value)):

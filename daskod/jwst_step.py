@@ -50,7 +50,7 @@ def _group_id(meta: Any) -> str | None:
     group = getattr(meta, "group_id", None)
     if group:
         return str(group)
-    from daskod.io._jwst import _group_id as from_observation
+    from daskod.io._datamodel import _group_id as from_observation
 
     return from_observation(meta)
 

@@ -24,6 +24,7 @@ class _Options(TypedDict):
     max_output_pixels: int
     pixmap_stepsize: float
     pixmap_order: int
+    implausible_flag_fraction: float | None
 
 
 #: Current values.
@@ -37,6 +38,8 @@ class _Options(TypedDict):
 #: - ``pixmap_stepsize``: coarse pixel-map grid step in detector pixels (default 16; 1 means
 #:   evaluate the WCS on every pixel like the reference's default).
 #: - ``pixmap_order``: spline order of the coarse pixel map (default 3).
+#: - ``implausible_flag_fraction``: warn (``ImplausibleFlagsWarning``) when a run flags more
+#:   than this fraction of an exposure's usable pixels (default 0.05; None: never).
 OPTIONS: _Options = {
     "memory_limit": None,
     "tile_size": None,
@@ -44,6 +47,7 @@ OPTIONS: _Options = {
     "max_output_pixels": 2**32,
     "pixmap_stepsize": 16,
     "pixmap_order": 3,
+    "implausible_flag_fraction": 0.05,
 }
 _SET_EXPLICITLY: set[str] = set()
 
@@ -107,6 +111,10 @@ class set_options:
                 raise ValueError(msg)
             if key == "memory_limit":
                 parse_bytes(value)
+            if key == "implausible_flag_fraction" and value is not None and not (
+                    0.0 < float(value) <= 1.0):
+                msg = f"implausible_flag_fraction must be in (0, 1] or None, got {value!r}."
+                raise ValueError(msg)
             self._old[key] = OPTIONS[key]
             OPTIONS[key] = value
             _SET_EXPLICITLY.add(key)

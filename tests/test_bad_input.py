@@ -385,8 +385,8 @@ def test_daskod_run_shows_the_warning_as_one_line(cal_folder, tmp_path, capsys):
                  "--no-progress", "--scheduler", "synchronous")
     err = capsys.readouterr().err
     assert code == 0
-    lines = [line for line in err.splitlines() if "ERR" in line]
-    assert len(lines) == 1, err
+    lines = [line for line in err.splitlines() if "ERR is zero" in line]
+    assert len(lines) == 1, err  # once, on one line (the run then also warns of its flags)
     assert path.name in lines[0] and ".py:" not in err
 
 

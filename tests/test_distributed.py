@@ -347,8 +347,7 @@ def test_pixel_map_survives_pickle(small_observation):
     from daskod.geometry._pixel_map import compute_pixel_map
 
     exps = small_observation.exposures
-    frame = compute_output_frame([e.wcs for e in exps], [e.shape for e in exps],
-                                 names=[e.name for e in exps], max_output_pixels=10**8)
+    frame = compute_output_frame(exps, max_output_pixels=10**8)
     pm = compute_pixel_map(exps[1].wcs, frame.wcs, exps[1].shape, stepsize=16, order=3)
     before = pm.evaluate(10, 90, 20, 150)  # builds (unpicklable-heavy) splines in pm
     back = pickle.loads(pickle.dumps(pm))

@@ -11,54 +11,18 @@ import pytest
 
 import daskod
 from daskod import datasets
-from daskod.datasets._jwst_files import write_association
 
 dm = pytest.importorskip("stdatamodels.jwst.datamodels")
-
-DETECTORS = {"MIRI": ("MIRIFUSHORT", "MIR_MRS"), "NIRSPEC": ("NRS1", "NRS_IFU")}
-
-
-def _write_ifu_cal_files(exposures, folder, *, instrument="MIRI", asn=True):
-    """IFUImageModel products of simulated exposures. No WCS is stored: the simulator's
-    slicer transform is not serialisable, like real IFU transforms without the jwst package."""
-    os.makedirs(folder, exist_ok=True)
-    detector, exp_type = DETECTORS[instrument]
-    files = []
-    for k, exp in enumerate(exposures):
-        model = dm.IFUImageModel(data=np.asarray(exp.sci, np.float32),
-                                 err=np.asarray(exp.err, np.float32),
-                                 dq=np.asarray(exp.dq, np.uint32))
-        if exp.var_rnoise is not None:
-            model.var_rnoise = np.asarray(exp.var_rnoise, np.float32)
-        meta = model.meta
-        meta.telescope = "JWST"
-        meta.instrument.name = instrument
-        meta.instrument.detector = detector
-        meta.exposure.type = exp_type
-        meta.exposure.nints = 1
-        meta.exposure.exposure_time = 100.0
-        obs = meta.observation
-        obs.program_number, obs.observation_number, obs.visit_number = "01234", "002", "001"
-        obs.visit_group, obs.sequence_id, obs.activity_id = "02", "1", "01"
-        obs.exposure_number = f"{k + 1:05d}"
-        meta.filename = f"jw01234002001_02101_{k + 1:05d}_{detector.lower()}_cal.fits"
-        path = os.path.join(folder, meta.filename)
-        model.save(path)
-        model.close()
-        files.append(path)
-    asn_path = None
-    if asn:
-        asn_path = write_association(os.path.join(folder, "ifu_asn.json"), files,
-                                     asn_type="spec3", asn_id="o002",
-                                     product_name="jw01234-o002_t001_miri")
-    return files, asn_path
-
 
 @pytest.fixture(scope="module")
 def ifu_files(tmp_path_factory):
     sim = datasets.make_ifu_exposures(3, shape=(80, 80), instrument="MIRI", seed=6)
-    files, asn = _write_ifu_cal_files(sim.exposures, tmp_path_factory.mktemp("ifu") / "in")
-    return sim, files, asn
+    written = datasets.write_ifu_files(sim.exposures, tmp_path_factory.mktemp("ifu") / "in")
+    return sim, written["files"], written["asn"]
+
+
+#: The reference's name: the first input's stem, the association id, the detector.
+OUTLIER_OUTPUT = "jw01234002001_02101_00001_mirifushort_o002_mirifushort_outlier_output.fits"
 
 
 def _run(*args):
@@ -89,7 +53,7 @@ def test_run_writes_one_crf_per_input_same_as_the_api(ifu_files, tmp_path):
     api = daskod.detect_outliers(sim.exposures, mode="ifu", threshold_percent=99.5)
     outs = sorted(p for p in os.listdir(tmp_path / "out") if p.endswith(".fits"))
     crfs = [os.path.basename(p).replace("_cal", "_crf") for p in files]
-    assert outs == sorted([*crfs, "jw01234-o002_t001_miri_mirifushort_outlier_output.fits"])
+    assert outs == sorted([*crfs, OUTLIER_OUTPUT])
     for k, src in enumerate(files):
         assert os.stat(src).st_mtime_ns == before[src]  # inputs untouched
         with dm.open(src) as a, dm.open(str(tmp_path / "out" / crfs[k])) as b:
@@ -99,7 +63,7 @@ def test_run_writes_one_crf_per_input_same_as_the_api(ifu_files, tmp_path):
             np.testing.assert_array_equal(np.isnan(b.data), (b.dq & 1) != 0)
             keep = (b.dq & 1) == 0
             np.testing.assert_array_equal(b.data[keep], a.data[keep])
-    name = "jw01234-o002_t001_miri_mirifushort_outlier_output.fits"
+    name = OUTLIER_OUTPUT
     with dm.open(str(tmp_path / "out" / name)) as opt:
         assert opt.diffarr.shape == (3, 80, 80)
         assert opt.meta.kernel_xsize == 7 and opt.meta.threshold_percent == 99.5

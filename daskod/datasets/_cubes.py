@@ -67,7 +67,7 @@ def _simulate(nints: int, shape: tuple[int, int], scene: np.ndarray, light_curve
               star: np.ndarray, *, seed: int, read_noise: float, n_cr: int, sky: float,
               store: str | None, time_chunk: int, name: str, tso: bool | None,
               exp_type: str, chunk_rows: int | None = None,
-              with_variance: bool = True) -> SimulatedCube:
+              with_variance: bool = True, n_bad_samples: int = 0) -> SimulatedCube:
     rng = np.random.default_rng(seed)
     ny, nx = shape
     # Cosmic rays: (t, y, x) events, singles and 2x2 clusters, 3 to 1000 sigma.
@@ -80,6 +80,15 @@ def _simulate(nints: int, shape: tuple[int, int], scene: np.ndarray, light_curve
     pts += [(t, min(y + 1, ny - 1), x, s * 0.7) for t, y, x, s, c
             in zip(ts, ys, xs, snrs, cluster, strict=True) if c]
     dead = rng.random(shape) < 2e-4
+    # Single DQ-bad samples (a separate stream: the rest of the cube does not change); half
+    # of them two integrations after a cosmic ray at the same pixel.
+    bad_rng = np.random.default_rng([seed, 7])
+    n_near = min(n_bad_samples // 2, n_cr)
+    pick = bad_rng.choice(n_cr, size=n_near, replace=False) if n_near else np.zeros(0, int)
+    bad_t = np.concatenate([np.clip(ts[pick] + 2, 0, nints - 1),
+                            bad_rng.integers(0, nints, n_bad_samples - n_near)])
+    bad_y = np.concatenate([ys[pick], bad_rng.integers(0, ny, n_bad_samples - n_near)])
+    bad_x = np.concatenate([xs[pick], bad_rng.integers(0, nx, n_bad_samples - n_near)])
     arrays: dict[str, Any] = {}
     if store is not None:
         import zarr
@@ -111,9 +120,11 @@ def _simulate(nints: int, shape: tuple[int, int], scene: np.ndarray, light_curve
         err = np.sqrt(var).astype(np.float32)
         dq = np.zeros(model.shape, np.uint32)
         dq[:, dead] = DO_NOT_USE
+        here = (bad_t >= t0) & (bad_t < t1)
+        dq[bad_t[here] - t0, bad_y[here], bad_x[here]] |= DO_NOT_USE
         for t in range(t0, t1):
             for y, x, s in by_t.get(t, []):
-                if dead[y, x]:
+                if dq[t - t0, y, x]:
                     continue
                 amp = s * err[t - t0, y, x]
                 sci[t - t0, y, x] += amp
@@ -138,13 +149,17 @@ def make_tso_cube(nints: int = 200, shape: tuple[int, int] = (32, 128), *, seed:
                   star_flux: float = 2.0e5, transit_depth: float = 0.02, psf_sigma: float = 1.5,
                   read_noise: float = 10.0, sky: float = 20.0, cr_per_frame: float = 0.5,
                   store: str | os.PathLike | None = None, time_chunk: int = 64,
-                  chunk_rows: int | None = None, with_variance: bool = True) -> SimulatedCube:
+                  chunk_rows: int | None = None, with_variance: bool = True,
+                  n_bad_samples: int = 0) -> SimulatedCube:
     """A time-series cube: a star whose flux follows a transit light curve, noise, CRs.
 
     Units are electrons per integration (Gaussian approximation of Poisson noise, so very large
     cubes simulate fast). With ``store=`` the cube is written straight into a Zarr group in
     blocks of ``time_chunk`` integrations (Zarr chunks ``(time_chunk, chunk_rows, nx)``) and
     the arrays returned are zarr arrays; ``with_variance=False`` leaves out VAR_RNOISE.
+    ``n_bad_samples`` single samples get ``DO_NOT_USE``, half of them two integrations after a
+    cosmic ray at the same pixel: the reference's rolling median (a NaN-propagating
+    ``np.median``) then blanks every window holding them, so those cosmic rays go unflagged.
     """
     star = _psf(shape, (shape[0] / 2.0, shape[1] / 2.0), psf_sigma) * np.float32(star_flux)
     scene = np.zeros(shape, np.float32)
@@ -153,7 +168,7 @@ def make_tso_cube(nints: int = 200, shape: tuple[int, int] = (32, 128), *, seed:
                      n_cr=max(1, int(cr_per_frame * nints)), sky=sky,
                      store=None if store is None else os.fspath(store), time_chunk=time_chunk,
                      name="sim_tso", tso=True, exp_type="NRC_TSIMAGE", chunk_rows=chunk_rows,
-                     with_variance=with_variance)
+                     with_variance=with_variance, n_bad_samples=n_bad_samples)
 
 
 def make_coron_cube(nints: int = 8, shape: tuple[int, int] = (96, 96), *, seed: int = 0,

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from scipy.special import erf
 
-from daskod.datasets._wcs import make_detector_wcs
+from daskod.datasets._pointing import dither_pointings, field_box
 from daskod.exposure import Exposure
 from daskod.flag._dq import DO_NOT_USE, SATURATED
 
@@ -170,8 +170,17 @@ def make_dithered_imaging(
     cosmic_rays: bool = True,
     pointing: tuple[float, float] = (150.1, 2.2),
     store: str | os.PathLike | None = None,
+    roll_deg: float = 0.0,
+    wcs_model: str = "simple",
+    n_detectors: int = 1,
+    background_subtracted: bool = False,
 ) -> SimulatedImaging:
-    """Simulate a dithered imaging observation (one detector per exposure, one group each).
+    """Simulate a dithered imaging observation (one group per dither position).
+
+    Every detector is an :class:`~daskod.Exposure` carrying its WCS and the JWST pointing
+    metadata that describe it (``Exposure.wcsinfo``: ``ra_ref, dec_ref, roll_ref, v2_ref,
+    v3_ref, v3yangle, vparity``), which :func:`~daskod.datasets.write_cal_files` stores in
+    ``meta.wcsinfo``.
 
     Parameters
     ----------
@@ -196,6 +205,19 @@ def make_dithered_imaging(
     store : path, optional
         Write each exposure's arrays into a Zarr v3 group there, one exposure at a time, and
         return zarr arrays instead of numpy (memory stays at about one exposure).
+    roll_deg : float
+        Roll of the whole pattern (added to each exposure's small roll).
+    wcs_model : {"simple", "telescope"}
+        ``"simple"``: :func:`~daskod.datasets.make_detector_wcs` (tangent plane at the
+        detector centre); ``"telescope"``: :func:`~daskod.datasets.make_telescope_wcs`, built
+        from the pointing metadata through V2V3 as the JWST pipeline does, with the
+        reference point off the detector centre (so the orientation the metadata give and
+        the WCS's own at the detector centre differ slightly, as on real data).
+    n_detectors : int
+        Detectors per exposure (``wcs_model="telescope"``), side by side along x; the
+        detectors of one exposure share its group id and sky level.
+    background_subtracted : bool
+        Subtract each exposure's sky level from SCI (``background_level`` still records it).
 
     Returns
     -------
@@ -211,13 +233,23 @@ def make_dithered_imaging(
     scale_deg = pixel_scale_arcsec / 3600.0
     cosd = math.cos(math.radians(dec0))
 
+    plan = {"wcs_model": wcs_model, "pointing": pointing, "roll_deg": roll_deg,
+            "shape": shape, "pixel_scale_arcsec": pixel_scale_arcsec,
+            "n_detectors": n_detectors}
     # Sources on the sky, inside the common field.
     half_x = (nx / 2.0 - 8) * scale_deg
     half_y = (ny / 2.0 - 8) * scale_deg
+    if wcs_model == "simple" and roll_deg == 0.0:
+        box = (ra0 - half_x / cosd, ra0 + half_x / cosd, dec0 - half_y, dec0 + half_y)
+    else:  # the undithered detectors' footprints
+        base = dither_pointings(np.zeros((1, 2)), np.zeros(1), **plan)
+        box = field_box(base, shape, 8.0, pixel_scale_arcsec)
+    n_stars *= n_detectors
+    n_galaxies *= n_detectors
     stars = np.zeros(n_stars, dtype=[("ra", "f8"), ("dec", "f8"), ("flux", "f8"),
                                      ("peak", "f8"), ("saturated", "?")])
-    stars["ra"] = ra0 + rng.uniform(-half_x, half_x, n_stars) / cosd
-    stars["dec"] = dec0 + rng.uniform(-half_y, half_y, n_stars)
+    stars["ra"] = _uniform(rng, box[0], box[1], n_stars)
+    stars["dec"] = _uniform(rng, box[2], box[3], n_stars)
     # Power law in flux, from ~ the noise to far above saturation.
     stars["flux"] = 2.0 * (1.0 - rng.random(n_stars)) ** (-1.0 / 0.6)
     stars["flux"] = np.minimum(stars["flux"], 2e5)
@@ -226,8 +258,8 @@ def make_dithered_imaging(
     galaxies = np.zeros(n_galaxies, dtype=[("ra", "f8"), ("dec", "f8"), ("sb0", "f8"),
                                            ("r_arcsec", "f8"), ("r_pix", "f8"), ("q", "f8"),
                                            ("pa", "f8")])
-    galaxies["ra"] = ra0 + rng.uniform(-half_x, half_x, n_galaxies) / cosd
-    galaxies["dec"] = dec0 + rng.uniform(-half_y, half_y, n_galaxies)
+    galaxies["ra"] = _uniform(rng, box[0], box[1], n_galaxies)
+    galaxies["dec"] = _uniform(rng, box[2], box[3], n_galaxies)
     galaxies["r_pix"] = rng.uniform(3.0, 15.0, n_galaxies)
     galaxies["r_arcsec"] = galaxies["r_pix"] * pixel_scale_arcsec
     galaxies["sb0"] = np.exp(rng.uniform(math.log(0.5), math.log(20.0), n_galaxies))
@@ -237,16 +269,16 @@ def make_dithered_imaging(
     # Pointings: dithers in detector pixels around the field centre, small rolls.
     offsets = rng.uniform(-dither_px, dither_px, size=(n_exposures, 2))
     rolls = rng.uniform(-max_roll_deg, max_roll_deg, n_exposures)
-    sky_levels = list(rng.uniform(0.5, 1.5, n_exposures))
-    wcs_list = [make_detector_wcs(ra=ra0 + off[0] * scale_deg / cosd,
-                                  dec=dec0 + off[1] * scale_deg, roll_deg=float(roll),
-                                  shape=shape, pixel_scale_arcsec=pixel_scale_arcsec)
-                for off, roll in zip(offsets, rolls, strict=True)]
+    group_sky = list(rng.uniform(0.5, 1.5, n_exposures))
+    pointings = dither_pointings(offsets, rolls, **plan)
+    wcs_list = [p.wcs for p in pointings]
+    sky_levels = [group_sky[p.exposure] for p in pointings]
     exposures: list[Exposure] = []
     cr_truth: list[np.ndarray] = []
     var_rn = (read_noise / exposure_time) ** 2
-    for k, wcs in enumerate(wcs_list):
-        exp_rng = np.random.default_rng([seed, k])
+    for k, (wcs, where) in enumerate(zip(wcs_list, pointings, strict=True)):
+        exp_rng = np.random.default_rng(
+            [seed, k] if n_detectors == 1 else [seed, where.exposure, where.detector])
         scene = np.zeros(shape, dtype=np.float32)
         sx, sy = wcs.invert(stars["ra"], stars["dec"], with_bounding_box=False)
         _render_stars(scene, np.asarray(sx), np.asarray(sy), stars["flux"], psf_sigma)
@@ -285,6 +317,8 @@ def make_dithered_imaging(
                 ox, oy = other.invert(ra, dec, with_bounding_box=False)
                 cover += ((ox >= -0.5) & (ox < nx - 0.5) & (oy >= -0.5) & (oy < ny - 0.5))
             crs["coverage"] = cover
+        if background_subtracted:
+            sci -= np.float32(sky_levels[k])
         bad = (dq & DO_NOT_USE) != 0
         for arr in (sci, err, var_rnoise, var_poisson):
             arr[bad] = np.nan
@@ -292,16 +326,26 @@ def make_dithered_imaging(
                   "var_poisson": var_poisson}
         if store is not None:
             arrays = _write_zarr(os.fspath(store), k, arrays)
-        name = f"sim_{k + 1:05d}_nrcb1"
+        g = where.exposure
+        name = f"sim_{g + 1:05d}_nrcb{where.detector + 1}"
         exposures.append(Exposure(
-            **arrays, wcs=wcs, group_id=f"jw01234001001_02101_{k + 1:05d}",
+            **arrays, wcs=wcs, group_id=f"jw01234001001_02101_{g + 1:05d}",
             exposure_time=exposure_time, background_level=float(sky_levels[k]),
-            background_subtracted=False, name=name,
-            meta={"dither_px": tuple(offsets[k]), "roll_deg": float(rolls[k])}))
+            background_subtracted=background_subtracted, name=name,
+            detector=f"NRCB{where.detector + 1}", instrument="NIRCAM",
+            meta={"dither_px": tuple(offsets[g]), "roll_deg": float(roll_deg + rolls[g])},
+            wcsinfo=dict(where.wcsinfo)))
         cr_truth.append(crs)
     return SimulatedImaging(exposures=exposures, stars=stars, cr_pixels=cr_truth,
                             pointing=(ra0, dec0), sky_levels=[float(s) for s in sky_levels],
                             read_noise=read_noise, psf_sigma=psf_sigma, galaxies=galaxies)
+
+
+def _uniform(rng: np.random.Generator, lo: float, hi: float, n: int) -> np.ndarray:
+    """``n`` uniform draws in [lo, hi) (the same draws as ``lo + rng.uniform(0, hi - lo)``
+    up to rounding, so the default field keeps its sources)."""
+    half = (hi - lo) / 2.0
+    return (lo + half) + rng.uniform(-half, half, n)
 
 
 def _write_zarr(root: str, k: int, arrays: dict[str, np.ndarray]) -> dict[str, Any]:

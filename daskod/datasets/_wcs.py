@@ -1,5 +1,15 @@
-"""JWST-like detector WCS factories: a small polynomial distortion with an analytic inverse,
-then scale and roll, tangent-plane projection and sky rotation."""
+"""JWST-like detector WCS factories and the pointing metadata that describes them.
+
+Two models, both with a small polynomial distortion (analytic inverse):
+
+- :func:`make_detector_wcs`: distortion, scale and roll, tangent-plane projection, sky
+  rotation. :func:`detector_wcsinfo` gives the JWST ``meta.wcsinfo`` values that describe it.
+- :func:`make_telescope_wcs`: built from the ``meta.wcsinfo`` values the way the JWST pipeline
+  builds it (detector -> distortion -> ideal frame -> V2V3 with ``v3yangle``/``vparity`` ->
+  sky through the ``v2_ref, v3_ref, roll_ref, ra_ref, dec_ref`` attitude rotation). Its local
+  orientation at the detector centre differs slightly from the one the metadata describe, as
+  on real data.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +22,11 @@ from astropy import units as u
 from astropy.modeling import fitting, models
 from astropy.utils.exceptions import AstropyUserWarning
 
-__all__ = ["make_detector_wcs", "make_simple_wcs"]
+__all__ = ["make_detector_wcs", "make_simple_wcs", "make_telescope_wcs", "detector_wcsinfo",
+           "WCSINFO_KEYS"]
+
+#: The ``meta.wcsinfo`` pointing values the simulators expose and the writers store.
+WCSINFO_KEYS = ("ra_ref", "dec_ref", "roll_ref", "v2_ref", "v3_ref", "v3yangle", "vparity")
 
 
 @lru_cache(maxsize=8)
@@ -105,3 +119,108 @@ def make_simple_wcs(*, shape: tuple[int, int] = (21, 20), ra: float = 5.0, dec: 
     """The reference unit tests' WCS: plain TAN, cdelt 3e-6 deg, no distortion."""
     return make_detector_wcs(ra=ra, dec=dec, shape=shape, pixel_scale_arcsec=cdelt_deg * 3600,
                              distortion=False, crpix=crpix)
+
+
+def detector_wcsinfo(*, ra: float, dec: float, roll_deg: float = 0.0) -> dict:
+    """The JWST ``meta.wcsinfo`` pointing values that describe a :func:`make_detector_wcs` WCS.
+
+    The reference point is the WCS's ``crpix`` (``ra_ref, dec_ref``), the ideal frame is the
+    V2V3 frame (``v2_ref = v3_ref = v3yangle = 0``) with ``vparity = -1``, and
+    ``roll_ref = -roll_deg``: with these values the reference's rotation matrix
+    (``calc_rotation_matrix(roll_ref, v3yangle, vparity)``) is the WCS's own at ``crpix``.
+    """
+    return {"ra_ref": float(ra), "dec_ref": float(dec), "roll_ref": float(-roll_deg) % 360.0,
+            "v2_ref": 0.0, "v3_ref": 0.0, "v3yangle": 0.0, "vparity": -1}
+
+
+def _v23_to_sky(wcsinfo: dict) -> models.Model:
+    """V2V3 (arcsec) -> sky (deg): the JWST attitude rotation through the reference point."""
+    from gwcs.geometry import CartesianToSpherical, SphericalToCartesian
+
+    angles = np.array([wcsinfo["v2_ref"] / 3600.0, -wcsinfo["v3_ref"] / 3600.0,
+                       wcsinfo["roll_ref"], wcsinfo["dec_ref"], -wcsinfo["ra_ref"]])
+    return ((models.Scale(1 / 3600.0) & models.Scale(1 / 3600.0))
+            | SphericalToCartesian(wrap_lon_at=180)
+            | models.RotationSequence3D(angles, axes_order="zyxyz")
+            | CartesianToSpherical(wrap_lon_at=360))
+
+
+def ideal_to_v2v3(wcsinfo: dict) -> models.Model:
+    """Ideal frame (arcsec) -> V2V3 (arcsec), the SIAF rule with ``v3yangle`` and ``vparity``."""
+    a = np.deg2rad(wcsinfo["v3yangle"])
+    p = float(wcsinfo["vparity"])
+    matrix = np.array([[p * np.cos(a), np.sin(a)], [-p * np.sin(a), np.cos(a)]])
+    return models.AffineTransformation2D(matrix=matrix,
+                                         translation=[wcsinfo["v2_ref"], wcsinfo["v3_ref"]])
+
+
+def sky_at_v2v3(attitude: dict, v2: float, v3: float) -> dict:
+    """``meta.wcsinfo`` of another aperture under the same attitude: its ``ra_ref, dec_ref``
+    and the position angle of V3 there (``roll_ref``), as the pipeline computes per detector."""
+    sky = _v23_to_sky(attitude)
+    ra, dec = sky(np.array([v2, v2]), np.array([v3, v3 + 1.0]))
+    ra_r, dec_r = np.deg2rad(ra), np.deg2rad(dec)
+    # Position angle (east of north) of the +V3 direction at the new reference point.
+    dra = ra_r[1] - ra_r[0]
+    pa = np.arctan2(np.sin(dra) * np.cos(dec_r[1]),
+                    np.cos(dec_r[0]) * np.sin(dec_r[1])
+                    - np.sin(dec_r[0]) * np.cos(dec_r[1]) * np.cos(dra))
+    out = dict(attitude)
+    out.update(ra_ref=float(ra[0]) % 360.0, dec_ref=float(dec[0]),
+               roll_ref=float(np.rad2deg(pa)) % 360.0, v2_ref=float(v2), v3_ref=float(v3))
+    return out
+
+
+def make_telescope_wcs(
+    wcsinfo: dict,
+    *,
+    shape: tuple[int, int] = (2048, 2048),
+    pixel_scale_arcsec: float = 0.031,
+    crpix: tuple[float, float] | None = None,
+    distortion: bool = True,
+):
+    """A detector gwcs built from JWST pointing metadata, as the pipeline's ``assign_wcs``.
+
+    detector (0-based pixels) -> distortion around ``crpix`` -> ideal frame (arcsec) ->
+    V2V3 (``v3yangle``, ``vparity``, ``v2_ref``, ``v3_ref``) -> sky (the attitude rotation
+    through ``ra_ref, dec_ref`` with ``roll_ref``, V3's position angle there).
+
+    Parameters
+    ----------
+    wcsinfo : dict
+        ``ra_ref``, ``dec_ref``, ``roll_ref`` (deg), ``v2_ref``, ``v3_ref`` (arcsec),
+        ``v3yangle`` (deg), ``vparity`` (1 or -1): the values a file's ``meta.wcsinfo``
+        would carry.
+    shape : tuple of int
+        Detector ``(ny, nx)``.
+    pixel_scale_arcsec : float
+        Scale of the ideal frame.
+    crpix : tuple of float, optional
+        0-based detector ``(x, y)`` of the reference point (where the distortion is zero);
+        default the detector centre.
+    distortion : bool
+        Include the polynomial distortion.
+
+    Returns
+    -------
+    gwcs.WCS
+        With an analytic inverse; it round-trips through ASDF.
+    """
+    from gwcs import WCS
+    from gwcs import coordinate_frames as cf
+
+    ny, nx = shape
+    cx, cy = crpix if crpix is not None else ((nx - 1) / 2.0, (ny - 1) / 2.0)
+    transform = models.Shift(-cx) & models.Shift(-cy)
+    if distortion:
+        transform = transform | _distortion(nx, ny)
+    transform = (transform
+                 | (models.Scale(pixel_scale_arcsec) & models.Scale(pixel_scale_arcsec))
+                 | ideal_to_v2v3(wcsinfo) | _v23_to_sky(wcsinfo))
+    detector = cf.Frame2D(name="detector", axes_order=(0, 1), unit=(u.pix, u.pix))
+    sky = cf.CelestialFrame(reference_frame=coord.ICRS(), name="world", unit=(u.deg, u.deg),
+                            axes_names=("lon", "lat"))
+    wcs = WCS([(detector, transform), (sky, None)])
+    wcs.bounding_box = ((-0.5, nx - 0.5), (-0.5, ny - 0.5))
+    wcs.array_shape = (ny, nx)
+    return wcs

@@ -174,7 +174,7 @@ class _PhaseTimer:
         out = {}
         for p in sorted(self.first, key=self.first.__getitem__):
             out[p] = self.last.get(p, self.first[p]) - self.first[p]
-            log.info("Phase %s: %d tasks, %.2f s", p, self.count.get(p, 0), out[p])
+            log.info("Phase %s: %d tasks in %.2f s", p, self.count.get(p, 0), out[p])
         return out
 
 
@@ -268,7 +268,8 @@ def run_mode(plan: Any, *, scheduler: Any, memory_limit: Any, tile_size: int | N
 
                 kwargs = sched.compute_kwargs()
                 if out.precheck is not None:
-                    out.check(dask.compute(out.precheck, **kwargs)[0])
+                    result["usable"] = dask.compute(out.precheck, **kwargs)[0]
+                    out.check(result["usable"])
                 wanted = {"counts": out.counts, "scalars": out.scalars}
                 if in_memory:
                     wanted.update(median=out.median, dq=list(out.dq), extras=out.extras)

@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 from scipy.interpolate import RectBivariateSpline
 
+from daskod._exceptions import WCSError
+
 __all__ = ["PixelMap", "compute_pixel_map", "evaluate_wcs_pixel_map"]
 
 
@@ -70,6 +72,10 @@ class PixelMap:
         Output-frame coordinates at the nodes.
     order : int
         Spline order (3 cubic, 1 linear). ``stepsize == 1`` stores the full map exactly.
+    row_limits : ndarray of int32, shape (ny, 2), or None
+        Per detector row, the inclusive column range a whole-frame drizzle onto the output
+        frame uses (:func:`daskod.resample._scanner.drizzled_row_limits`); None when it uses
+        every pixel. See :meth:`drizzle_mask`.
     """
 
     shape: tuple[int, int]
@@ -78,6 +84,7 @@ class PixelMap:
     X: np.ndarray
     Y: np.ndarray
     order: int = 3
+    row_limits: np.ndarray | None = None
     _splines: Any = field(default=None, repr=False, compare=False)
 
     @property
@@ -119,6 +126,42 @@ class PixelMap:
         out[..., 0] = sx(yy, xx, grid=True)
         out[..., 1] = sy(yy, xx, grid=True)
         return out
+
+    def centres(self, i: np.ndarray, j: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Output coordinates ``(X, Y)`` of detector pixel centres at columns ``i``, rows ``j``."""
+        i = np.asarray(i)
+        j = np.asarray(j)
+        if self.is_full:
+            return self.X[j, i], self.Y[j, i]
+        sx, sy = self._get_splines()
+        yy, xx = j.astype(np.float64), i.astype(np.float64)
+        return sx.ev(yy, xx), sy.ev(yy, xx)
+
+    def drizzle_mask(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray | None:
+        """Which detector pixels of ``[y0:y1, x0:x1]`` a whole-frame drizzle uses, or None
+        when it uses them all.
+
+        Drizzle drops input pixels that cross the output frame's edge by more than its
+        tolerance (its input "scanner"); a padded tile would keep them. Zeroing the drizzle
+        weight where this mask is False makes a tiled drizzle equal the whole-frame one.
+        """
+        if self.row_limits is None:
+            return None
+        lim = self.row_limits[y0:y1]
+        cols = np.arange(x0, x1)
+        return (cols[None, :] >= lim[:, :1]) & (cols[None, :] <= lim[:, 1:])
+
+    def with_row_limits(self, out_shape: tuple[int, int]) -> PixelMap:
+        """This map with :attr:`row_limits` for drizzling onto an output of ``out_shape``."""
+        from daskod.resample._scanner import drizzled_row_limits
+
+        nx = self.shape[1]
+        limits = drizzled_row_limits(self.centres, self.shape, tuple(out_shape))
+        if limits is None or (np.all(limits[:, 0] == 0) and np.all(limits[:, 1] == nx - 1)):
+            self.row_limits = None
+        else:
+            self.row_limits = limits.astype(np.int32)
+        return self
 
     def node_bounds(self) -> tuple[float, float, float, float]:
         """``(xmin, xmax, ymin, ymax)`` of the mapped nodes (the exposure's extent)."""
@@ -194,7 +237,8 @@ class PixelMap:
 
 
 def compute_pixel_map(
-    wcs_in: Any, wcs_out: Any, shape: tuple[int, int], *, stepsize: float = 16, order: int = 3
+    wcs_in: Any, wcs_out: Any, shape: tuple[int, int], *, stepsize: float = 16, order: int = 3,
+    name: str = "exposure", out_shape: tuple[int, int] | None = None,
 ) -> PixelMap:
     """Evaluate the detector -> output map on a coarse grid (the reference's sparse pixmap).
 
@@ -209,25 +253,41 @@ def compute_pixel_map(
         with a cubic spline the error is ~1e-6 px on JWST-like distortion.
     order : int, optional
         Spline order, 1 or 3.
+    name : str, optional
+        The exposure's name, for error messages.
+    out_shape : tuple of int, optional
+        The output frame's shape: when given, the map carries the rows and columns a
+        whole-frame drizzle uses (:meth:`PixelMap.drizzle_mask`), so that tiles reproduce the
+        reference's clipping at the frame's edges.
 
     Returns
     -------
     PixelMap
         Falls back to the full evaluation when any node is non-finite, as the reference does.
+
+    Raises
+    ------
+    WCSError
+        When fewer than two rows or columns of the detector map to finite output positions:
+        drizzle ("No or too few valid pixels in the pixel map") could not use it.
     """
     ny, nx = shape
     if stepsize <= 1 or min(ny, nx) < 4:
-        return _full_map(wcs_in, wcs_out, shape, order)
-    xs = _grid_nodes(nx, stepsize)
-    ys = _grid_nodes(ny, stepsize)
-    gx, gy = np.meshgrid(xs, ys)
-    X, Y = evaluate_wcs_pixel_map(wcs_in, wcs_out, gx, gy)
-    if not (np.all(np.isfinite(X)) and np.all(np.isfinite(Y))):
-        return _full_map(wcs_in, wcs_out, shape, order)
-    return PixelMap(shape=(ny, nx), xs=xs, ys=ys, X=X, Y=Y, order=order)
+        pm = _full_map(wcs_in, wcs_out, shape, order, name)
+    else:
+        xs = _grid_nodes(nx, stepsize)
+        ys = _grid_nodes(ny, stepsize)
+        gx, gy = np.meshgrid(xs, ys)
+        X, Y = evaluate_wcs_pixel_map(wcs_in, wcs_out, gx, gy)
+        if np.all(np.isfinite(X)) and np.all(np.isfinite(Y)):
+            pm = PixelMap(shape=(ny, nx), xs=xs, ys=ys, X=X, Y=Y, order=order)
+        else:
+            pm = _full_map(wcs_in, wcs_out, shape, order, name)
+    return pm if out_shape is None else pm.with_row_limits(out_shape)
 
 
-def _full_map(wcs_in: Any, wcs_out: Any, shape: tuple[int, int], order: int) -> PixelMap:
+def _full_map(wcs_in: Any, wcs_out: Any, shape: tuple[int, int], order: int,
+              name: str) -> PixelMap:
     ny, nx = shape
     xs = np.arange(nx, dtype=np.float64)
     ys = np.arange(ny, dtype=np.float64)
@@ -237,4 +297,10 @@ def _full_map(wcs_in: Any, wcs_out: Any, shape: tuple[int, int], order: int) -> 
     for r0 in range(0, ny, rows):
         gx, gy = np.meshgrid(xs, ys[r0:r0 + rows])
         X[r0:r0 + rows], Y[r0:r0 + rows] = evaluate_wcs_pixel_map(wcs_in, wcs_out, gx, gy)
+    finite = np.isfinite(X) & np.isfinite(Y)
+    if finite.any(axis=1).sum() < 2 or finite.any(axis=0).sum() < 2:
+        msg = (f"Exposure {name!r}: its WCS maps only {int(finite.sum())} of its {ny} x {nx} "
+               "pixels to finite output-frame positions (drizzle needs at least 2 x 2); "
+               "check its WCS (bounding box, transforms) or remove it.")
+        raise WCSError(msg, exposure=name)
     return PixelMap(shape=(ny, nx), xs=xs, ys=ys, X=X, Y=Y, order=order)

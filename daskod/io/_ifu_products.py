@@ -22,8 +22,13 @@ def _join(folder: str, name: str) -> str:
     return os.path.join(folder, name)
 
 
-def write_ifu_outputs(result: Any, outdir: str, root: str, stage: Any) -> list[str]:
-    """Write ``<root>_<detector>_outlier_output.fits`` per detector of a difference-method run.
+def write_ifu_outputs(result: Any, outdir: str, names: dict[str, str] | str,
+                      stage: Any) -> list[str]:
+    """Write one ``OutlierIFUOutputModel`` per detector of a difference-method run.
+
+    ``names`` maps each detector to its file name (the reference's
+    ``<stem>_<asn_id>_<detector>_outlier_output.fits``); a string is a root, giving
+    ``<root>_<detector>_outlier_output.fits``.
 
     Each holds ``diffarr``, ``minarr``, ``normarr`` and ``minnorm`` and the kernel size and
     threshold in its metadata, as the reference's intermediate product. ``stage(final)``
@@ -39,7 +44,9 @@ def write_ifu_outputs(result: Any, outdir: str, root: str, stage: Any) -> list[s
     for detector, info in result.ifu.items():
         if "diffarr" not in info:
             continue
-        final = _join(outdir, f"{root}_{detector}_outlier_output.fits")
+        name = (names[detector] if isinstance(names, dict)
+                else f"{names}_{detector}_outlier_output.fits")
+        final = _join(outdir, name)
         model = datamodels.OutlierIFUOutputModel(
             diffarr=np.asarray(info["diffarr"], dtype=np.float32),
             minarr=np.asarray(info["minarr"], dtype=np.float32),

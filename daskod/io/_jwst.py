@@ -16,20 +16,22 @@ from typing import Any
 
 import numpy as np
 
-from daskod._exceptions import InputError, StoreError, WCSError
-from daskod.cube import CORON_EXP_TYPES, TSO_EXP_TYPES, Cube
-from daskod.exposure import Exposure
+from daskod._exceptions import InputError, StoreError
+from daskod.cube import Cube
+from daskod.io._datamodel import (
+    IMAGING_EXP_TYPES,
+    guess_mode,
+    make_item,
+    model_fields,
+)
 from daskod.io._fits_url import image_layout, open_fits, open_model, read_block, scale_raw
 from daskod.io._location import explain_location_error, is_url, url_filesystem
 
 __all__ = ["Member", "FitsArray", "require_stdatamodels", "gather_members", "read_members",
-           "guess_mode", "open_model", "IMAGING_EXP_TYPES"]
+           "read_jwst", "guess_mode", "open_model", "IMAGING_EXP_TYPES"]
 
 log = logging.getLogger(__name__)
 
-IMAGING_EXP_TYPES = ("NRC_IMAGE", "MIR_IMAGE", "NRS_IMAGE", "NIS_IMAGE", "FGS_IMAGE")
-#: IFU exposure types (IFUImageModel products): ``mode="ifu"``.
-IFU_EXP_TYPES = ("NRS_IFU", "MIR_MRS")
 _EXTENSIONS = {"sci": "SCI", "err": "ERR", "dq": "DQ", "var_rnoise": "VAR_RNOISE",
                "var_poisson": "VAR_POISSON", "var_flat": "VAR_FLAT"}
 
@@ -43,6 +45,7 @@ class Member:
     exptype: str = "science"
     asn: str | None = None
     product: str | None = None
+    asn_id: str | None = None
 
 
 def require_stdatamodels() -> Any:
@@ -68,14 +71,22 @@ def _read_association(path: str, storage_options: dict[str, Any] | None = None
         msg = f"{path}: not a readable association file ({err})."
         raise InputError(msg) from err
     members = []
+    asn_id = _asn_id(asn)
     for name, group_id, product in _science_names(path, asn):
         full = os.path.realpath(os.path.join(folder, name))
         if os.path.commonpath([full, os.path.realpath(folder)]) != os.path.realpath(folder):
             msg = (f"{path}: member {name!r} points outside the association's folder "
                    f"({folder}); members must live beside the association.")
             raise InputError(msg)
-        members.append(Member(path=full, group_id=group_id, asn=path, product=product))
+        members.append(Member(path=full, group_id=group_id, asn=path, product=product,
+                              asn_id=asn_id))
     return members
+
+
+def _asn_id(asn: Any) -> str | None:
+    """The association's ``asn_id`` (the reference inserts it in output names)."""
+    value = asn.get("asn_id") if isinstance(asn, dict) else None
+    return str(value) if value else None
 
 
 def _science_names(path: str, asn: Any) -> list[tuple[str, Any, Any]]:
@@ -117,6 +128,7 @@ def _read_url_association(url: str, storage_options: dict[str, Any] | None) -> l
     scheme, _, rest = url.partition("://")
     folder = posixpath.dirname(rest)
     members = []
+    asn_id = _asn_id(asn)
     for name, group_id, product in _science_names(url, asn):
         full = posixpath.normpath(posixpath.join(folder, name))
         if not full.startswith(folder + "/"):
@@ -124,7 +136,7 @@ def _read_url_association(url: str, storage_options: dict[str, Any] | None) -> l
                    "members must live beside the association.")
             raise InputError(msg)
         members.append(Member(path=f"{scheme}://{full}", group_id=group_id, asn=url,
-                              product=product))
+                              product=product, asn_id=asn_id))
     return members
 
 
@@ -177,35 +189,6 @@ def _check_fits(path: str, storage_options: dict[str, Any] | None = None) -> Non
         msg = (f"{path}: not a JWST product (needs TELESCOP='JWST', a SCI extension and the "
                "ASDF metadata extension).")
         raise InputError(msg)
-
-
-def _group_id(meta: Any) -> str | None:
-    try:
-        gid = meta.group_id
-    except AttributeError:
-        gid = None
-    if gid:
-        return str(gid)
-    obs = meta.observation
-    try:
-        return (f"jw{obs.program_number}{obs.observation_number}{obs.visit_number}"
-                f"_{obs.visit_group}{obs.sequence_id}{obs.activity_id}_{obs.exposure_number}")
-    except AttributeError:
-        return None
-
-
-def guess_mode(exp_type: str, *, tso: bool, nints: int) -> str | None:
-    """The reference's mode guess from the exposure type (docs/algorithm.md section 1.1)."""
-    exp_type = (exp_type or "").upper()
-    if tso and nints >= 2:
-        return "tso"
-    if exp_type in CORON_EXP_TYPES:
-        return "coron"
-    if exp_type in IMAGING_EXP_TYPES:
-        return "imaging"
-    if exp_type in IFU_EXP_TYPES:
-        return "ifu"
-    return None
 
 
 class FitsArray:
@@ -305,6 +288,7 @@ def read_members(members: list[Member], *, storage_options: dict[str, Any] | Non
     info: list[dict[str, Any]] = []
     mode = None
     for m in members:
+        name = os.path.basename(m.path)
         with contextlib.ExitStack() as stack:
             try:
                 model = stack.enter_context(open_model(m.path,
@@ -312,54 +296,55 @@ def read_members(members: list[Member], *, storage_options: dict[str, Any] | Non
             except Exception as err:
                 msg = f"{m.path}: stdatamodels cannot open it ({type(err).__name__}: {err})."
                 raise InputError(msg) from err
-            meta = model.meta
-            exp_type = str(meta.exposure.type or "")
-            nints = int(getattr(meta.exposure, "nints", None) or 1)
-            tso = bool(getattr(meta.visit, "tsovisit", False)) or exp_type in TSO_EXP_TYPES
             try:
-                wcs = getattr(meta, "wcs", None)
-            except Exception as err:  # e.g. IFU transforms that need the jwst package
-                log.warning("%s: its WCS cannot be read (%s: %s)", m.path,
-                            type(err).__name__, err)
-                wcs = None
-            this_mode = guess_mode(exp_type, tso=tso, nints=nints)
-            if this_mode is None:
-                msg = (f"{m.path}: exposure type {exp_type!r} is not one daskod handles "
-                       f"(imaging {IMAGING_EXP_TYPES}, coronagraphy {CORON_EXP_TYPES}, IFU "
-                       f"{IFU_EXP_TYPES} or a time series).")
-                raise InputError(msg, exposure=m.path)
-            mode = mode or this_mode
-            if this_mode != mode:
-                msg = (f"{m.path}: exposure type {exp_type!r} ({this_mode}) does not go with "
-                       f"the first member's ({mode}); run each kind of exposure separately.")
-                raise InputError(msg, exposure=m.path)
-            level = getattr(meta.background, "level", None)
-            subtracted = getattr(meta.background, "subtracted", None)
-            texp = (getattr(meta.exposure, "measurement_time", None)
-                    or getattr(meta.exposure, "exposure_time", None) or 1.0)
-            group = m.group_id or _group_id(meta)
-            model_type = type(model).__name__
-            detector = getattr(meta.instrument, "detector", None)
-            instrument = getattr(meta.instrument, "name", None)
-        arrays = _fits_arrays(m.path, storage_options)
-        name = os.path.basename(m.path)
-        if this_mode == "ifu":
-            if wcs is not None and not hasattr(wcs, "pixel_to_world_values"):
-                wcs = None  # transforms of real IFU files need the jwst package
-            # The difference method needs no WCS; the cube method refuses a missing one.
-            items.append(Exposure(**arrays, wcs=wcs, group_id=group, exposure_time=float(texp),
-                                  name=name, detector=detector, instrument=instrument,
-                                  meta={"exp_type": exp_type}))
-        elif this_mode == "imaging":
-            if wcs is None:
-                msg = f"{m.path}: has no WCS (meta.wcs); run assign_wcs on it first."
-                raise WCSError(msg, exposure=name)
-            items.append(Exposure(**arrays, wcs=wcs, group_id=group, exposure_time=float(texp),
-                                  background_level=None if level is None else float(level),
-                                  background_subtracted=subtracted, name=name))
-        else:
-            items.append(Cube(**arrays, tso_visit=tso, exp_type=exp_type, name=name))
-        info.append({"path": m.path, "model_type": model_type, "exp_type": exp_type})
+                fields = model_fields(model, name=name, group_id=m.group_id)
+            except InputError as err:
+                msg = str(err).replace(f"{name}:", f"{m.path}:", 1)
+                raise type(err)(msg, exposure=err.exposure) from None
+        mode = mode or fields["mode"]
+        if fields["mode"] != mode:
+            msg = (f"{m.path}: exposure type {fields['exp_type']!r} ({fields['mode']}) does "
+                   f"not go with the first member's ({mode}); run each kind of exposure "
+                   "separately.")
+            raise InputError(msg, exposure=m.path)
+        items.append(make_item(fields, _fits_arrays(m.path, storage_options)))
+        info.append({"path": m.path, "model_type": fields["model_type"],
+                     "exp_type": fields["exp_type"]})
     assert mode is not None
     log.info("Read %d member(s): mode %s", len(members), mode)
     return items, info, mode
+
+
+def read_jwst(inputs: str | os.PathLike | list[str | os.PathLike], *,
+              storage_options: dict[str, Any] | None = None) -> list[Any] | Cube:
+    """Read JWST level-2 products the way ``daskod run`` does, for use from Python.
+
+    Parameters
+    ----------
+    inputs : path, URL or list of them
+        Level-3 association(s) (``*_asn.json``: its science members, with their group ids)
+        and/or products (``*_cal.fits``, ``*_calints.fits``). URLs (``s3://...``) are read
+        through fsspec with ``storage_options``.
+    storage_options : dict, optional
+        fsspec options for URLs (credentials, endpoint).
+
+    Returns
+    -------
+    list of Exposure, or Cube
+        Imaging and IFU products: one :class:`~daskod.Exposure` per product, with
+        everything the run needs (group id, exposure time, background level and whether it
+        was subtracted, the pointing metadata ``wcsinfo`` of the output frame, detector,
+        instrument, ``meta["exp_type"]``); pixels are read lazily from the files. One
+        time-series or coronagraphic product: its :class:`~daskod.Cube` (a list of cubes
+        for several).
+
+    Examples
+    --------
+    >>> exposures = daskod.read_jwst("jw01234-o001_image3_asn.json")  # doctest: +SKIP
+    >>> result = daskod.detect_outliers(exposures, memory_limit="2GiB")  # doctest: +SKIP
+    """
+    members = gather_members(inputs, storage_options=storage_options)
+    items, _info, mode = read_members(members, storage_options=storage_options)
+    if mode in ("tso", "coron") and len(items) == 1:
+        return items[0]
+    return items

@@ -27,8 +27,9 @@ import numpy as np
 from daskod._exceptions import InputError, WCSError
 from daskod.exposure import Exposure
 from daskod.flag._dq import DO_NOT_USE
+from daskod.io._datamodel import _group_id
 from daskod.io._fits_url import image_layout, open_fits, open_model
-from daskod.io._jwst import FitsArray, Member, _check_fits, _dtype, _group_id
+from daskod.io._jwst import FitsArray, Member, _check_fits, _dtype
 from daskod.io._location import is_url
 
 __all__ = ["SPEC_EXP_TYPES", "detached_wcs", "read_spec_members", "spec_sources",

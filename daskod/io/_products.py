@@ -128,9 +128,12 @@ def write_product(src: str, dst: str, dq: Any, *, status: str = "COMPLETE",
 def write_image(dst: str, data: np.ndarray, *, wcs: Any = None, extra: dict | None = None,
                 like: str | None = None,
                 storage_options: dict[str, Any] | None = None) -> None:
-    """An intermediate ImageModel (median, blot, drizzled group) with a WCS."""
+    """An intermediate ImageModel (median, blot, drizzled group) with a WCS; a 3-D array
+    (the time-series rolling median) is written as a CubeModel."""
     datamodels = require_stdatamodels()
-    model = datamodels.ImageModel(data=np.asarray(data, dtype=np.float32))
+    data = np.asarray(data, dtype=np.float32)
+    kind = datamodels.CubeModel if data.ndim == 3 else datamodels.ImageModel
+    model = kind(data=data)
     if like is not None:
         with open_model(like, storage_options=storage_options) as ref:
             model.update(ref, only="PRIMARY")

@@ -71,14 +71,13 @@ class ImagingPlan:
     def __post_init__(self) -> None:
         self.groups = group_exposures(self.exposures)
         if self.params.resample_data and self.n_units >= 2:
-            self.frame = compute_output_frame(
-                [e.wcs for e in self.exposures], [e.shape for e in self.exposures],
-                names=[e.name for e in self.exposures],
-                max_output_pixels=self.max_output_pixels)
+            self.frame = compute_output_frame(self.exposures,
+                                              max_output_pixels=self.max_output_pixels)
             self.pixel_maps = [
                 compute_pixel_map(e.wcs, self.frame.wcs, e.shape,
                                   stepsize=self.params.pixmap_stepsize,
-                                  order=self.params.pixmap_order)
+                                  order=self.params.pixmap_order, name=e.name,
+                                  out_shape=self.frame.shape)
                 for e in self.exposures]
 
     @property

@@ -88,6 +88,8 @@ def resample_group_tile(
         var = None if var is None else _read(var, box)
         weight = build_driz_weight(dq, weight_type=weight_type, bad_mask=bad_mask,
                                    var_rnoise=var, exposure_time=member["exposure_time"])
+        keep = pixel_map.drizzle_mask(*box)  # pixels the whole-frame drizzle drops: weight 0
+        weight = weight if keep is None else np.where(keep, weight, np.float32(0))
         data = sci - np.float32(member["sky"]) if member["sky"] else sci
         pixmap = pixel_map.evaluate(*box)
         pixmap[..., 0] -= ox0
