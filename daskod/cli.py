@@ -142,8 +142,12 @@ def _run_options(run: argparse.ArgumentParser) -> None:
                           "(kept; a rerun resumes it) (default: a temporary folder under "
                           "temp_dir, removed afterwards)")
     eng.add_argument("--overwrite-store", action="store_true",
-                     help="discard what --store holds from a run with other inputs or "
-                          "parameters (otherwise refused) instead of resuming it")
+                     help="discard what --store holds from a run of other inputs (otherwise "
+                          "refused); a store of the same inputs is reused, phase by phase")
+    eng.add_argument("--verify-inputs", action="store_true",
+                     help="identify inputs by a hash of their pixels (one more read of every "
+                          "input) instead of file sizes and times, so a resumed --store run "
+                          "notices pixels changed in place")
     eng.add_argument("--storage-options", type=value.storage_options, default=None,
                      metavar="JSON",
                      help='fsspec options for URLs as JSON, e.g. \'{"anon": true}\' or '
@@ -335,6 +339,7 @@ def _run(args: argparse.Namespace) -> int:
         "threshold_percent": args.threshold_percent,
         "ifu_second_check": args.ifu_second_check,
         "overwrite_store": args.overwrite_store,
+        "verify_inputs": args.verify_inputs,
     }
     run_files(args.inputs, args.output_dir, params=params, memory_limit=args.memory_limit,
               scheduler=args.scheduler, tile_size=args.tile_size,
