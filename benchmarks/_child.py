@@ -34,8 +34,8 @@ def run_daskod(exposures, args) -> dict:
                                         store=f"{tmp}/work", tile_size=args.tile_size)
         wall = time.perf_counter() - start
         n = int(sum(result.n_flagged))
-        return {"wall_s": wall, "n_flagged": n, "timings": result.timings,
-                "tile": int(result.median.chunksize[0])}
+        tile = None if result.median is None else int(result.median.chunksize[0])
+        return {"wall_s": wall, "n_flagged": n, "timings": result.timings, "tile": tile}
 
 
 def run_cluster(exposures, args) -> dict:
