@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
-from typing import Any
+from dataclasses import dataclass
 
 from daskod.flag._dq import interpret_good_bits
 from daskod.flag._kernels import parse_pair
@@ -84,13 +83,3 @@ class ImagingParams:
         except ValueError:
             msg = f"fillval must be 'NAN', 'INDEF' or a number, got {self.fillval!r}."
             raise ValueError(msg) from None
-
-    @classmethod
-    def names(cls) -> list[str]:
-        return [f.name for f in fields(cls)]
-
-    @classmethod
-    def from_kwargs(cls, kwargs: dict[str, Any]) -> ImagingParams:
-        """Pick this class's parameters out of ``kwargs`` (removing them)."""
-        mine = {name: kwargs.pop(name) for name in cls.names() if name in kwargs}
-        return cls(**mine)

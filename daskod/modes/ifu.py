@@ -22,7 +22,6 @@ from daskod._exceptions import (
     DaskodWarning,
     InputError,
     MemoryBudgetError,
-    WCSError,
 )
 from daskod.engine._budget import scheduler_facts, task_budget
 from daskod.engine._fingerprint import container_token, wcs_token
@@ -189,16 +188,6 @@ def _check_groups(items: list[Exposure], groups: dict[str, list[int]]) -> None:
                    f"taken inside a {CENTRAL_BORDER}-pixel border, so IFU frames need more "
                    f"than {2 * CENTRAL_BORDER} rows and columns.")
             raise InputError(msg, exposure=items[idx[0]].name)
-
-
-def _check_spectral_wcs(items: list[Exposure]) -> None:
-    for exp in items:
-        n = getattr(exp.wcs, "world_n_dim", None)
-        if n is not None and n != 3:
-            msg = (f"Exposure {exp.name!r}: its WCS has {n} world axes, no spectral axis; "
-                   "ifu_method='cube' needs detector (x, y) -> (ra, dec, wavelength). Use "
-                   "ifu_method='difference', which needs no WCS.")
-            raise WCSError(msg, exposure=exp.name)
 
 
 def _tile_for(per_task: int, tile_size: int | None) -> int:
