@@ -110,7 +110,8 @@ def run_files(inputs: list[str], outdir: str, *, params: dict[str, Any],
             return staged[-1]
 
         for k, src in enumerate(paths):
-            dq = np.asarray(result.dq[k]) if not result.skipped else np.asarray(items[k].dq[...])
+            # The new DQ is read a block at a time; a skipped step keeps the input's DQ.
+            dq = None if result.skipped else result.dq[k]
             write_product(src, stage(outputs[k]), dq, status=result.status,
                           storage_options=storage_options)
         if save_intermediate_results and not result.skipped:
@@ -142,7 +143,7 @@ def _stage_intermediates(result: Any, mode: str, paths: list[str], items: list[A
     from daskod.io._products import join, stem_of, write_image
 
     if result.median is not None:
-        write_image(stage(join(outdir, f"{root}_median.fits")), np.asarray(result.median),
+        write_image(stage(join(outdir, f"{root}_median.fits")), result.median,
                     wcs=result.median_wcs)
     if mode == "ifu":
         from daskod.io._ifu_products import write_ifu_outputs

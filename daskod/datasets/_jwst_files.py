@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["write_cal_files", "write_association"]
+__all__ = ["write_cal_files", "write_association", "write_cube_file"]
 
 
 def write_association(path: str | os.PathLike, files: list[str], *, asn_type: str,
@@ -93,3 +93,37 @@ def write_cal_files(exposures: list[Any], folder: str | os.PathLike, *,
         asn = write_association(os.path.join(folder, asn_name), files, asn_type="image3",
                                 asn_id="o001", product_name=product_name)
     return {"files": files, "asn": asn}
+
+
+def write_cube_file(cube: Any, path: str | os.PathLike, *, block_bytes: int = 64 * 2**20) -> str:
+    """Save a :class:`~daskod.Cube` as a ``*_calints.fits`` CubeModel, a block at a time.
+
+    The arrays (numpy, Dask or Zarr, e.g. ``make_tso_cube(..., store=...).cube``) are read
+    and written ``block_bytes`` at a time, so cubes far larger than memory can be written.
+    ``meta.exposure.type`` is ``cube.exp_type`` (default ``NRC_TSIMAGE``),
+    ``meta.visit.tsovisit`` is ``cube.tso_visit``.
+
+    Returns
+    -------
+    str
+        The path written.
+    """
+    from daskod.io._image_products import write_model_streamed
+
+    path = os.fspath(path)
+    arrays = {"data": cube.sci, "err": cube.err, "dq": cube.dq}
+    for name in ("var_rnoise", "var_poisson", "var_flat"):
+        if getattr(cube, name) is not None:
+            arrays[name] = getattr(cube, name)
+    nints = int(np.shape(cube.sci)[0])
+
+    def setup(model: Any) -> None:
+        model.meta.telescope = "JWST"
+        model.meta.exposure.type = cube.exp_type or "NRC_TSIMAGE"
+        model.meta.exposure.nints = nints
+        model.meta.visit.tsovisit = bool(cube.tso_visit)
+
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    write_model_streamed(path, arrays, model_class="CubeModel",
+                         dtypes={"dq": np.uint32}, setup=setup, block_bytes=block_bytes)
+    return path

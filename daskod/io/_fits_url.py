@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,7 +18,8 @@ import numpy as np
 
 from daskod.io._location import is_url, url_filesystem
 
-__all__ = ["open_fits", "open_model", "image_layout", "read_block", "scale_raw"]
+__all__ = ["open_fits", "open_model", "open_metadata", "image_layout", "read_block",
+           "scale_raw"]
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +57,63 @@ def open_model(path: str, *, storage_options: dict[str, Any] | None = None) -> I
         cls = getattr(datamodels, name, None) or datamodels.JwstDataModel
         with cls(hdul) as model:
             yield model
+
+
+@contextlib.contextmanager
+def open_metadata(path: str, *, storage_options: dict[str, Any] | None = None
+                  ) -> Iterator[Any]:
+    """A JWST product's datamodel with its metadata and WCS but no pixel array.
+
+    Only the headers and the ASDF metadata extension are read (a few kB to MB whatever the
+    size of the arrays); the model is built from the primary header and the ASDF tree
+    without the nodes that point at image extensions, so ``model.meta`` (``meta.wcs``
+    included) holds what ``datamodels.open`` gives while ``model.data`` and the other arrays
+    are absent. Local paths and fsspec URLs alike.
+
+    When the file's ``_fits_hash`` matches its headers (a file stdatamodels wrote and nothing
+    edited since), stdatamodels reads the metadata from the tree alone, as here. Otherwise it
+    also reads the FITS keywords of every extension; their headers are then given too (with
+    no data), so edited keywords win as they do in ``datamodels.open``.
+    """
+    from astropy.io import fits
+
+    from daskod.io._asdf_hdu import (
+        FITS_HASH_KEY,
+        asdf_table_hdu,
+        dump_asdf,
+        headers_hash,
+        load_tree,
+        split_asdf,
+        without_fits_arrays,
+    )
+    from daskod.io._fits_stream import open_source, scan_hdus
+    from daskod.io._jwst import require_stdatamodels
+
+    datamodels = require_stdatamodels()
+    hdus = scan_hdus(path, storage_options)
+    asdf_hdu = next((h for h in hdus if h.name == "ASDF"), None)
+    primary = fits.PrimaryHDU(header=hdus[0].header)
+    hdul = fits.HDUList([primary])
+    if asdf_hdu is not None:
+        header = asdf_hdu.header
+        with open_source(path, storage_options) as source:
+            raw = source.read(asdf_hdu.data_offset, int(header["NAXIS1"]) * int(header["NAXIS2"]))
+        yaml_part, blocks = split_asdf(raw)
+        tree = load_tree(yaml_part)
+        others = [h for h in hdus if h.name != "ASDF"]
+        matched = tree.get(FITS_HASH_KEY) == headers_hash(h.header for h in others)
+        tree = without_fits_arrays(tree)
+        if matched:
+            tree[FITS_HASH_KEY] = headers_hash([primary.header])
+        else:
+            for h in others[1:]:
+                hdul.append(fits.ImageHDU(header=h.header, name=h.name, ver=h.ver))
+        hdul.append(asdf_table_hdu(dump_asdf(tree, blocks)))
+    name = str(hdus[0].header.get("DATAMODL", "JwstDataModel"))
+    cls = getattr(datamodels, name, None) or datamodels.JwstDataModel
+    with cls(hdul) as model:
+        model.meta.filename = os.path.basename(path)  # as datamodels.open(path) sets it
+        yield model
 
 
 def image_layout(hdul: Any, extname: str) -> dict[str, Any] | None:

@@ -19,7 +19,14 @@ import numpy as np
 from daskod._exceptions import InputError, StoreError, WCSError
 from daskod.cube import CORON_EXP_TYPES, TSO_EXP_TYPES, Cube
 from daskod.exposure import Exposure
-from daskod.io._fits_url import image_layout, open_fits, open_model, read_block, scale_raw
+from daskod.io._fits_url import (
+    image_layout,
+    open_fits,
+    open_metadata,
+    open_model,
+    read_block,
+    scale_raw,
+)
 from daskod.io._location import explain_location_error, is_url, url_filesystem
 
 __all__ = ["Member", "FitsArray", "require_stdatamodels", "gather_members", "read_members",
@@ -307,8 +314,8 @@ def read_members(members: list[Member], *, storage_options: dict[str, Any] | Non
     for m in members:
         with contextlib.ExitStack() as stack:
             try:
-                model = stack.enter_context(open_model(m.path,
-                                                       storage_options=storage_options))
+                model = stack.enter_context(open_metadata(m.path,
+                                                          storage_options=storage_options))
             except Exception as err:
                 msg = f"{m.path}: stdatamodels cannot open it ({type(err).__name__}: {err})."
                 raise InputError(msg) from err
