@@ -109,6 +109,7 @@ def run_files(inputs: list[str], outdir: str, *, params: dict[str, Any],
             finals.append(final)
             return staged[-1]
 
+        log.info("Writing %d product(s)", len(paths))
         for k, src in enumerate(paths):
             # The new DQ is read a block at a time; a skipped step keeps the input's DQ.
             dq = None if result.skipped else result.dq[k]
