@@ -58,9 +58,8 @@ DASKOD_MARKS = [("imports", r"daskod\.run INFO: Versions"),
                 ("read", r"Read \d+ member"),
                 ("compute", r"Writing \d+ product|daskod-product-"),
                 ("write", r"Done in ")]
-REFERENCE_MARKS = [("imports", r"OutlierDetectionStep instance created"),
-                   ("compute", r"(Saving|Saved) model in"),
-                   ("write", r"Step OutlierDetectionStep done")]
+REFERENCE_MARKS = [("imports+open", r"OutlierDetectionStep instance created"),
+                   ("step+save", r"Step OutlierDetectionStep done")]
 
 
 @dataclass
@@ -163,6 +162,33 @@ def new_outliers(before: list[str], after: list[str]) -> int:
     return total
 
 
+def compare_products(ours: list[str], theirs: list[str]) -> str:
+    """How daskod's products compare with the reference's: DQ, SCI and ERR (NaN-aware),
+    read in blocks."""
+    import numpy as np
+    from astropy.io import fits
+
+    differ = {"DQ": 0, "SCI": 0, "ERR": 0}
+    for a, b in zip(ours, theirs, strict=True):
+        with fits.open(a, memmap=True, do_not_scale_image_data=True) as ha, \
+                fits.open(b, memmap=True, do_not_scale_image_data=True) as hb:
+            for ext in differ:
+                x, y = ha[ext].data, hb[ext].data
+                if x.shape != y.shape:
+                    differ[ext] = -1
+                    continue
+                rows = max(1, (64 * MiB) // max(1, x[0].nbytes))
+                for i in range(0, x.shape[0], rows):
+                    u, v = np.asarray(x[i:i + rows]), np.asarray(y[i:i + rows])
+                    same = (u == v) | (np.isnan(u) & np.isnan(v)) if u.dtype.kind == "f" \
+                        else u == v
+                    differ[ext] += int(np.count_nonzero(~same))
+    if not any(differ.values()):
+        return "products identical to the reference's (DQ, SCI, ERR)"
+    return "pixels differing from the reference's: " + ", ".join(
+        f"{k} {v if v >= 0 else 'shape'}" for k, v in differ.items())
+
+
 def prepare(case: str, spec: dict, data: str, reference: bool) -> dict:
     """Inputs of a case (simulated once, reused); returns the paths."""
     from daskod import datasets
@@ -214,6 +240,11 @@ def prepare(case: str, spec: dict, data: str, reference: bool) -> dict:
     return {"daskod": [asn], "reference": asn, "files": files}
 
 
+def daskod_products(inputs: dict, out: str) -> list[str]:
+    return [os.path.join(out, os.path.basename(p).replace("_calints", "_crfints")
+                         .replace("_cal.fits", "_crf.fits")) for p in inputs["files"]]
+
+
 def run_daskod(label: str, inputs: dict, spec: dict, out: str, checkout: str) -> Run:
     # ``python -m`` puts the working folder first on sys.path: run from the output's parent
     # so that PYTHONPATH alone says which daskod is imported.
@@ -222,9 +253,7 @@ def run_daskod(label: str, inputs: dict, spec: dict, out: str, checkout: str) ->
            "--memory-limit", spec["limit"], "--no-progress", *spec["args"]]
     run = measure(label, cmd, env, DASKOD_MARKS, cwd=os.path.dirname(out))
     if run.returncode == 0:
-        outs = [os.path.join(out, os.path.basename(p).replace("_calints", "_crfints")
-                             .replace("_cal.fits", "_crf.fits")) for p in inputs["files"]]
-        run.flags = new_outliers(inputs["files"], outs)
+        run.flags = new_outliers(inputs["files"], daskod_products(inputs, out))
     return run
 
 
@@ -237,9 +266,19 @@ def run_reference(inputs: dict, spec: dict, out: str) -> Run:
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     run = measure("reference (jwst 3.0.0)", cmd, env, REFERENCE_MARKS, cwd=out)
     if run.returncode == 0:
-        products = sorted(os.path.join(out, f) for f in os.listdir(out) if f.endswith(".fits"))
-        run.flags = new_outliers(inputs["files"], products)
+        run.flags = new_outliers(inputs["files"], reference_products(inputs, out))
     return run
+
+
+def reference_products(inputs: dict, out: str) -> list[str]:
+    """The reference's products in input order (it names them ``<stem>_<suffix>.fits``)."""
+    names = os.listdir(out)
+    found = []
+    for path in inputs["files"]:
+        stem = os.path.basename(path).rsplit("_", 1)[0]
+        found.append(os.path.join(out, next(n for n in sorted(names)
+                                            if n.startswith(stem) and n.endswith(".fits"))))
+    return found
 
 
 def report(run: Run, limit: int | None) -> None:
@@ -285,18 +324,26 @@ def main() -> None:
         print(f"  inputs {size / 2**30:.2f} GiB", flush=True)
         limit = parse_bytes(spec["limit"])
         tools = [("daskod (this checkout)", os.path.dirname(HERE))]
-        if args.baseline:
-            tools.append((f"daskod ({os.path.basename(args.baseline.rstrip('/'))})",
-                          args.baseline))
+        if args.baseline:  # first, so that this checkout's products are compared
+            tools.insert(0, (f"daskod ({os.path.basename(args.baseline.rstrip('/'))})",
+                             args.baseline))
+        ours = os.path.join(args.data, f"case-{case}", "out-daskod")
         for _ in range(args.repeat):
             for label, path in tools:
-                with tempfile.TemporaryDirectory(dir=args.data) as out:
-                    report(run_daskod(label, inputs, spec, os.path.join(out, "out"), path),
-                           limit)
+                shutil.rmtree(ours, ignore_errors=True)
+                report(run_daskod(label, inputs, spec, ours, path), limit)
             if reference and spec["reference"]:
-                with tempfile.TemporaryDirectory(dir=args.data) as out:
-                    report(run_reference(inputs, spec, out), None)
-
+                theirs = os.path.join(args.data, f"case-{case}", "out-reference")
+                shutil.rmtree(theirs, ignore_errors=True)
+                os.makedirs(theirs)
+                run = run_reference(inputs, spec, theirs)
+                report(run, None)
+                if run.returncode == 0 and os.path.isdir(ours):
+                    print("  " + compare_products(daskod_products(inputs, ours),
+                                                  reference_products(inputs, theirs)),
+                          flush=True)
+                shutil.rmtree(theirs, ignore_errors=True)
+            shutil.rmtree(ours, ignore_errors=True)
 
 if __name__ == "__main__":
     main()
