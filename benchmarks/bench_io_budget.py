@@ -56,6 +56,7 @@ CASES = {
 #: daskod log messages that end each phase (the first line matching each).
 DASKOD_MARKS = [("imports", r"daskod\.run INFO: Versions"),
                 ("read", r"Read \d+ member"),
+                ("engine phase", r"Phase (\w+):"),  # each engine phase, by its name
                 ("compute", r"Writing \d+ product|daskod-product-"),
                 ("write", r"Done in ")]
 REFERENCE_MARKS = [("imports+open", r"OutlierDetectionStep instance created"),
@@ -129,13 +130,19 @@ def measure(label: str, cmd: list[str], env: dict[str, str], marks: list[tuple[s
 
 
 def phases(run: Run, marks: list[tuple[str, str]]) -> list[tuple[str, float, int]]:
-    """``(name, seconds, peak sampled RSS)`` per phase, from the first line matching each
-    mark; the last phase runs to the process exit."""
+    """``(name, seconds, peak sampled RSS)`` per phase. A mark ``(name, pattern)`` ends its
+    phase at the first line matching it; a pattern with a group (``Phase (\\w+):``) ends a
+    phase named by the group at every match. The last phase runs to the process exit."""
     edges = [("", 0.0)]
-    for name, pattern in marks:
-        hit = next((t for t, line in run.lines if re.search(pattern, line)), None)
-        if hit is not None and hit >= edges[-1][1]:
-            edges.append((name, hit))
+    used = set()
+    for t, line in run.lines:
+        for name, pattern in marks:
+            hit = re.search(pattern, line)
+            if hit is None or (not hit.groups() and name in used):
+                continue
+            used.add(name)
+            edges.append((hit.group(1) if hit.groups() else name, t))
+            break
     edges.append(("exit", run.wall))
     out = []
     for (_, a), (name, b) in itertools.pairwise(edges):

@@ -61,8 +61,9 @@ def write_model_streamed(dst: str, arrays: dict[str, Any], *, model_class: str |
 
     datamodels = require_stdatamodels()
     dtypes = {name: np.dtype(np.float32) for name in arrays} | dict(dtypes or {})
-    ndim = len(np.shape(arrays["data"]))
-    cls = getattr(datamodels, model_class or ("CubeModel" if ndim == 3 else "ImageModel"))
+    if model_class is None:
+        model_class = "CubeModel" if len(np.shape(arrays["data"])) == 3 else "ImageModel"
+    cls = getattr(datamodels, model_class)
     model = cls(**{name: _placeholder(v, dtypes[name]) for name, v in arrays.items()})
     try:
         if like is not None:
