@@ -170,30 +170,40 @@ def new_outliers(before: list[str], after: list[str]) -> int:
 
 
 def compare_products(ours: list[str], theirs: list[str]) -> str:
-    """How daskod's products compare with the reference's: DQ, SCI and ERR (NaN-aware),
-    read in blocks."""
+    """How daskod's products compare with the reference's, read in blocks: pixels whose
+    OUTLIER flag only one of them set, and pixels that differ otherwise in DQ, SCI or ERR
+    (NaN-aware)."""
     import numpy as np
     from astropy.io import fits
 
+    only_ours = only_theirs = 0
     differ = {"DQ": 0, "SCI": 0, "ERR": 0}
     for a, b in zip(ours, theirs, strict=True):
         with fits.open(a, memmap=True, do_not_scale_image_data=True) as ha, \
                 fits.open(b, memmap=True, do_not_scale_image_data=True) as hb:
-            for ext in differ:
-                x, y = ha[ext].data, hb[ext].data
-                if x.shape != y.shape:
-                    differ[ext] = -1
-                    continue
-                rows = max(1, (64 * MiB) // max(1, x[0].nbytes))
-                for i in range(0, x.shape[0], rows):
-                    u, v = np.asarray(x[i:i + rows]), np.asarray(y[i:i + rows])
-                    same = (u == v) | (np.isnan(u) & np.isnan(v)) if u.dtype.kind == "f" \
-                        else u == v
-                    differ[ext] += int(np.count_nonzero(~same))
-    if not any(differ.values()):
-        return "products identical to the reference's (DQ, SCI, ERR)"
-    return "pixels differing from the reference's: " + ", ".join(
-        f"{k} {v if v >= 0 else 'shape'}" for k, v in differ.items())
+            shape = ha["DQ"].data.shape
+            if any(hb[ext].data.shape != shape for ext in differ):
+                return "products of another shape than the reference's"
+            rows = max(1, (32 * MiB) // max(1, ha["DQ"].data[0].nbytes))
+            for i in range(0, shape[0], rows):
+                dq_a = np.asarray(ha["DQ"].data[i:i + rows])
+                dq_b = np.asarray(hb["DQ"].data[i:i + rows])
+                flag_a, flag_b = (dq_a & OUTLIER) != 0, (dq_b & OUTLIER) != 0
+                only_ours += int(np.count_nonzero(flag_a & ~flag_b))
+                only_theirs += int(np.count_nonzero(flag_b & ~flag_a))
+                same_flag = flag_a == flag_b
+                differ["DQ"] += int(np.count_nonzero((dq_a != dq_b) & same_flag))
+                for ext in ("SCI", "ERR"):
+                    u = np.asarray(ha[ext].data[i:i + rows])
+                    v = np.asarray(hb[ext].data[i:i + rows])
+                    same = (u == v) | (np.isnan(u) & np.isnan(v))
+                    differ[ext] += int(np.count_nonzero(~same & same_flag))
+    flags = ("outlier flags identical" if only_ours == only_theirs == 0 else
+             f"outlier flags: {only_ours} only in daskod's, {only_theirs} only in the "
+             "reference's")
+    rest = ("all other DQ/SCI/ERR pixels identical" if not any(differ.values()) else
+            "other pixels differing: " + ", ".join(f"{k} {v}" for k, v in differ.items()))
+    return f"products vs the reference's: {flags}; {rest}"
 
 
 def prepare(case: str, spec: dict, data: str, reference: bool) -> dict:
@@ -252,13 +262,14 @@ def daskod_products(inputs: dict, out: str) -> list[str]:
                          .replace("_cal.fits", "_crf.fits")) for p in inputs["files"]]
 
 
-def run_daskod(label: str, inputs: dict, spec: dict, out: str, checkout: str) -> Run:
+def run_daskod(label: str, inputs: dict, spec: dict, out: str, checkout: str,
+               interval: float = 0.1) -> Run:
     # ``python -m`` puts the working folder first on sys.path: run from the output's parent
     # so that PYTHONPATH alone says which daskod is imported.
     env = dict(os.environ, PYTHONPATH=checkout)
     cmd = [sys.executable, "-m", "daskod.cli", "run", *inputs["daskod"], "-o", out,
            "--memory-limit", spec["limit"], "--no-progress", *spec["args"]]
-    run = measure(label, cmd, env, DASKOD_MARKS, cwd=os.path.dirname(out))
+    run = measure(label, cmd, env, DASKOD_MARKS, cwd=os.path.dirname(out), interval=interval)
     if run.returncode == 0:
         run.flags = new_outliers(inputs["files"], daskod_products(inputs, out))
     return run
@@ -316,6 +327,9 @@ def main() -> None:
     parser.add_argument("--baseline", default=None,
                         help="another daskod checkout to run on the same inputs")
     parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--interval", type=float, default=0.1,
+                        help="seconds between RSS samples (default 0.1)")
+    parser.add_argument("--log", action="store_true", help="print daskod's log lines")
     args = parser.parse_args()
     from dask.utils import parse_bytes
 
@@ -338,7 +352,12 @@ def main() -> None:
         for _ in range(args.repeat):
             for label, path in tools:
                 shutil.rmtree(ours, ignore_errors=True)
-                report(run_daskod(label, inputs, spec, ours, path), limit)
+                run = run_daskod(label, inputs, spec, ours, path, args.interval)
+                report(run, limit)
+                if args.log:
+                    for t, line in run.lines:
+                        rss = max((r for s, r in run.samples if s <= t), default=0)
+                        print(f"      {t:7.2f} s {rss / MiB:6.0f} MiB  {line}")
             if reference and spec["reference"]:
                 theirs = os.path.join(args.data, f"case-{case}", "out-reference")
                 shutil.rmtree(theirs, ignore_errors=True)
