@@ -28,12 +28,13 @@ __all__ = ["split_asdf", "load_tree", "dump_asdf", "fits_array_nodes", "without_
 #: Where stdatamodels keeps the hash of the FITS headers in the tree.
 FITS_HASH_KEY = "_fits_hash"
 _BLOCK_MAGIC = b"\xd3BLK"
+_DEFAULT_COMMENTS = b"#ASDF 1.0.0\n#ASDF_STANDARD 1.6.0\n"
 _FITS_SOURCE = "fits:"
 
 
 def split_asdf(raw: bytes) -> tuple[bytes, bytes]:
-    """``(yaml_part, blocks)`` of an ASDF file: the blocks are every binary block, in order,
-    without the block index that may follow them."""
+    """``(yaml_part, blocks)`` of an ASDF file: the comment lines and the YAML tree, then
+    every binary block, in order, without the block index that may follow them."""
     start = raw.find(_BLOCK_MAGIC)  # 0xD3 0x42 never occurs in UTF-8 text
     if start < 0:
         return raw, b""
@@ -48,6 +49,14 @@ def split_asdf(raw: bytes) -> tuple[bytes, bytes]:
     return raw[:start], raw[start:pos]
 
 
+def _comment_lines(yaml_part: bytes) -> bytes:
+    """The ``#ASDF x`` and ``#ASDF_STANDARD y`` lines that open an ASDF file."""
+    end = 0
+    while yaml_part.startswith(b"#", end):
+        end = yaml_part.index(b"\n", end) + 1
+    return yaml_part[:end] or _DEFAULT_COMMENTS
+
+
 def load_tree(raw: bytes) -> dict[str, Any]:
     """The ASDF tree of ``raw`` as tagged YAML nodes (``asdf.tagged`` dicts, lists, strings):
     nothing is converted, so no array is read and no WCS object is built."""
@@ -56,12 +65,25 @@ def load_tree(raw: bytes) -> dict[str, Any]:
     return asdf.util.load_yaml(io.BytesIO(raw), tagged=True)
 
 
-def dump_asdf(tree: dict[str, Any], blocks: bytes) -> bytes:
-    """An ASDF file: ``tree`` (tagged YAML nodes, written as they are) then ``blocks``."""
-    import asdf
+def dump_asdf(tree: dict[str, Any], blocks: bytes, *, like: bytes = b"") -> bytes:
+    """An ASDF file: the opening lines of ``like`` (the file the tree came from), ``tree``
+    (tagged YAML nodes, written as they are, with asdf's own YAML dumper) then ``blocks``.
 
+    The tree is not validated again (it came from a valid file with a few values edited);
+    ``asdf.AsdfFile(tree).write_to`` would spend ~0.3 s per product walking the schemas.
+    """
+    import asdf
+    import yaml
+    from asdf.yamlutil import AsdfDumper
+
+    library = tree.get("asdf_library")
+    if isinstance(library, dict):
+        library["version"] = asdf.__version__  # the library that wrote this file
     buffer = io.BytesIO()
-    asdf.AsdfFile(tree).write_to(buffer)
+    buffer.write(_comment_lines(like))
+    yaml.dump_all([tree], stream=buffer, Dumper=AsdfDumper, explicit_start=True,
+                  explicit_end=True, version=(1, 1), allow_unicode=True, encoding="utf-8",
+                  tags={"!": "tag:stsci.edu:asdf/"}, sort_keys=False)
     return buffer.getvalue() + blocks
 
 

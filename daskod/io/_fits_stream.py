@@ -22,8 +22,9 @@ import numpy as np
 
 from daskod.io._location import is_url, url_filesystem
 
-__all__ = ["HduInfo", "ImageCodec", "scan_hdus", "open_source", "row_blocks", "chunk_length",
-           "FitsWriter", "stream_image", "BLOCK", "DEFAULT_BLOCK_BYTES"]
+__all__ = ["HduInfo", "ImageCodec", "scan_hdus", "open_source", "row_blocks", "block_axis",
+           "chunk_length", "ChunkReader", "FitsWriter", "stream_image", "BLOCK",
+           "DEFAULT_BLOCK_BYTES"]
 
 #: FITS block size: headers and data are padded to a multiple of it.
 BLOCK = 2880
@@ -140,23 +141,28 @@ def chunk_length(values: Any, axis: int) -> int | None:
     return int(first) if first else None
 
 
+def block_axis(shape: tuple[int, ...], max_elements: int) -> tuple[int, int, int]:
+    """``(k, inner, step)``: blocks of :func:`row_blocks` step ``step`` indices along axis
+    ``k``, each index holding ``inner`` elements (the outermost axis whose trailing
+    sub-array fits in ``max_elements``)."""
+    k = len(shape) - 1
+    while k > 0 and math.prod(shape[k:]) <= max_elements:
+        k -= 1
+    inner = math.prod(shape[k + 1:])
+    return k, inner, max(1, max_elements // inner)
+
+
 def row_blocks(shape: tuple[int, ...], max_elements: int, *, like: Any = None
                ) -> Iterator[tuple[tuple[slice, ...], int, int]]:
     """Cover a C-order array with blocks contiguous in memory of at most ``max_elements``
     (at least one element): ``(key, first_element, n_elements)``, ``key`` a tuple of unit
     slices (whole planes of a cube when they fit, else rows of one plane, else parts of a
     row). With ``like`` (a chunked Dask or Zarr array), block edges fall on its chunk edges
-    where they can, so no chunk is read twice."""
+    where they can: whole chunks per block, or equal parts of one chunk."""
     shape = tuple(int(n) for n in shape)
     if not shape or 0 in shape:
         return
-    max_elements = max(1, int(max_elements))
-    # The outermost axis k whose trailing sub-array fits: blocks step along axis k.
-    k = len(shape) - 1
-    while k > 0 and math.prod(shape[k:]) <= max_elements:
-        k -= 1
-    inner = math.prod(shape[k + 1:])
-    step = max(1, max_elements // inner)
+    k, inner, step = block_axis(shape, max(1, int(max_elements)))
     chunk = chunk_length(like, k) if like is not None else None
     if chunk and chunk <= step:
         step = step // chunk * chunk
@@ -166,9 +172,45 @@ def row_blocks(shape: tuple[int, ...], max_elements: int, *, like: Any = None
         base = int(np.ravel_multi_index(lead, shape[:k])) * shape[k] * inner if k else 0
         for a in range(0, shape[k], step):
             b = min(shape[k], a + step)
+            if chunk and chunk > step and a // chunk != (b - 1) // chunk:
+                b = (a // chunk + 1) * chunk  # never across a chunk edge
             key = (*(slice(i, i + 1) for i in lead), slice(a, b),
                    *(slice(0, n) for n in shape[k + 1:]))
             yield key, base + a * inner, (b - a) * inner
+
+
+class ChunkReader:
+    """Blocks of a chunked array (Dask, Zarr) read one storage chunk-slab at a time: when
+    blocks are parts of one chunk along the block axis, the slab holding that chunk (all
+    the other axes) is read once and the blocks are cut from it, provided it holds at most
+    ``max_bytes``; anything else is read directly."""
+
+    def __init__(self, values: Any, shape: tuple[int, ...], max_elements: int,
+                 max_bytes: int) -> None:
+        self.values = values
+        self.shape = tuple(int(n) for n in shape)
+        self.k, inner, _ = block_axis(self.shape, max(1, int(max_elements)))
+        self.chunk = chunk_length(values, self.k)
+        itemsize = np.dtype(getattr(values, "dtype", np.float64)).itemsize
+        if self.chunk and self.chunk * inner * itemsize > max_bytes:
+            self.chunk = None
+        self._key: tuple | None = None
+        self._slab: np.ndarray | None = None
+
+    def __getitem__(self, key: tuple[slice, ...]) -> np.ndarray:
+        k, chunk = self.k, self.chunk
+        a, b = key[k].start, key[k].stop
+        if not chunk or b - a >= chunk or a // chunk != (b - 1) // chunk:
+            return np.asarray(self.values[key])
+        c0 = a // chunk * chunk
+        ident = (tuple(s.start for s in key[:k]), c0)
+        if ident != self._key:
+            self._slab = None  # drop the previous slab before reading the next
+            self._slab = np.asarray(self.values[(*key[:k], slice(c0, min(self.shape[k],
+                                                                         c0 + chunk)))])
+            self._key = ident
+        assert self._slab is not None
+        return self._slab[(*(slice(None),) * k, slice(a - c0, b - c0))]
 
 
 class _Source:
@@ -319,9 +361,10 @@ def stream_image(writer: FitsWriter, hdu: int, codec: ImageCodec, shape: tuple[i
     Dask, Zarr, :class:`~daskod.io._jwst.FitsArray`), one block of at most ``block_bytes``
     at a time."""
     itemsize = max(np.dtype(getattr(values, "dtype", np.float32)).itemsize, codec.raw.itemsize)
-    for key, first, _n in row_blocks(shape, block_bytes // max(1, 2 * itemsize),
-                                      like=values):
-        block = np.asarray(values[key]).reshape(-1)
+    most = block_bytes // max(1, 2 * itemsize)
+    reader = ChunkReader(values, shape, most, max_bytes=2 * block_bytes)
+    for key, first, _n in row_blocks(shape, most, like=values):
+        block = np.asarray(reader[key]).reshape(-1)
         if transform is not None:
             block = transform(block)
         writer.write_block(hdu, first, codec.encode(block))

@@ -108,7 +108,7 @@ def open_metadata(path: str, *, storage_options: dict[str, Any] | None = None
         else:
             for h in others[1:]:
                 hdul.append(fits.ImageHDU(header=h.header, name=h.name, ver=h.ver))
-        hdul.append(asdf_table_hdu(dump_asdf(tree, blocks)))
+        hdul.append(asdf_table_hdu(dump_asdf(tree, blocks, like=yaml_part)))
     name = str(hdus[0].header.get("DATAMODL", "JwstDataModel"))
     cls = getattr(datamodels, name, None) or datamodels.JwstDataModel
     with cls(hdul) as model:

@@ -114,7 +114,7 @@ def _fill_template(template: Any, path: str, filename: str, arrays: dict[str, An
         msg = f"{filename}: no image extension for {sorted(missing)} in this model's schema."
         raise ValueError(msg)
     tree[FITS_HASH_KEY] = headers_hash(h for _, h in headers)
-    asdf_bytes = dump_asdf(tree, template.blocks)
+    asdf_bytes = dump_asdf(tree, template.blocks, like=template.yaml_part)
     with open_source(template.src, None) as source, FitsWriter(path) as writer:
         index = {}
         for hdu, header in headers:

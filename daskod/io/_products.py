@@ -35,6 +35,7 @@ from daskod.io._asdf_hdu import (
 )
 from daskod.io._fits_stream import (
     DEFAULT_BLOCK_BYTES,
+    ChunkReader,
     FitsWriter,
     HduInfo,
     ImageCodec,
@@ -146,8 +147,8 @@ class ProductLayout:
         with open_source(src, storage_options) as source:
             raw = source.read(self.asdf.data_offset,
                               int(header["NAXIS1"]) * int(header["NAXIS2"]))
-        yaml_part, self.blocks = split_asdf(raw)
-        self.tree = load_tree(yaml_part)
+        self.yaml_part, self.blocks = split_asdf(raw)
+        self.tree = load_tree(self.yaml_part)
         self.arrays: dict[str, HduInfo] = {}
         for path, node in fits_array_nodes(self.tree):
             if len(path) == 1:
@@ -267,7 +268,7 @@ def _stream_product(product: ProductLayout, path: str, filename: str, dq: Any,
         headers.append((hdu, header))
     if product.headers_matched():
         tree[FITS_HASH_KEY] = headers_hash(h for _, h in headers)
-    asdf_bytes = dump_asdf(tree, product.blocks)
+    asdf_bytes = dump_asdf(tree, product.blocks, like=product.yaml_part)
     table = asdf_table_hdu(asdf_bytes)
     with open_source(product.src, storage_options) as source, FitsWriter(path) as writer:
         index = {}
@@ -295,11 +296,13 @@ def _patch_blocks(source: Any, writer: FitsWriter, index: dict[int, int], dq: An
     max_elements = max(1, block_bytes // per_element)
     buffers = {n: np.empty(min(max_elements, int(np.prod(shape))), dtype=codecs[n].raw)
                for n in floats}
+    # A chunked DQ (Dask, Zarr) is read a storage chunk-slab at a time, at most 2 blocks.
+    source_dq = None if dq is None else ChunkReader(dq, shape, max_elements, 2 * block_bytes)
     for key, first, n in row_blocks(shape, max_elements, like=dq):
         new = None
         if dq_hdu is not None:
             if dq is not None:
-                new = np.asarray(dq[key]).reshape(-1).astype(np.uint32)
+                new = np.asarray(source_dq[key]).reshape(-1).astype(np.uint32)
             else:
                 raw = np.empty(n, dtype=codecs["dq"].raw)
                 source.read_into(dq_hdu.data_offset + first * raw.itemsize, raw)
