@@ -298,3 +298,30 @@ def test_weight_threshold_holds_about_four_bytes_per_pixel():
     old = peak_of(lambda: compute_weight_threshold(w, 0.7))
     assert lean < 4 * w.size + 10 * 2**20  # the values (4 B/px) and a few small blocks
     assert lean < old / 2
+
+
+def test_compressed_input_falls_back_to_the_whole_model(tmp_path, caplog):
+    """A tile-compressed SCI is not patched in place: the product is written whole, with the
+    same content rule."""
+    from astropy.io import fits
+
+    from daskod.io._products import write_product
+
+    src = _cube_file(tmp_path / "plain_calints.fits", nints=8, shape=(10, 12))
+    packed = str(tmp_path / "packed_calints.fits")
+    with fits.open(src) as hdul:
+        hdus = [hdu if hdu.name != "SCI" else
+                fits.CompImageHDU(data=hdu.data, header=hdu.header, name="SCI",
+                                  compression_type="GZIP_1", quantize_level=0.0)
+                for hdu in hdul]
+        fits.HDUList(hdus).writeto(packed)
+    dq = _new_dq(src)
+    dst = str(tmp_path / "packed_crfints.fits")
+    with caplog.at_level("WARNING", logger="daskod.io._products"):
+        write_product(packed, dst, dq)
+    assert "written whole" in caplog.text
+    want_dq, want = _reference_product(src, dq)
+    with dm.open(dst) as out:
+        np.testing.assert_array_equal(out.dq, want_dq)
+        np.testing.assert_array_equal(out.data, want["data"])
+        np.testing.assert_array_equal(out.err, want["err"])

@@ -50,6 +50,8 @@ class HduInfo:
     header_offset: int
     data_offset: int
     data_span: int
+    #: A plain (uncompressed) image extension: its data are the pixels themselves.
+    plain_image: bool = False
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -59,15 +61,19 @@ class HduInfo:
 
 def scan_hdus(path: str, storage_options: dict[str, Any] | None = None) -> list[HduInfo]:
     """Every HDU's header and position; no data is read."""
+    from astropy.io import fits
+
     from daskod.io._fits_url import open_fits
 
     out = []
     with open_fits(path, storage_options, memmap=False, lazy_load_hdus=True) as hdul:
         for i, hdu in enumerate(hdul):
             info = hdul.fileinfo(i)
+            plain = isinstance(hdu, fits.ImageHDU) and not isinstance(hdu, fits.CompImageHDU)
             out.append(HduInfo(index=i, name=hdu.name, ver=int(hdu.ver),
                                header=hdu.header.copy(), header_offset=int(info["hdrLoc"]),
-                               data_offset=int(info["datLoc"]), data_span=int(info["datSpan"])))
+                               data_offset=int(info["datLoc"]), data_span=int(info["datSpan"]),
+                               plain_image=plain))
     return out
 
 

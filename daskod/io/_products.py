@@ -168,9 +168,11 @@ class ProductLayout:
             h.header for h in self.hdus if h.name != "ASDF")
 
 
-def _plan_writes(product: ProductLayout, dq: Any, match: bool) -> dict[str, HduInfo]:
+def _plan_writes(product: ProductLayout, dq: Any, match: bool
+                 ) -> tuple[dict[str, HduInfo], bool]:
     """The arrays written block by block: ``dq`` (when given or matched) and the float
-    arrays that match the science array's shape (when matching NaNs)."""
+    arrays that match the science array's shape (when matching NaNs); and whether NaNs are
+    matched (not when the DQ's shape differs from the science array's, as in jwst)."""
     dq_hdu = product.arrays.get("dq")
     if dq is not None:
         if dq_hdu is None:
@@ -198,7 +200,7 @@ def _plan_writes(product: ProductLayout, dq: Any, match: bool) -> dict[str, HduI
             out = {}
     if dq_hdu is not None and (dq is not None or out):
         out["dq"] = dq_hdu
-    return out
+    return out, match
 
 
 def write_product(src: str, dst: str, dq: Any = None, *, status: str = "COMPLETE",
@@ -223,23 +225,47 @@ def write_product(src: str, dst: str, dq: Any = None, *, status: str = "COMPLETE
         writer holds about twice this.
     """
     product = ProductLayout(src, storage_options)
-    match = status == "COMPLETE"
-    patched = _plan_writes(product, dq, match)
+    patched, match = _plan_writes(product, dq, status == "COMPLETE")
     codecs = {name: ImageCodec.from_header(hdu.header) for name, hdu in patched.items()}
-    odd = [name for name, codec in codecs.items() if codec is None
-           or (name != "dq" and codec.raw.kind != "f") or (name == "dq" and codec.raw.kind == "f")]
-    if odd:
-        msg = (f"{src}: extension(s) {', '.join(patched[n].name for n in odd)} are compressed "
-               "or scaled; daskod writes products block by block only from plain image "
-               "extensions (uncompress the input, e.g. with astropy).")
-        raise InputError(msg)
+    plain = all(patched[name].plain_image and codec is not None
+                and (codec.raw.kind == "f") == (name != "dq") for name, codec in codecs.items())
     with temp_folder("daskod-product-") as tmp:
         staged = os.path.join(tmp, os.path.basename(dst))
-        _stream_product(product, staged, os.path.basename(dst), dq, patched, codecs,
-                        status=status, match=match, storage_options=storage_options,
-                        block_bytes=block_bytes)
+        if plain:
+            _stream_product(product, staged, os.path.basename(dst), dq, patched, codecs,
+                            status=status, match=match, storage_options=storage_options,
+                            block_bytes=block_bytes)
+        else:
+            log.warning("%s: compressed or scaled extensions; this product is written whole "
+                        "in memory by stdatamodels", src)
+            _write_whole(src, staged, dq, status=status, match=match,
+                         storage_options=storage_options)
         publish([staged], [dst], storage_options=storage_options)
     log.info("Wrote %s", dst)
+
+
+def _write_whole(src: str, path: str, dq: Any, *, status: str, match: bool,
+                 storage_options: dict[str, Any] | None) -> None:
+    """The same product through stdatamodels, every array in memory (for the encodings
+    block writes do not handle: tile-compressed or BSCALE-scaled extensions)."""
+    from daskod.io._fits_url import open_model
+
+    with open_model(src, storage_options=storage_options) as model:
+        new = np.array(model.dq if dq is None else np.asarray(dq), dtype=np.uint32)
+        if match:
+            arrays = [n for n in FLOAT_ARRAYS
+                      if model.hasattr(n) and getattr(model, n).shape == new.shape]
+            invalid = (new & DO_NOT_USE) != 0
+            for name in arrays:
+                invalid |= np.isnan(getattr(model, name))
+            new[invalid] |= np.uint32(DO_NOT_USE)
+            for name in arrays:
+                values = np.array(getattr(model, name))
+                values[invalid] = np.nan
+                setattr(model, name, values)
+        model.dq = new
+        model.meta.cal_step.outlier_detection = status
+        model.save(path)
 
 
 def _stream_product(product: ProductLayout, path: str, filename: str, dq: Any,
