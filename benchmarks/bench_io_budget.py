@@ -41,6 +41,8 @@ from dataclasses import dataclass, field
 import psutil
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+# The daskod of this checkout simulates the inputs (and is the one measured).
+sys.path.insert(0, os.path.dirname(HERE))
 REFERENCE_PYTHON = "/work/jwst-venv/bin/python"
 MiB = 2**20
 OUTLIER = 16
