@@ -222,7 +222,9 @@ def write_product(src: str, dst: str, dq: Any = None, *, status: str = "COMPLETE
         reference records it; the arrays are then copied unchanged).
     block_bytes : int
         Bytes of pixels handled per step, summed over the arrays patched together; the
-        writer holds about twice this.
+        writer holds about twice this, plus, for a chunked ``dq`` (Dask, Zarr) whose chunks
+        are larger than a block, one storage chunk-slab of up to four times this (so that
+        no chunk is read twice).
     """
     product = ProductLayout(src, storage_options)
     patched, match = _plan_writes(product, dq, status == "COMPLETE")
@@ -322,8 +324,9 @@ def _patch_blocks(source: Any, writer: FitsWriter, index: dict[int, int], dq: An
     max_elements = max(1, block_bytes // per_element)
     buffers = {n: np.empty(min(max_elements, int(np.prod(shape))), dtype=codecs[n].raw)
                for n in floats}
-    # A chunked DQ (Dask, Zarr) is read a storage chunk-slab at a time, at most 2 blocks.
-    source_dq = None if dq is None else ChunkReader(dq, shape, max_elements, 2 * block_bytes)
+    # A chunked DQ (Dask, Zarr) is read a storage chunk-slab at a time (each chunk read
+    # once) when a slab holds at most 4 blocks' bytes.
+    source_dq = None if dq is None else ChunkReader(dq, shape, max_elements, 4 * block_bytes)
     for key, first, n in row_blocks(shape, max_elements, like=dq):
         new = None
         if dq_hdu is not None:
