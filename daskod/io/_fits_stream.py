@@ -30,7 +30,7 @@ __all__ = ["HduInfo", "ImageCodec", "scan_hdus", "open_source", "row_blocks", "b
 BLOCK = 2880
 #: Default bytes of pixels read per step (summed over the arrays handled together).
 DEFAULT_BLOCK_BYTES = 16 * 2**20
-_COPY_CHUNK = 64 * 2**20
+_COPY_CHUNK = 8 * 2**20
 _RAW = {8: ">u1", 16: ">i2", 32: ">i4", 64: ">i8", -32: ">f4", -64: ">f8"}
 
 
