@@ -13,7 +13,7 @@ import pytest
 
 from daskod import datasets
 from daskod.flag._dq import DO_NOT_USE, OUTLIER
-from daskod.io._fits_stream import row_blocks
+from daskod.io._fits_stream import regions, row_blocks
 
 dm = pytest.importorskip("stdatamodels.jwst.datamodels")
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -86,6 +86,37 @@ def test_row_blocks_cover_each_element_once_within_the_bound():
             np.testing.assert_array_equal(block, np.arange(first, first + n))  # contiguous
             seen[block] += 1
         assert (seen == 1).all()
+
+
+class ChunkedArray(RecordingArray):
+    """A recording source with storage chunks (as a Zarr array declares them)."""
+
+    def __init__(self, values: np.ndarray, chunks: tuple[int, ...]) -> None:
+        super().__init__(values)
+        self.chunks = chunks
+
+
+@pytest.mark.parametrize(("shape", "chunks", "most", "region"), [
+    ((12, 8, 8), (5, 2, 8), 7, 80),     # chunks of rows: regions are chunks, runs are rows
+    ((12, 8, 8), (5, 4, 8), 30, 1000),  # widened to whole planes
+    ((10, 9), (4, 5), 6, 100),          # 2-D tiles widened to whole rows
+    ((10, 9), (4, 5), 6, 15),           # tiles larger than a region: read in parts
+])
+def test_regions_read_each_chunk_once_and_cover_each_pixel_once(shape, chunks, most, region):
+    values = np.arange(math.prod(shape)).reshape(shape)
+    source = ChunkedArray(values, chunks)
+    seen = np.zeros(values.size, dtype=int)
+    for key, runs in regions(shape, source, most, region):
+        box = source[key].reshape(-1)
+        assert box.size <= region
+        for first, n, offset in runs:
+            assert n <= most
+            np.testing.assert_array_equal(box[offset:offset + n], np.arange(first, first + n))
+            seen[first:first + n] += 1
+    assert (seen == 1).all()
+    n_chunks = math.prod(-(-a // c) for a, c in zip(shape, chunks, strict=True))
+    if math.prod(chunks) <= region:
+        assert len(source.sizes) <= n_chunks  # no chunk read twice
 
 
 def test_product_written_block_by_block_equals_the_reference_rule(tmp_path):
@@ -325,3 +356,20 @@ def test_compressed_input_falls_back_to_the_whole_model(tmp_path, caplog):
         np.testing.assert_array_equal(out.dq, want_dq)
         np.testing.assert_array_equal(out.data, want["data"])
         np.testing.assert_array_equal(out.err, want["err"])
+
+
+def test_product_from_a_chunked_dq_reads_each_chunk_once(tmp_path):
+    """The engine's DQ arrives in storage chunks (here rows of ~10 integrations): each is
+    read once, and the product is the same."""
+    from daskod.io._products import write_product
+
+    src = _cube_file(tmp_path / "k_calints.fits", nints=40, shape=(16, 32))
+    dq = _new_dq(src)
+    chunked = ChunkedArray(dq, (10, 4, 32))
+    # 2 KiB blocks: a chunk (5 KiB) fits the 8 KiB region, whole planes (20 KiB) do not.
+    write_product(src, str(tmp_path / "k_crfints.fits"), chunked, block_bytes=2048)
+    assert len(chunked.sizes) == 4 * 4 and sum(chunked.sizes) == dq.size
+    want_dq, want = _reference_product(src, dq)
+    with dm.open(str(tmp_path / "k_crfints.fits")) as out:
+        np.testing.assert_array_equal(out.dq, want_dq)
+        np.testing.assert_array_equal(out.data, want["data"])

@@ -35,12 +35,12 @@ from daskod.io._asdf_hdu import (
 )
 from daskod.io._fits_stream import (
     DEFAULT_BLOCK_BYTES,
-    ChunkReader,
     FitsWriter,
     HduInfo,
     ImageCodec,
+    batches,
     open_source,
-    row_blocks,
+    regions,
     scan_hdus,
 )
 from daskod.io._location import is_url, publish, temp_folder
@@ -315,7 +315,7 @@ def _stream_product(product: ProductLayout, path: str, filename: str, dq: Any,
 def _patch_blocks(source: Any, writer: FitsWriter, index: dict[int, int], dq: Any,
                   patched: dict[str, HduInfo], codecs: dict[str, Any], *, match: bool,
                   block_bytes: int) -> None:
-    """New DQ and NaN-matched float arrays, one block of elements at a time."""
+    """New DQ and NaN-matched float arrays, one batch of contiguous runs at a time."""
     floats = [n for n in FLOAT_ARRAYS if n in patched]
     dq_hdu = patched.get("dq")
     shape = (dq_hdu or patched[floats[0]]).shape
@@ -324,32 +324,50 @@ def _patch_blocks(source: Any, writer: FitsWriter, index: dict[int, int], dq: An
     max_elements = max(1, block_bytes // per_element)
     buffers = {n: np.empty(min(max_elements, int(np.prod(shape))), dtype=codecs[n].raw)
                for n in floats}
-    # A chunked DQ (Dask, Zarr) is read a storage chunk-slab at a time (each chunk read
-    # once) when a slab holds at most 4 blocks' bytes.
-    source_dq = None if dq is None else ChunkReader(dq, shape, max_elements, 4 * block_bytes)
-    for key, first, n in row_blocks(shape, max_elements, like=dq):
-        new = None
-        if dq_hdu is not None:
-            if dq is not None:
-                new = np.asarray(source_dq[key]).reshape(-1).astype(np.uint32)
-            else:
+    # A chunked DQ (Dask, Zarr) is read a storage chunk at a time (each chunk once),
+    # regions of up to four blocks' bytes; other sources a block at a time.
+    for key, runs in regions(shape, dq, max_elements, max(max_elements, block_bytes)):
+        region = None if dq is None else np.asarray(dq[key]).reshape(-1)
+        for batch in batches(runs, max_elements):
+            n = sum(r[1] for r in batch)
+            new = None
+            if region is not None:
+                new = np.concatenate([region[o:o + k] for _, k, o in batch]).astype(np.uint32)
+            elif dq_hdu is not None:
                 raw = np.empty(n, dtype=codecs["dq"].raw)
-                source.read_into(dq_hdu.data_offset + first * raw.itemsize, raw)
+                _read_runs(source, dq_hdu, batch, raw)
                 new = codecs["dq"].decode(raw)
-        if match:
-            invalid = np.zeros(n, dtype=bool) if new is None else (new & DO_NOT_USE) != 0
-            for name in floats:
-                raw = buffers[name][:n]
-                source.read_into(patched[name].data_offset + first * raw.itemsize, raw)
-                invalid |= np.isnan(raw)
+            if match:
+                invalid = np.zeros(n, dtype=bool) if new is None else (new & DO_NOT_USE) != 0
+                for name in floats:
+                    raw = buffers[name][:n]
+                    _read_runs(source, patched[name], batch, raw)
+                    invalid |= np.isnan(raw)
+                if new is not None:
+                    new[invalid] |= np.uint32(DO_NOT_USE)
+                for name in floats:
+                    raw = buffers[name][:n]
+                    raw[invalid] = np.nan
+                    _write_runs(writer, index[patched[name].index], batch, raw)
             if new is not None:
-                new[invalid] |= np.uint32(DO_NOT_USE)
-            for name in floats:
-                raw = buffers[name][:n]
-                raw[invalid] = np.nan
-                writer.write_block(index[patched[name].index], first, raw)
-        if new is not None:
-            writer.write_block(index[dq_hdu.index], first, codecs["dq"].encode(new))
+                _write_runs(writer, index[dq_hdu.index], batch, codecs["dq"].encode(new))
+
+
+def _read_runs(source: Any, hdu: HduInfo, batch: list[tuple[int, int, int]],
+               out: np.ndarray) -> None:
+    """The raw values of a batch of runs of ``hdu``'s data, one after the other."""
+    at = 0
+    for first, n, _ in batch:
+        source.read_into(hdu.data_offset + first * out.itemsize, out[at:at + n])
+        at += n
+
+
+def _write_runs(writer: FitsWriter, hdu: int, batch: list[tuple[int, int, int]],
+                raw: np.ndarray) -> None:
+    at = 0
+    for first, n, _ in batch:
+        writer.write_block(hdu, first, raw[at:at + n])
+        at += n
 
 
 def write_image(dst: str, data: Any, *, wcs: Any = None, extra: dict | None = None,
