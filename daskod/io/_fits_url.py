@@ -120,13 +120,16 @@ def image_layout(hdul: Any, extname: str) -> dict[str, Any] | None:
     """Where an uncompressed image extension's pixels start in the file, and their encoding
     (``offset``, ``bitpix``, ``bzero``, ``bscale``); None for anything else (compressed,
     BLANK-masked integers), which is then read through astropy."""
+    from astropy.io import fits
+
     index = hdul.index_of(extname)
     header = hdul[index].header
-    if header.get("XTENSION", "IMAGE") != "IMAGE" or "ZIMAGE" in header \
-            or "BLANK" in header or int(header["BITPIX"]) not in _RAW:
+    if isinstance(hdul[index], fits.CompImageHDU) or header.get("XTENSION", "IMAGE") != "IMAGE" \
+            or "ZIMAGE" in header or "BLANK" in header or int(header["BITPIX"]) not in _RAW:
         return None
     return {"offset": int(hdul.fileinfo(index)["datLoc"]), "bitpix": int(header["BITPIX"]),
-            "bzero": header.get("BZERO", 0), "bscale": header.get("BSCALE", 1)}
+            "bzero": header.get("BZERO", 0), "bscale": header.get("BSCALE", 1),
+            "extname": extname}
 
 
 def _bounds(key: Any, shape: tuple[int, ...]) -> list[tuple[int, int]] | None:
@@ -147,27 +150,67 @@ def _bounds(key: Any, shape: tuple[int, ...]) -> list[tuple[int, int]] | None:
 
 def read_block(path: str, storage_options: dict[str, Any] | None, layout: dict[str, Any],
                shape: tuple[int, ...], key: Any) -> np.ndarray | None:
-    """The raw (unscaled, big-endian) pixels of ``key`` with one ranged request: whole rows
-    along the first axis, cropped here. None when ``key`` is not a tuple of unit-step slices.
+    """The raw (unscaled, big-endian) pixels of ``key``, a new writable array. None when
+    ``key`` is not a tuple of unit-step slices.
+
+    A local file is read with one ``pread`` per run of pixels contiguous in the file (no
+    memory map, whose pages would count as the process's memory over the whole span the
+    slice crosses); a URL with one ranged request of whole rows along the first axis,
+    cropped here.
     """
     bounds = _bounds(key, shape)
     if bounds is None:
         return None
     dtype = np.dtype(_RAW[layout["bitpix"]])
+    if any(b == a for a, b in bounds):
+        return np.zeros([b - a for a, b in bounds], dtype=dtype)
+    if not is_url(path):
+        from daskod.io._fits_stream import _runs
+
+        out = np.empty([b - a for a, b in bounds], dtype=dtype)
+        flat = out.reshape(-1)
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            for first, n, offset in _runs(bounds, tuple(shape), flat.size):
+                view = memoryview(flat[offset:offset + n]).cast("B")
+                done = 0
+                while done < len(view):
+                    got = os.preadv(fd, [view[done:]],
+                                    layout["offset"] + first * dtype.itemsize + done)
+                    if not got:
+                        msg = f"{path}: the file ends inside its {layout.get('extname')} data."
+                        raise OSError(msg)
+                    done += got
+        finally:
+            os.close(fd)
+        return out
     (a0, b0), rest = bounds[0], bounds[1:]
     inner = tuple(shape[1:])
     row = dtype.itemsize * int(np.prod(inner, dtype=np.int64))
-    if b0 == a0 or any(b == a for a, b in rest):
-        return np.zeros([b - a for a, b in bounds], dtype=dtype)
     fs, fpath = url_filesystem(path, storage_options, what="input")
     start = layout["offset"] + a0 * row
     data = fs.cat_file(fpath, start=start, end=start + (b0 - a0) * row)
     slab = np.frombuffer(data, dtype=dtype).reshape((b0 - a0, *inner))
-    return slab[(slice(None), *(slice(a, b) for a, b in rest))]
+    return slab[(slice(None), *(slice(a, b) for a, b in rest))].copy()
 
 
-def scale_raw(raw: np.ndarray, bzero: Any, bscale: Any, dtype: np.dtype) -> np.ndarray:
-    """Apply BZERO/BSCALE to raw FITS values, as astropy would, into a new native array."""
+def scale_raw(raw: np.ndarray, bzero: Any, bscale: Any, dtype: np.dtype, *,
+              inplace: bool = False) -> np.ndarray:
+    """Apply BZERO/BSCALE to raw FITS values, as astropy would, into a native array: a new
+    one, or (``inplace``, for a raw array that is the caller's to reuse) the same memory
+    when the value type has the raw one's size (floats, unsigned integers stored signed)."""
+    dtype = np.dtype(dtype)
+    same_size = dtype.itemsize == raw.dtype.itemsize and raw.flags.c_contiguous
+    if inplace and same_size and raw.flags.writeable:
+        native = raw.byteswap(inplace=True).view(raw.dtype.newbyteorder("="))
+        if bscale == 1 and bzero == 0 and native.dtype == dtype:
+            return native
+        if (bscale == 1 and native.dtype.kind == "i" and dtype.kind == "u"
+                and int(bzero) == 2 ** (8 * dtype.itemsize - 1)):
+            unsigned = native.view(dtype)
+            np.bitwise_xor(unsigned, dtype.type(int(bzero)), out=unsigned)
+            return unsigned
+        raw = native
     if bscale == 1 and bzero != 0 and np.issubdtype(raw.dtype, np.integer):
         return (raw.astype(np.int64) + int(bzero)).astype(dtype)
     if bscale != 1 or bzero != 0:

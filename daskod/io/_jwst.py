@@ -237,8 +237,9 @@ class FitsArray:
     def __getitem__(self, key: Any) -> np.ndarray:
         if self.layout is not None:
             raw = read_block(self.path, self.storage_options, self.layout, self.shape, key)
-            if raw is not None:
-                return scale_raw(raw, self.layout["bzero"], self.layout["bscale"], self.dtype)
+            if raw is not None:  # ours: decoded in place, no second copy
+                return scale_raw(raw, self.layout["bzero"], self.layout["bscale"], self.dtype,
+                                 inplace=True)
         # Unsigned integers are stored signed with BZERO, which astropy cannot memory-map
         # scaled: read the raw values memory-mapped and apply BZERO/BSCALE here.
         with open_fits(self.path, self.storage_options, memmap=True, lazy_load_hdus=True,
@@ -270,7 +271,7 @@ def _fits_arrays(path: str, storage_options: dict[str, Any] | None = None) -> di
             header = hdul[ext].header
             shape = tuple(int(header[f"NAXIS{i}"]) for i in range(header["NAXIS"], 0, -1))
             if shape:
-                layout = image_layout(hdul, ext) if is_url(path) else None
+                layout = image_layout(hdul, ext)  # None for compressed extensions
                 arrays[key] = FitsArray(path, ext, shape, _dtype(header),
                                         storage_options=storage_options, layout=layout)
     return arrays
