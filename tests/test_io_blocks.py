@@ -13,7 +13,7 @@ import pytest
 
 from daskod import datasets
 from daskod.flag._dq import DO_NOT_USE, OUTLIER
-from daskod.io._fits_stream import regions, row_blocks
+from daskod.io._regions import regions, row_blocks
 
 dm = pytest.importorskip("stdatamodels.jwst.datamodels")
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")

@@ -165,13 +165,13 @@ def read_block(path: str, storage_options: dict[str, Any] | None, layout: dict[s
     if any(b == a for a, b in bounds):
         return np.zeros([b - a for a, b in bounds], dtype=dtype)
     if not is_url(path):
-        from daskod.io._fits_stream import _runs
+        from daskod.io._regions import box_runs
 
         out = np.empty([b - a for a, b in bounds], dtype=dtype)
         flat = out.reshape(-1)
         fd = os.open(path, os.O_RDONLY)
         try:
-            for first, n, offset in _runs(bounds, tuple(shape), flat.size):
+            for first, n, offset in box_runs(bounds, tuple(shape), flat.size):
                 view = memoryview(flat[offset:offset + n]).cast("B")
                 done = 0
                 while done < len(view):

@@ -38,12 +38,11 @@ from daskod.io._fits_stream import (
     FitsWriter,
     HduInfo,
     ImageCodec,
-    batches,
     open_source,
-    regions,
     scan_hdus,
 )
 from daskod.io._location import is_url, publish, temp_folder
+from daskod.io._regions import batches, regions
 
 __all__ = ["output_path", "plan_outputs", "write_product", "write_image", "join", "stem_of",
            "ProductLayout"]
