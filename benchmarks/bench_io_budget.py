@@ -17,9 +17,11 @@ Cases (inputs simulated once into ``--data`` and reused):
 
 Each tool runs as a fresh process. The resident memory of the process and all its children
 is sampled every 0.1 s with psutil, and the kernel's high-water mark of the largest process
-(``wait4``) is read at its exit. daskod's log lines are time-stamped as they arrive to split
-the wall time into phases (imports, reading the members, computing, writing the products,
-exit) with each phase's peak. ``--baseline`` runs another daskod checkout (its folder put
+(``wait4``) is read at its exit (this process reads files with ``pread``, never
+memory-mapped, so that the high-water mark its children inherit at ``fork`` stays below
+theirs). daskod's log lines are time-stamped as they arrive to split the wall time into
+phases (imports, reading the members, each engine phase, writing the products, exit) with
+each phase's peak. ``--baseline`` runs another daskod checkout (its folder put
 first on ``PYTHONPATH``) on the same inputs in the same run. New outlier flags in the
 products are counted (pixels whose DQ gained OUTLIER), for daskod and the reference.
 """
@@ -153,21 +155,28 @@ def phases(run: Run, marks: list[tuple[str, str]]) -> list[tuple[str, float, int
     return out
 
 
+def _dq_blocks(path: str, ext: str = "DQ", rows: int = 0):
+    """Blocks of rows of an image extension, read with ``pread`` (no memory map: this process
+    stays small, so the children it starts do not inherit a large ``ru_maxrss``)."""
+    from daskod.io._jwst import _fits_arrays
+
+    arrays = _fits_arrays(path)
+    name = {"DQ": "dq", "SCI": "sci", "ERR": "err"}[ext]
+    values = arrays[name]
+    rows = rows or max(1, (16 * MiB) // max(1, values.dtype.itemsize * int(
+        __import__("math").prod(values.shape[1:]))))
+    for i in range(0, values.shape[0], rows):
+        yield values[i:i + rows]
+
+
 def new_outliers(before: list[str], after: list[str]) -> int:
     """Pixels whose DQ gained the OUTLIER bit, summed over products (read in blocks)."""
     import numpy as np
-    from astropy.io import fits
 
     total = 0
     for a, b in zip(before, after, strict=True):
-        # Raw values: BZERO flips only the top bit, OUTLIER is bit 4.
-        with fits.open(a, memmap=True, do_not_scale_image_data=True) as ha, \
-                fits.open(b, memmap=True, do_not_scale_image_data=True) as hb:
-            da, db = ha["DQ"].data, hb["DQ"].data
-            rows = max(1, (64 * MiB) // max(1, da[0].nbytes))
-            for i in range(0, da.shape[0], rows):
-                x, y = np.asarray(da[i:i + rows]), np.asarray(db[i:i + rows])
-                total += int(np.count_nonzero((y & OUTLIER) & ~(x & OUTLIER)))
+        for x, y in zip(_dq_blocks(a), _dq_blocks(b), strict=True):
+            total += int(np.count_nonzero((y & OUTLIER) & ~(x & OUTLIER)))
     return total
 
 
@@ -176,30 +185,23 @@ def compare_products(ours: list[str], theirs: list[str]) -> str:
     OUTLIER flag only one of them set, and pixels that differ otherwise in DQ, SCI or ERR
     (NaN-aware)."""
     import numpy as np
-    from astropy.io import fits
 
     only_ours = only_theirs = 0
     differ = {"DQ": 0, "SCI": 0, "ERR": 0}
     for a, b in zip(ours, theirs, strict=True):
-        with fits.open(a, memmap=True, do_not_scale_image_data=True) as ha, \
-                fits.open(b, memmap=True, do_not_scale_image_data=True) as hb:
-            shape = ha["DQ"].data.shape
-            if any(hb[ext].data.shape != shape for ext in differ):
+        blocks = {ext: (_dq_blocks(a, ext, 64), _dq_blocks(b, ext, 64)) for ext in differ}
+        for dq_a, dq_b in zip(*blocks["DQ"], strict=True):
+            if dq_a.shape != dq_b.shape:
                 return "products of another shape than the reference's"
-            rows = max(1, (32 * MiB) // max(1, ha["DQ"].data[0].nbytes))
-            for i in range(0, shape[0], rows):
-                dq_a = np.asarray(ha["DQ"].data[i:i + rows])
-                dq_b = np.asarray(hb["DQ"].data[i:i + rows])
-                flag_a, flag_b = (dq_a & OUTLIER) != 0, (dq_b & OUTLIER) != 0
-                only_ours += int(np.count_nonzero(flag_a & ~flag_b))
-                only_theirs += int(np.count_nonzero(flag_b & ~flag_a))
-                same_flag = flag_a == flag_b
-                differ["DQ"] += int(np.count_nonzero((dq_a != dq_b) & same_flag))
-                for ext in ("SCI", "ERR"):
-                    u = np.asarray(ha[ext].data[i:i + rows])
-                    v = np.asarray(hb[ext].data[i:i + rows])
-                    same = (u == v) | (np.isnan(u) & np.isnan(v))
-                    differ[ext] += int(np.count_nonzero(~same & same_flag))
+            flag_a, flag_b = (dq_a & OUTLIER) != 0, (dq_b & OUTLIER) != 0
+            only_ours += int(np.count_nonzero(flag_a & ~flag_b))
+            only_theirs += int(np.count_nonzero(flag_b & ~flag_a))
+            same_flag = flag_a == flag_b
+            differ["DQ"] += int(np.count_nonzero((dq_a != dq_b) & same_flag))
+            for ext in ("SCI", "ERR"):
+                u, v = next(blocks[ext][0]), next(blocks[ext][1])
+                same = (u == v) | (np.isnan(u) & np.isnan(v))
+                differ[ext] += int(np.count_nonzero(~same & same_flag))
     flags = ("outlier flags identical" if only_ours == only_theirs == 0 else
              f"outlier flags: {only_ours} only in daskod's, {only_theirs} only in the "
              "reference's")

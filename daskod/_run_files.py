@@ -109,12 +109,14 @@ def run_files(inputs: list[str], outdir: str, *, params: dict[str, Any],
             finals.append(final)
             return staged[-1]
 
-        log.info("Writing %d product(s)", len(paths))
+        block_bytes = _write_block_bytes(memory_limit)
+        log.info("Writing %d product(s), %d MiB of pixels per step", len(paths),
+                 block_bytes // 2**20)
         for k, src in enumerate(paths):
             # The new DQ is read a block at a time; a skipped step keeps the input's DQ.
             dq = None if result.skipped else result.dq[k]
             write_product(src, stage(outputs[k]), dq, status=result.status,
-                          storage_options=storage_options)
+                          storage_options=storage_options, block_bytes=block_bytes)
         if save_intermediate_results and not result.skipped:
             _stage_intermediates(result, mode, paths, items, outdir, root, stage)
         publish(staged, finals, storage_options=storage_options)
@@ -126,6 +128,18 @@ def run_files(inputs: list[str], outdir: str, *, params: dict[str, Any],
         echo(f"Intermediate arrays also in the Zarr store {store_location(result.store)}")
     echo(f"Done in {elapsed:.1f} s: {len(outputs)} product(s) in {outdir}")
     return {"outputs": outputs, "result": result, "seconds": elapsed}
+
+
+def _write_block_bytes(memory_limit: Any) -> int:
+    """Pixels handled per step while writing products: 1/64 of the memory budget, between
+    2 and 16 MiB (the writer holds a few such blocks)."""
+    from daskod.io._fits_stream import DEFAULT_BLOCK_BYTES
+    from daskod.options import get_option, parse_bytes
+
+    limit = memory_limit if memory_limit is not None else get_option("memory_limit")
+    if limit is None:
+        return DEFAULT_BLOCK_BYTES
+    return int(min(DEFAULT_BLOCK_BYTES, max(2 * 2**20, parse_bytes(limit) // 64)))
 
 
 def _size(path: str, storage_options: Any) -> int:
