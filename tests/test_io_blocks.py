@@ -366,8 +366,9 @@ def test_product_from_a_chunked_dq_reads_each_chunk_once(tmp_path):
     src = _cube_file(tmp_path / "k_calints.fits", nints=40, shape=(16, 32))
     dq = _new_dq(src)
     chunked = ChunkedArray(dq, (10, 4, 32))
-    # 2 KiB blocks: a chunk (5 KiB) fits the 8 KiB region, whole planes (20 KiB) do not.
-    write_product(src, str(tmp_path / "k_crfints.fits"), chunked, block_bytes=2048)
+    # 4 KiB blocks: a chunk (5 KiB of DQ) is read whole (up to two blocks), whole planes
+    # (20 KiB) are not merged.
+    write_product(src, str(tmp_path / "k_crfints.fits"), chunked, block_bytes=4096)
     assert len(chunked.sizes) == 4 * 4 and sum(chunked.sizes) == dq.size
     want_dq, want = _reference_product(src, dq)
     with dm.open(str(tmp_path / "k_crfints.fits")) as out:

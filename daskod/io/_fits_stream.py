@@ -280,10 +280,10 @@ def stream_image(writer: FitsWriter, hdu: int, codec: ImageCodec, shape: tuple[i
     """Fill an image HDU from ``values`` (any object with ``shape`` and ``__getitem__`` over
     slices: numpy, Dask, Zarr, :class:`~daskod.io._jwst.FitsArray`), one region at a time:
     blocks of about ``block_bytes``, or for chunked values each storage chunk once (up to
-    four blocks' bytes)."""
+    twice that)."""
     itemsize = max(np.dtype(getattr(values, "dtype", np.float32)).itemsize, codec.raw.itemsize)
     most = max(1, block_bytes // (2 * itemsize))
-    for key, runs in regions(shape, values, most, 4 * most):
+    for key, runs in regions(shape, values, most, 2 * most, max_widened=most):
         raw = codec.encode(np.asarray(values[key]).reshape(-1))
         for first, n, offset in runs:
             writer.write_block(hdu, first, raw[offset:offset + n])

@@ -323,9 +323,12 @@ def _patch_blocks(source: Any, writer: FitsWriter, index: dict[int, int], dq: An
     max_elements = max(1, block_bytes // per_element)
     buffers = {n: np.empty(min(max_elements, int(np.prod(shape))), dtype=codecs[n].raw)
                for n in floats}
-    # A chunked DQ (Dask, Zarr) is read a storage chunk at a time (each chunk once),
-    # regions of up to four blocks' bytes; other sources a block at a time.
-    for key, runs in regions(shape, dq, max_elements, max(max_elements, block_bytes)):
+    # A chunked DQ (Dask, Zarr) is read a storage chunk at a time (each chunk once when it
+    # holds at most two blocks' bytes), tiles side by side together while they hold at
+    # most one block's bytes; other sources a block at a time. (Larger regions cost far
+    # more than their size: zarr decodes their chunks in parallel threads.)
+    for key, runs in regions(shape, dq, max_elements, max(max_elements, block_bytes // 2),
+                             max_widened=max(max_elements, block_bytes // 4)):
         region = None if dq is None else np.asarray(dq[key]).reshape(-1)
         for batch in batches(runs, max_elements):
             n = sum(r[1] for r in batch)

@@ -68,16 +68,16 @@ def chunk_edges(values: Any, shape: tuple[int, ...]) -> list[list[int]] | None:
 Region = tuple[tuple[slice, ...], list[tuple[int, int, int]]]
 
 
-def regions(shape: tuple[int, ...], values: Any, max_elements: int, max_region: int
-            ) -> Iterator[Region]:
+def regions(shape: tuple[int, ...], values: Any, max_elements: int, max_region: int, *,
+            max_widened: int | None = None) -> Iterator[Region]:
     """Cover an array with regions read at once from ``values``, each split into runs that
     are contiguous in C order (a FITS image's layout) of at most ``max_elements``.
 
     Unchunked ``values`` (numpy, FITS): the blocks of :func:`row_blocks`. Chunked values
-    (Dask, Zarr): each storage chunk read once, widened over whole trailing axes while the
-    region holds at most ``max_region`` elements (whole planes of a cube, whole rows of an
-    image), so no chunk is decompressed twice; a chunk larger than ``max_region`` is read in
-    parts along its first axis.
+    (Dask, Zarr): each storage chunk read once when it holds at most ``max_region``
+    elements (else in parts along its first axis), and chunks side by side merged over whole
+    trailing axes while the merged region holds at most ``max_widened`` (default
+    ``max_region``) elements: whole rows of an image tiled in squares, so that runs are long.
     """
     shape = tuple(int(n) for n in shape)
     if not shape or 0 in shape:
@@ -87,10 +87,14 @@ def regions(shape: tuple[int, ...], values: Any, max_elements: int, max_region: 
         for key, first, n in row_blocks(shape, max_elements):
             yield key, [(first, n, 0)]
         return
+    widen = max_region if max_widened is None else max_widened
     ndim = len(shape)
     longest = [max(b - a for a, b in itertools.pairwise(e)) for e in edges]
     m = ndim  # axes >= m are read whole
-    while m > 0 and math.prod(longest[:m - 1]) * math.prod(shape[m - 1:]) <= max_region:
+    while m > 0:
+        merged = math.prod(longest[:m - 1]) * math.prod(shape[m - 1:])
+        if merged > (max_region if longest[m - 1] == shape[m - 1] else widen):
+            break
         m -= 1
     spans = [list(itertools.pairwise(e)) for e in edges[:m]]
     for box in itertools.product(*spans):
