@@ -136,14 +136,14 @@ def _return_freed_memory() -> None:
     freed blocks in its arenas, where they still count as the process's resident memory;
     ``malloc_trim`` returns them). Nothing on other C libraries."""
     import ctypes
-    import ctypes.util
+    import sys
 
-    name = ctypes.util.find_library("c")
-    try:
-        libc = ctypes.CDLL(name) if name else None
-        trim = getattr(libc, "malloc_trim", None)
-    except OSError:
-        trim = None
+    if not sys.platform.startswith("linux"):
+        return
+    try:  # by soname: ctypes.util.find_library would fork a process to look for it
+        trim = getattr(ctypes.CDLL("libc.so.6"), "malloc_trim", None)
+    except OSError:  # not glibc
+        return
     if trim is not None:
         trim(0)
 
