@@ -149,7 +149,7 @@ def _return_freed_memory() -> None:
 
 
 def _write_block_bytes(memory_limit: Any) -> int:
-    """Pixels handled per step while writing products: 1/128 of the memory budget, between
+    """Pixels handled per step while writing products: 1/64 of the memory budget, between
     2 and 16 MiB (the writer holds a few such blocks)."""
     from daskod.io._fits_stream import DEFAULT_BLOCK_BYTES
     from daskod.options import get_option, parse_bytes
@@ -157,7 +157,7 @@ def _write_block_bytes(memory_limit: Any) -> int:
     limit = memory_limit if memory_limit is not None else get_option("memory_limit")
     if limit is None:
         return DEFAULT_BLOCK_BYTES
-    return int(min(DEFAULT_BLOCK_BYTES, max(2 * 2**20, parse_bytes(limit) // 128)))
+    return int(min(DEFAULT_BLOCK_BYTES, max(2 * 2**20, parse_bytes(limit) // 64)))
 
 
 def _size(path: str, storage_options: Any) -> int:
