@@ -1,8 +1,8 @@
 """JWST level-2 products in: associations, ``*_cal.fits`` / ``*_calints.fits`` files.
 
-Metadata and the WCS come through ``stdatamodels`` (extra ``daskod[jwst]``); pixel arrays are
-read memory-mapped with astropy and copied into the Zarr working store chunk by chunk, so no
-exposure is ever held whole in memory.
+Metadata and the WCS come through ``stdatamodels`` (extra ``daskod[jwst]``) from the headers and
+the ASDF extension alone (:func:`~daskod.io._fits_url.open_metadata`); pixel arrays are read a
+block at a time, so no exposure is ever held whole in memory.
 """
 
 from __future__ import annotations
@@ -216,12 +216,12 @@ def guess_mode(exp_type: str, *, tso: bool, nints: int) -> str | None:
 
 
 class FitsArray:
-    """One image extension of a FITS file, read lazily: each slice opens the file
-    memory-mapped, copies the requested pixels (native byte order) and closes it, so pages
-    never stay mapped and resident. Picklable (a path and an extension name). A URL path is
-    read through fsspec (``storage_options``): with the extension's ``layout``
-    (:func:`~daskod.io._fits_url.image_layout`) one ranged request per slice, else an
-    astropy section."""
+    """One image extension of a FITS file, read lazily. Picklable (a path and an extension
+    name). With the extension's ``layout`` (:func:`~daskod.io._fits_url.image_layout`) a
+    slice of a local file is one positioned read per run of contiguous pixels (no memory map,
+    whose pages would count as resident over the whole span a slice crosses), of a URL one
+    ranged request through fsspec (``storage_options``); otherwise (compressed extensions)
+    astropy reads it, memory-mapped or as a section."""
 
     def __init__(self, path: str, extname: str, shape: tuple[int, ...], dtype: Any, *,
                  storage_options: dict[str, Any] | None = None,
