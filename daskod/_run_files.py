@@ -102,12 +102,18 @@ def run_files(inputs: list[str], outdir: str, *, params: dict[str, Any],
             finals.append(final)
             return staged[-1]
 
+        _return_freed_memory()
+        block_bytes = _write_block_bytes(memory_limit)
+        log.info("Writing %d product(s), %d MiB of pixels per step", len(paths),
+                 block_bytes // 2**20)
         for k, src in enumerate(paths):
-            dq = np.asarray(result.dq[k]) if not result.skipped else np.asarray(items[k].dq[...])
+            # The new DQ is read a block at a time; a skipped step keeps the input's DQ.
+            dq = None if result.skipped else result.dq[k]
             write_product(src, stage(outputs[k]), dq, status=result.status,
-                          storage_options=storage_options)
+                          storage_options=storage_options, block_bytes=block_bytes)
         if save_intermediate_results and not result.skipped:
-            _stage_intermediates(result, mode, paths, items, outdir, plan.members[0].asn_id, stage)
+            _stage_intermediates(result, mode, paths, items, outdir, plan.members[0].asn_id,
+                                 stage)
         publish(staged, finals, storage_options=storage_options)
     for k, out in enumerate(outputs):
         name = os.path.basename(paths[k])
@@ -150,6 +156,35 @@ def _undo_on_failure(plan: Any) -> Iterator[None]:
         raise
 
 
+def _return_freed_memory() -> None:
+    """Give the memory the computation freed back to the system before writing (glibc keeps
+    freed blocks in its arenas, where they still count as the process's resident memory;
+    ``malloc_trim`` returns them). Nothing on other C libraries."""
+    import ctypes
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return
+    try:  # by soname: ctypes.util.find_library would fork a process to look for it
+        trim = getattr(ctypes.CDLL("libc.so.6"), "malloc_trim", None)
+    except OSError:  # not glibc
+        return
+    if trim is not None:
+        trim(0)
+
+
+def _write_block_bytes(memory_limit: Any) -> int:
+    """Pixels handled per step while writing products: 1/64 of the memory budget, between
+    2 and 16 MiB (the writer holds a few such blocks)."""
+    from daskod.io._fits_stream import DEFAULT_BLOCK_BYTES
+    from daskod.options import get_option, parse_bytes
+
+    limit = memory_limit if memory_limit is not None else get_option("memory_limit")
+    if limit is None:
+        return DEFAULT_BLOCK_BYTES
+    return int(min(DEFAULT_BLOCK_BYTES, max(2 * 2**20, parse_bytes(limit) // 64)))
+
+
 def _size(path: str, storage_options: Any) -> int:
     """Bytes of an input file (its product takes about as much)."""
     from daskod.io._location import is_url, url_filesystem
@@ -179,9 +214,8 @@ def _stage_intermediates(result: Any, mode: str, paths: list[str], items: list[A
     from daskod.io._products import join, write_image
 
     if result.median is not None:
-        median = np.asarray(result.median)
-        write_image(stage(join(outdir, intermediate_name(paths[0], "median", asn_id))), median,
-                    wcs=result.median_wcs if median.ndim == 2 else None)
+        write_image(stage(join(outdir, intermediate_name(paths[0], "median", asn_id))),
+                    result.median, wcs=result.median_wcs if np.ndim(result.median) == 2 else None)
     if mode == "ifu":
         from daskod.io._ifu_products import write_ifu_outputs
 

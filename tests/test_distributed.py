@@ -134,7 +134,7 @@ def test_whole_group_threshold_task_is_budgeted(monkeypatch):
     workers = WorkerFacts(n_workers=2, threads_per_worker=1, baseline=150 * MiB,
                           memory_cap=int(0.8 * 256 * MiB), cap_fraction=0.8)
     assert _plan(512 * MiB, workers).tile >= 64  # tiles alone fit
-    group = 2048 * 2048
+    group = 4096 * 4096  # ~160 MiB for its threshold task (5 B per pixel, with headroom)
     with pytest.raises(daskod.MemoryBudgetError, match="weights of one group") as info:
         plan_budget(memory_limit=512 * MiB, n_groups=8, max_group_members=1, tile_size=None,
                     num_workers=2, separate_processes=True, workers=workers,
@@ -165,7 +165,7 @@ def test_whole_group_threshold_task_is_budgeted(monkeypatch):
                     num_workers=2, separate_processes=False, group_pixels=group)
 
 
-@pytest.mark.parametrize(("limit", "workers"), [("202MiB", 1), ("2GiB", 2)])
+@pytest.mark.parametrize(("limit", "workers"), [("240MiB", 1), ("2GiB", 2)])
 def test_a_run_runs_no_more_tasks_at_once_than_the_budget_allows(monkeypatch, limit,
                                                                    workers):
     """With one graph for every phase, the budget's worker count bounds all tasks at once."""
@@ -186,7 +186,8 @@ def test_a_run_runs_no_more_tasks_at_once_than_the_budget_allows(monkeypatch, li
         with lock:
             running[0] -= 1
 
-    # 202 MiB over a 150 MiB baseline leaves room for one weight-threshold task at a time.
+    # 240 MiB over a 150 MiB baseline leaves room for one weight-threshold task at a time
+    # (~26 MiB each here: 5 B per pixel and 16 MiB fixed, with headroom).
     assert budget["workers"] == workers
     with Callback(pretask=start, posttask=finish):
         daskod.detect_outliers(sim.exposures, memory_limit=limit, scheduler="threads",

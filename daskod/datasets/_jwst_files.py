@@ -158,39 +158,6 @@ def write_cal_files(exposures: list[Any], folder: str | os.PathLike, *,
     return {"files": files, "asn": asn}
 
 
-def write_cube_file(cube: Any, path: str | os.PathLike, *, exp_type: str | None = None,
-                    detector: str = "NRCA3") -> str:
-    """Save a :class:`~daskod.Cube` as a ``*_calints.fits`` CubeModel the reference accepts.
-
-    ``exp_type`` defaults to ``cube.exp_type`` (``NRC_TSIMAGE`` time series,
-    ``NRC_CORON`` coronagraphy); ``meta.visit.tsovisit`` is ``cube.tso_visit``. Returns the
-    path.
-    """
-    from stdatamodels.jwst import datamodels
-
-    path = os.fspath(path)
-    model = datamodels.CubeModel(data=np.asarray(cube.sci[...], np.float32),
-                                 err=np.asarray(cube.err[...], np.float32),
-                                 dq=np.asarray(cube.dq[...], np.uint32))
-    for name in _VARIANCES:
-        value = getattr(cube, name)
-        if value is not None:
-            setattr(model, name, np.asarray(value[...], np.float32))
-    meta = model.meta
-    meta.telescope = "JWST"
-    meta.instrument.name = "NIRCAM"
-    meta.instrument.detector = detector
-    meta.exposure.type = exp_type or cube.exp_type or "NRC_TSIMAGE"
-    meta.exposure.nints = int(cube.shape[0])
-    meta.exposure.exposure_time = 1.0
-    meta.visit.tsovisit = bool(cube.tso_visit)
-    _set_observation(meta, 1, observation="004")
-    meta.filename = os.path.basename(path)
-    model.save(path)
-    model.close()
-    return path
-
-
 _IFU = {"MIRI": ("MIRIFUSHORT", "MIR_MRS"), "NIRSPEC": ("NRS1", "NRS_IFU")}
 
 
@@ -244,3 +211,45 @@ def write_ifu_files(exposures: list[Any], folder: str | os.PathLike, *,
                                 asn_id=asn_id,
                                 product_name=f"jw01234-{asn_id}_t001_{instrument.lower()}")
     return {"files": files, "asn": asn}
+
+
+def write_cube_file(cube: Any, path: str | os.PathLike, *, exp_type: str | None = None,
+                    detector: str = "NRCA3", block_bytes: int = 64 * 2**20) -> str:
+    """Save a :class:`~daskod.Cube` as a ``*_calints.fits`` CubeModel the reference accepts,
+    a block at a time.
+
+    The arrays (numpy, Dask or Zarr, e.g. ``make_tso_cube(..., store=...).cube``) are read
+    and written ``block_bytes`` at a time, so cubes far larger than memory can be written.
+    ``exp_type`` defaults to ``cube.exp_type`` (``NRC_TSIMAGE`` time series, ``NRC_CORON``
+    coronagraphy); ``meta.visit.tsovisit`` is ``cube.tso_visit``.
+
+    Returns
+    -------
+    str
+        The path written.
+    """
+    from daskod.io._image_products import write_model_streamed
+
+    path = os.fspath(path)
+    arrays = {"data": cube.sci, "err": cube.err, "dq": cube.dq}
+    for name in _VARIANCES:
+        if getattr(cube, name) is not None:
+            arrays[name] = getattr(cube, name)
+    nints = int(np.shape(cube.sci)[0])
+
+    def setup(model: Any) -> None:
+        meta = model.meta
+        meta.telescope = "JWST"
+        meta.instrument.name = "NIRCAM"
+        meta.instrument.detector = detector
+        meta.exposure.type = exp_type or cube.exp_type or "NRC_TSIMAGE"
+        meta.exposure.nints = nints
+        meta.exposure.exposure_time = 1.0
+        meta.visit.tsovisit = bool(cube.tso_visit)
+        _set_observation(meta, 1, observation="004")
+        meta.filename = os.path.basename(path)
+
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    write_model_streamed(path, arrays, model_class="CubeModel",
+                         dtypes={"dq": np.uint32}, setup=setup, block_bytes=block_bytes)
+    return path

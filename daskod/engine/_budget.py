@@ -29,10 +29,11 @@ log = logging.getLogger(__name__)
 MEDIAN_BYTES_PER_GROUP = 16
 DRIZZLE_BYTES_PER_INPUT = 72
 FLAG_BYTES = 120
-#: Bytes per detector pixel of the largest group held by its weight-threshold task (gathered
-#: float32 weights, their concatenation, sorted copy and sigma-clipping temporaries;
-#: measured 24 B/px for one 2048^2 exposure per group).
-THRESHOLD_BYTES_PER_PIXEL = 24
+#: Bytes per detector pixel of the largest group held by its weight-threshold task (the
+#: weighted values, float32, gathered in raster order and clipped in place: measured 4 B/px
+#: plus strips; ``resample._weights.weight_threshold``), and the task's fixed part.
+THRESHOLD_BYTES_PER_PIXEL = 5
+THRESHOLD_FIXED_BYTES = 16 * 2**20
 #: Headroom for allocator fragmentation, zarr buffers and Dask bookkeeping.
 SAFETY = 1.6
 #: Resident memory of a fresh worker process after importing the task modules (measured
@@ -295,7 +296,7 @@ def plan_budget(
     """
     limit = _limit(memory_limit, workers)
     per_px = bytes_per_tile_pixel(n_groups, max_group_members)
-    whole = SAFETY * THRESHOLD_BYTES_PER_PIXEL * group_pixels
+    whole = SAFETY * (THRESHOLD_BYTES_PER_PIXEL * group_pixels + THRESHOLD_FIXED_BYTES)
     if tile_size is not None or get_option("tile_size") is not None:
         tile_size = int(tile_size if tile_size is not None else get_option("tile_size"))
         if tile_size < 8:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,7 +18,8 @@ import numpy as np
 
 from daskod.io._location import is_url, url_filesystem
 
-__all__ = ["open_fits", "open_model", "image_layout", "read_block", "scale_raw"]
+__all__ = ["open_fits", "open_model", "open_metadata", "image_layout", "read_block",
+           "scale_raw"]
 
 log = logging.getLogger(__name__)
 
@@ -57,17 +59,77 @@ def open_model(path: str, *, storage_options: dict[str, Any] | None = None) -> I
             yield model
 
 
+@contextlib.contextmanager
+def open_metadata(path: str, *, storage_options: dict[str, Any] | None = None
+                  ) -> Iterator[Any]:
+    """A JWST product's datamodel with its metadata and WCS but no pixel array.
+
+    Only the headers and the ASDF metadata extension are read (a few kB to MB whatever the
+    size of the arrays); the model is built from the primary header and the ASDF tree
+    without the nodes that point at image extensions, so ``model.meta`` (``meta.wcs``
+    included) holds what ``datamodels.open`` gives while ``model.data`` and the other arrays
+    are absent. Local paths and fsspec URLs alike.
+
+    When the file's ``_fits_hash`` matches its headers (a file stdatamodels wrote and nothing
+    edited since), stdatamodels reads the metadata from the tree alone, as here. Otherwise it
+    also reads the FITS keywords of every extension; their headers are then given too (with
+    no data), so edited keywords win as they do in ``datamodels.open``.
+    """
+    from astropy.io import fits
+
+    from daskod.io._asdf_hdu import (
+        FITS_HASH_KEY,
+        asdf_table_hdu,
+        dump_asdf,
+        headers_hash,
+        load_tree,
+        split_asdf,
+        without_fits_arrays,
+    )
+    from daskod.io._fits_stream import open_source, scan_hdus
+    from daskod.io._jwst import require_stdatamodels
+
+    datamodels = require_stdatamodels()
+    hdus = scan_hdus(path, storage_options)
+    asdf_hdu = next((h for h in hdus if h.name == "ASDF"), None)
+    primary = fits.PrimaryHDU(header=hdus[0].header)
+    hdul = fits.HDUList([primary])
+    if asdf_hdu is not None:
+        header = asdf_hdu.header
+        with open_source(path, storage_options) as source:
+            raw = source.read(asdf_hdu.data_offset, int(header["NAXIS1"]) * int(header["NAXIS2"]))
+        yaml_part, blocks = split_asdf(raw)
+        tree = load_tree(yaml_part)
+        others = [h for h in hdus if h.name != "ASDF"]
+        matched = tree.get(FITS_HASH_KEY) == headers_hash(h.header for h in others)
+        tree = without_fits_arrays(tree)
+        if matched:
+            tree[FITS_HASH_KEY] = headers_hash([primary.header])
+        else:
+            for h in others[1:]:
+                hdul.append(fits.ImageHDU(header=h.header, name=h.name, ver=h.ver))
+        hdul.append(asdf_table_hdu(dump_asdf(tree, blocks, like=yaml_part)))
+    name = str(hdus[0].header.get("DATAMODL", "JwstDataModel"))
+    cls = getattr(datamodels, name, None) or datamodels.JwstDataModel
+    with cls(hdul) as model:
+        model.meta.filename = os.path.basename(path)  # as datamodels.open(path) sets it
+        yield model
+
+
 def image_layout(hdul: Any, extname: str) -> dict[str, Any] | None:
     """Where an uncompressed image extension's pixels start in the file, and their encoding
     (``offset``, ``bitpix``, ``bzero``, ``bscale``); None for anything else (compressed,
     BLANK-masked integers), which is then read through astropy."""
+    from astropy.io import fits
+
     index = hdul.index_of(extname)
     header = hdul[index].header
-    if header.get("XTENSION", "IMAGE") != "IMAGE" or "ZIMAGE" in header \
-            or "BLANK" in header or int(header["BITPIX"]) not in _RAW:
+    if isinstance(hdul[index], fits.CompImageHDU) or header.get("XTENSION", "IMAGE") != "IMAGE" \
+            or "ZIMAGE" in header or "BLANK" in header or int(header["BITPIX"]) not in _RAW:
         return None
     return {"offset": int(hdul.fileinfo(index)["datLoc"]), "bitpix": int(header["BITPIX"]),
-            "bzero": header.get("BZERO", 0), "bscale": header.get("BSCALE", 1)}
+            "bzero": header.get("BZERO", 0), "bscale": header.get("BSCALE", 1),
+            "extname": extname}
 
 
 def _bounds(key: Any, shape: tuple[int, ...]) -> list[tuple[int, int]] | None:
@@ -88,27 +150,67 @@ def _bounds(key: Any, shape: tuple[int, ...]) -> list[tuple[int, int]] | None:
 
 def read_block(path: str, storage_options: dict[str, Any] | None, layout: dict[str, Any],
                shape: tuple[int, ...], key: Any) -> np.ndarray | None:
-    """The raw (unscaled, big-endian) pixels of ``key`` with one ranged request: whole rows
-    along the first axis, cropped here. None when ``key`` is not a tuple of unit-step slices.
+    """The raw (unscaled, big-endian) pixels of ``key``, a new writable array. None when
+    ``key`` is not a tuple of unit-step slices.
+
+    A local file is read with one ``pread`` per run of pixels contiguous in the file (no
+    memory map, whose pages would count as the process's memory over the whole span the
+    slice crosses); a URL with one ranged request of whole rows along the first axis,
+    cropped here.
     """
     bounds = _bounds(key, shape)
     if bounds is None:
         return None
     dtype = np.dtype(_RAW[layout["bitpix"]])
+    if any(b == a for a, b in bounds):
+        return np.zeros([b - a for a, b in bounds], dtype=dtype)
+    if not is_url(path):
+        from daskod.io._regions import box_runs
+
+        out = np.empty([b - a for a, b in bounds], dtype=dtype)
+        flat = out.reshape(-1)
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            for first, n, offset in box_runs(bounds, tuple(shape), flat.size):
+                view = memoryview(flat[offset:offset + n]).cast("B")
+                done = 0
+                while done < len(view):
+                    got = os.preadv(fd, [view[done:]],
+                                    layout["offset"] + first * dtype.itemsize + done)
+                    if not got:
+                        msg = f"{path}: the file ends inside its {layout.get('extname')} data."
+                        raise OSError(msg)
+                    done += got
+        finally:
+            os.close(fd)
+        return out
     (a0, b0), rest = bounds[0], bounds[1:]
     inner = tuple(shape[1:])
     row = dtype.itemsize * int(np.prod(inner, dtype=np.int64))
-    if b0 == a0 or any(b == a for a, b in rest):
-        return np.zeros([b - a for a, b in bounds], dtype=dtype)
     fs, fpath = url_filesystem(path, storage_options, what="input")
     start = layout["offset"] + a0 * row
     data = fs.cat_file(fpath, start=start, end=start + (b0 - a0) * row)
     slab = np.frombuffer(data, dtype=dtype).reshape((b0 - a0, *inner))
-    return slab[(slice(None), *(slice(a, b) for a, b in rest))]
+    return slab[(slice(None), *(slice(a, b) for a, b in rest))].copy()
 
 
-def scale_raw(raw: np.ndarray, bzero: Any, bscale: Any, dtype: np.dtype) -> np.ndarray:
-    """Apply BZERO/BSCALE to raw FITS values, as astropy would, into a new native array."""
+def scale_raw(raw: np.ndarray, bzero: Any, bscale: Any, dtype: np.dtype, *,
+              inplace: bool = False) -> np.ndarray:
+    """Apply BZERO/BSCALE to raw FITS values, as astropy would, into a native array: a new
+    one, or (``inplace``, for a raw array that is the caller's to reuse) the same memory
+    when the value type has the raw one's size (floats, unsigned integers stored signed)."""
+    dtype = np.dtype(dtype)
+    same_size = dtype.itemsize == raw.dtype.itemsize and raw.flags.c_contiguous
+    if inplace and same_size and raw.flags.writeable:
+        native = raw.byteswap(inplace=True).view(raw.dtype.newbyteorder("="))
+        if bscale == 1 and bzero == 0 and native.dtype == dtype:
+            return native
+        if (bscale == 1 and native.dtype.kind == "i" and dtype.kind == "u"
+                and int(bzero) == 2 ** (8 * dtype.itemsize - 1)):
+            unsigned = native.view(dtype)
+            np.bitwise_xor(unsigned, dtype.type(int(bzero)), out=unsigned)
+            return unsigned
+        raw = native
     if bscale == 1 and bzero != 0 and np.issubdtype(raw.dtype, np.integer):
         return (raw.astype(np.int64) + int(bzero)).astype(dtype)
     if bscale != 1 or bzero != 0:

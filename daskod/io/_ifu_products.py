@@ -6,13 +6,11 @@ import logging
 import os
 from typing import Any
 
-import numpy as np
-
-from daskod.io._jwst import require_stdatamodels
-
 __all__ = ["write_ifu_outputs"]
 
 log = logging.getLogger(__name__)
+
+_ARRAYS = ("diffarr", "minarr", "normarr", "minnorm")
 
 
 def _join(folder: str, name: str) -> str:
@@ -39,7 +37,8 @@ def write_ifu_outputs(result: Any, outdir: str, names: dict[str, str] | str,
     list of str
         The final paths.
     """
-    datamodels = require_stdatamodels()
+    from daskod.io._image_products import write_model_streamed
+
     finals = []
     for detector, info in result.ifu.items():
         if "diffarr" not in info:
@@ -47,17 +46,15 @@ def write_ifu_outputs(result: Any, outdir: str, names: dict[str, str] | str,
         name = (names[detector] if isinstance(names, dict)
                 else f"{names}_{detector}_outlier_output.fits")
         final = _join(outdir, name)
-        model = datamodels.OutlierIFUOutputModel(
-            diffarr=np.asarray(info["diffarr"], dtype=np.float32),
-            minarr=np.asarray(info["minarr"], dtype=np.float32),
-            normarr=np.asarray(info["normarr"], dtype=np.float32),
-            minnorm=np.asarray(info["minnorm"], dtype=np.float32))
-        model.meta.kernel_xsize = int(info["kernel_size"][0])
-        model.meta.kernel_ysize = int(info["kernel_size"][1])
-        model.meta.threshold_percent = float(result.params.get("threshold_percent", 99.8))
-        model.meta.filename = os.path.basename(final)
-        model.save(stage(final))
-        model.close()
+
+        def setup(model: Any, info: dict = info) -> None:
+            model.meta.kernel_xsize = int(info["kernel_size"][0])
+            model.meta.kernel_ysize = int(info["kernel_size"][1])
+            model.meta.threshold_percent = float(result.params.get("threshold_percent", 99.8))
+
+        # The arrays are read a block at a time (numpy, Dask or Zarr alike).
+        write_model_streamed(stage(final), {name: info[name] for name in _ARRAYS},
+                             model_class="OutlierIFUOutputModel", setup=setup)
         finals.append(final)
         log.info("Wrote %s", final)
     return finals

@@ -1,8 +1,8 @@
 """JWST level-2 products in: associations, ``*_cal.fits`` / ``*_calints.fits`` files.
 
-Metadata and the WCS come through ``stdatamodels`` (extra ``daskod[files]``); pixel arrays are
-read memory-mapped with astropy and copied into the Zarr working store chunk by chunk, so no
-exposure is ever held whole in memory.
+Metadata and the WCS come through ``stdatamodels`` (extra ``daskod[files]``) from the headers and
+the ASDF extension alone (:func:`~daskod.io._fits_url.open_metadata`); pixel arrays are read a
+block at a time, so no exposure is ever held whole in memory.
 """
 
 from __future__ import annotations
@@ -24,7 +24,14 @@ from daskod.io._datamodel import (
     make_item,
     model_fields,
 )
-from daskod.io._fits_url import image_layout, open_fits, open_model, read_block, scale_raw
+from daskod.io._fits_url import (
+    image_layout,
+    open_fits,
+    open_metadata,
+    open_model,
+    read_block,
+    scale_raw,
+)
 from daskod.io._location import explain_location_error, is_url, url_filesystem
 
 __all__ = ["Member", "FitsArray", "require_stdatamodels", "gather_members", "read_members",
@@ -192,12 +199,12 @@ def _check_fits(path: str, storage_options: dict[str, Any] | None = None) -> Non
 
 
 class FitsArray:
-    """One image extension of a FITS file, read lazily: each slice opens the file
-    memory-mapped, copies the requested pixels (native byte order) and closes it, so pages
-    never stay mapped and resident. Picklable (a path and an extension name). A URL path is
-    read through fsspec (``storage_options``): with the extension's ``layout``
-    (:func:`~daskod.io._fits_url.image_layout`) one ranged request per slice, else an
-    astropy section."""
+    """One image extension of a FITS file, read lazily. Picklable (a path and an extension
+    name). With the extension's ``layout`` (:func:`~daskod.io._fits_url.image_layout`) a
+    slice of a local file is one positioned read per run of contiguous pixels (no memory map,
+    whose pages would count as resident over the whole span a slice crosses), of a URL one
+    ranged request through fsspec (``storage_options``); otherwise (compressed extensions)
+    astropy reads it, memory-mapped or as a section."""
 
     def __init__(self, path: str, extname: str, shape: tuple[int, ...], dtype: Any, *,
                  storage_options: dict[str, Any] | None = None,
@@ -213,8 +220,9 @@ class FitsArray:
     def __getitem__(self, key: Any) -> np.ndarray:
         if self.layout is not None:
             raw = read_block(self.path, self.storage_options, self.layout, self.shape, key)
-            if raw is not None:
-                return scale_raw(raw, self.layout["bzero"], self.layout["bscale"], self.dtype)
+            if raw is not None:  # ours: decoded in place, no second copy
+                return scale_raw(raw, self.layout["bzero"], self.layout["bscale"], self.dtype,
+                                 inplace=True)
         # Unsigned integers are stored signed with BZERO, which astropy cannot memory-map
         # scaled: read the raw values memory-mapped and apply BZERO/BSCALE here.
         with open_fits(self.path, self.storage_options, memmap=True, lazy_load_hdus=True,
@@ -246,7 +254,7 @@ def _fits_arrays(path: str, storage_options: dict[str, Any] | None = None) -> di
             header = hdul[ext].header
             shape = tuple(int(header[f"NAXIS{i}"]) for i in range(header["NAXIS"], 0, -1))
             if shape:
-                layout = image_layout(hdul, ext) if is_url(path) else None
+                layout = image_layout(hdul, ext)  # None for compressed extensions
                 arrays[key] = FitsArray(path, ext, shape, _dtype(header),
                                         storage_options=storage_options, layout=layout)
     return arrays
@@ -291,8 +299,8 @@ def read_members(members: list[Member], *, storage_options: dict[str, Any] | Non
         name = os.path.basename(m.path)
         with contextlib.ExitStack() as stack:
             try:
-                model = stack.enter_context(open_model(m.path,
-                                                       storage_options=storage_options))
+                model = stack.enter_context(open_metadata(m.path,
+                                                          storage_options=storage_options))
             except Exception as err:
                 msg = f"{m.path}: stdatamodels cannot open it ({type(err).__name__}: {err})."
                 raise InputError(msg) from err

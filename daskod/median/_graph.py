@@ -9,7 +9,7 @@ import numpy as np
 from daskod.geometry._tiles import Tile
 from daskod.io._store import array_of
 from daskod.median._kernels import nanmedian_stack
-from daskod.resample._weights import build_driz_weight, compute_weight_threshold
+from daskod.resample._weights import build_driz_weight, weight_threshold
 
 __all__ = ["median_of_resampled_tile", "median_of_exposures_tile", "exposure_weight_threshold",
            "count_usable_pixels"]
@@ -45,16 +45,29 @@ def _tile_weight(sources: dict[str, Any], region: tuple[slice, slice], weight_ty
         exposure_time=exposure_time)
 
 
-def exposure_weight_threshold(sources: dict[str, Any], tiles: list[Tile], *, maskpt: float,
-                              weight_type: str, bad_mask: int,
-                              exposure_time: float) -> np.ndarray:
-    """Weight threshold of one exposure's own weight map (``resample_data=False`` path)."""
-    parts = []
-    for tile in tiles:
-        weight = _tile_weight(sources, tile.slices, weight_type, bad_mask, exposure_time)
-        parts.append(weight[np.isfinite(weight) & (weight != 0)])
-    values = np.concatenate(parts) if parts else np.empty(0, dtype=np.float32)
-    return np.array([compute_weight_threshold(values, maskpt)])
+class _ExposureWeights:
+    """One exposure's drizzle weight map, ``(ny, nx)``, computed strip by strip from its DQ
+    (and VAR_RNOISE) as :func:`weight_threshold` reads it."""
+
+    def __init__(self, sources: dict[str, Any], weight_type: str, bad_mask: int,
+                 exposure_time: float) -> None:
+        self.sources, self.weight_type = sources, weight_type
+        self.bad_mask, self.exposure_time = bad_mask, exposure_time
+        self.shape = tuple(np.shape(array_of(sources["dq"])))
+        self.chunks = None
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        rows = key[0] if isinstance(key, tuple) else key
+        return _tile_weight(self.sources, (rows, slice(None)), self.weight_type,
+                            self.bad_mask, self.exposure_time)
+
+
+def exposure_weight_threshold(sources: dict[str, Any], *, maskpt: float, weight_type: str,
+                              bad_mask: int, exposure_time: float) -> np.ndarray:
+    """Weight threshold of one exposure's own weight map (``resample_data=False`` path),
+    bit for bit the reference's (the map read in raster order, strip by strip)."""
+    weights = _ExposureWeights(sources, weight_type, bad_mask, exposure_time)
+    return np.array([weight_threshold(weights, maskpt)])
 
 
 def count_usable_pixels(sources: dict[str, Any], tiles: list[Tile], *, weight_type: str,

@@ -188,7 +188,8 @@ class ImagingPlan:
         for g in range(n_groups):
             tiles = [t for (gg, t) in drizzled if gg == g]
             thr_refs.append(ctx.fill("threshold", (g,), (thresholds,), group_weight_threshold,
-                                     [drizzled[(g, t)] for t in tiles], g, tiles, p.maskpt))
+                                     [drizzled[(g, t)] for t in tiles] or [resampled], g,
+                                     p.maskpt))
         median_fp = fingerprint(thr_fp, mtile)
         median = ctx.stored("median", frame.shape, np.float32, (mtile, mtile), np.nan,
                             fingerprint=median_fp, attributes={"kind": "median frame"})
@@ -213,7 +214,7 @@ class ImagingPlan:
         whole = (slice(0, shape[0]), slice(0, shape[1]))
         thr_refs = [ctx.fill(
             "threshold", (k,), (thresholds,), exposure_weight_threshold,
-            {name: s.reads(whole) for name, s in src.items()}, tiles, maskpt=p.maskpt,
+            {name: s.reads(whole) for name, s in src.items()}, maskpt=p.maskpt,
             weight_type=p.weight_type, bad_mask=p.bad_mask, exposure_time=texp)
             for k, (src, texp) in enumerate(zip(sources, times, strict=True))]
         median_fp = fingerprint(thr_fp, "median")

@@ -15,7 +15,7 @@ from daskod.geometry._pixel_map import PixelMap
 from daskod.geometry._tiles import Tile, Tiling
 from daskod.io._store import array_of
 from daskod.resample._kernels import drizzle_tile
-from daskod.resample._weights import build_driz_weight, compute_weight_threshold
+from daskod.resample._weights import build_driz_weight, weight_threshold
 
 __all__ = ["plan_group_tiles", "resample_group_tile", "group_weight_threshold"]
 
@@ -101,17 +101,25 @@ def resample_group_tile(
     return np.stack([img[crop], wht[crop]])
 
 
-def group_weight_threshold(resampled: Any, group: int, tiles: list[Tile],
-                           maskpt: float) -> np.ndarray:
-    """The reference's scalar weight threshold of one group, gathered tile by tile.
+class _GroupWeights:
+    """The weight image of one group, ``(ny, nx)``, read from the stored
+    ``(groups, 2, ny, nx)`` drizzle output (what :func:`weight_threshold` reads in strips)."""
 
-    Only non-zero finite weights enter ``compute_weight_threshold`` (zeros and NaN never
-    count), so gathering the tiles the group touched equals thresholding the whole frame.
-    """
-    resampled = array_of(resampled)
-    parts = []
-    for tile in tiles:
-        block = np.asarray(resampled[(group, 1, *tile.slices)])
-        parts.append(block[np.isfinite(block) & (block != 0)])
-    values = np.concatenate(parts) if parts else np.empty(0, dtype=np.float32)
-    return np.array([compute_weight_threshold(values, maskpt)])
+    def __init__(self, resampled: Any, group: int) -> None:
+        self.resampled, self.group = resampled, group
+        self.shape = tuple(resampled.shape[2:])
+        chunks = getattr(resampled, "chunks", None)
+        self.chunks = tuple(chunks[2:]) if chunks else None
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        key = key if isinstance(key, tuple) else (key,)
+        return np.asarray(self.resampled[(self.group, 1, *key)])
+
+
+def group_weight_threshold(resampled: Any, group: int, maskpt: float) -> np.ndarray:
+    """The reference's scalar weight threshold of one group (stcal
+    ``compute_weight_threshold``, bit for bit): its whole weight image read in raster order,
+    a strip at a time, 4 bytes per weighted pixel held. Tiles the group does not reach were
+    never written and read as NaN, which never counts."""
+    weights = _GroupWeights(array_of(resampled), group)
+    return np.array([weight_threshold(weights, maskpt)])

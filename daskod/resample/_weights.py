@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 
 from daskod._exceptions import DaskodWarning
 
-__all__ = ["build_driz_weight", "compute_weight_threshold"]
+__all__ = ["build_driz_weight", "compute_weight_threshold", "weight_threshold",
+           "gather_weight_values", "clipped_weight_threshold"]
 
 
 def build_driz_weight(dq: np.ndarray, *, weight_type: str, bad_mask: int,
@@ -67,3 +70,199 @@ def compute_weight_threshold(weights: np.ndarray, maskpt: float) -> float:
     values = np.sort(values)
     clipped = sigma_clip(values, sigma=3, maxiters=5, masked=False, copy=False)
     return float(maskpt * np.mean(clipped, dtype=np.float64))
+
+
+# --- The reference's threshold, exactly, in 4 bytes per weighted pixel ----------------------
+#
+# stcal's ``compute_weight_threshold`` is ``maskpt * mean(sigma_clip(w[isfinite(w) & (w != 0)],
+# sigma=3, maxiters=5, masked=False, copy=False), dtype="f8")``. On float32 weights, astropy's
+# clipping loop computes, per iteration, ``np.nanmedian`` (mean of the two middle values in
+# float32 for an even count) and ``np.nanstd`` (float32 pairwise sums, so the order of the
+# values matters), bounds ``median -/+ 3 * std`` in float32, and keeps the values inside them,
+# in their order. Here the same numbers come out of one float32 buffer of the weighted
+# pixels in the frame's raster order (the order the reference's boolean indexing gives):
+# the median by a two-pass radix selection over the float bit patterns (no copy, no
+# partition), the std by numpy's own pairwise-summation tree walked over sub-arrays (leaf
+# sums by numpy itself), the clipping by compaction in place. Only blocks of at most
+# ``_BLOCK`` elements are allocated besides the buffer.
+
+_BLOCK = 1 << 18
+_LEAF = 1 << 16
+_MAXITERS = 5
+_SIGMA = 3
+
+
+def gather_weight_values(strips: Iterable[np.ndarray], *, capacity: int) -> np.ndarray:
+    """The finite, non-zero values of row strips of a weight image, in raster order, as one
+    float32 array (a view of a buffer of ``capacity`` elements, of which only the part filled
+    becomes resident memory)."""
+    buffer = np.empty(int(capacity), dtype=np.float32)
+    n = 0
+    for strip in strips:
+        strip = np.asarray(strip)
+        if strip.dtype != np.float32:
+            msg = f"weights must be float32 (drizzle's), got {strip.dtype}."
+            raise TypeError(msg)
+        keep = np.isfinite(strip) & (strip != 0)
+        k = int(np.count_nonzero(keep))
+        buffer[n:n + k] = strip[keep]
+        n += k
+    return buffer[:n]
+
+
+def weight_threshold(weights: Any, maskpt: float, *, plane: int | None = None,
+                     block_bytes: int = 2 * 2**20) -> float:
+    """The reference's weight threshold of one resampled weight image, exactly, read in row
+    strips of about ``block_bytes`` (numpy, Zarr, Dask or any array-like of float32).
+
+    Equals ``stcal.outlier_detection.utils.compute_weight_threshold(weights, maskpt)`` bit
+    for bit, holding 4 bytes per weighted pixel plus a few blocks (the reference holds ~20,
+    ``compute_weight_threshold`` ~22). NaN when no weight is valid.
+
+    Parameters
+    ----------
+    weights : array-like
+        The weight image ``(ny, nx)`` in the frame's raster order, or a stack of them
+        ``(n, ny, nx)`` with ``plane`` (e.g. the working store's ``(group, y, x)`` weights:
+        ``weight_threshold(wht, maskpt, plane=g)``).
+    maskpt : float
+    plane : int, optional
+        Which image of a stack.
+    block_bytes : int
+        Bytes of weights read per strip (whole storage chunks of rows when chunked).
+    """
+    shape = tuple(int(n) for n in np.shape(weights))
+    if plane is not None:
+        shape = shape[1:]
+    if len(shape) != 2:
+        msg = f"weights must be one 2-D image (or a stack with plane=), got shape {shape}."
+        raise ValueError(msg)
+    rows = max(1, block_bytes // max(1, 4 * shape[1]))
+    chunks = getattr(weights, "chunks", None)
+    if chunks:  # whole chunks of rows, so that no chunk is read twice
+        axis = chunks[-2]
+        first = int(axis[0] if isinstance(axis, tuple) else axis)
+        rows = max(first, rows // first * first)
+    lead = () if plane is None else (int(plane),)
+    strips = (weights[(*lead, slice(a, a + rows))] for a in range(0, shape[0], rows))
+    values = gather_weight_values(strips, capacity=shape[0] * shape[1])
+    return clipped_weight_threshold(values, maskpt)
+
+
+def clipped_weight_threshold(values: np.ndarray, maskpt: float) -> float:
+    """``maskpt`` times the float64 mean of ``values`` sigma-clipped as the reference does.
+
+    ``values``: the finite non-zero float32 weights in the reference's order (raster order of
+    the frame); they are clipped in place (the array is overwritten).
+    """
+    values = np.asarray(values)
+    if values.dtype != np.float32 or values.ndim != 1 or not values.flags.c_contiguous:
+        msg = "values must be a contiguous 1-D float32 array."
+        raise TypeError(msg)
+    n = values.size
+    if n == 0:
+        return math.nan
+    positive = bool(values.min() > 0)  # drizzle weights are; clipping keeps it so
+    for _ in range(_MAXITERS):
+        center = _median(values[:n], positive=positive)
+        std = _nanstd(values[:n])
+        low, high = center - std * _SIGMA, center + std * _SIGMA
+        kept = _keep_between(values, n, low, high)
+        changed, n = n - kept, kept
+        if changed == 0 or n == 0:
+            break
+    if n == 0:
+        return math.nan
+    return float(np.mean(values[:n], dtype=np.float64) * maskpt)
+
+
+def _keep_between(values: np.ndarray, n: int, low: np.float32, high: np.float32) -> int:
+    """Move the values in ``[low, high]`` to the front, in order; returns how many."""
+    out = 0
+    for a in range(0, n, _BLOCK):
+        block = values[a:min(n, a + _BLOCK)]
+        keep = (block >= low) & (block <= high)
+        k = int(np.count_nonzero(keep))
+        values[out:out + k] = block[keep]  # a copy first: out <= a, so no overlap harm
+        out += k
+    return out
+
+
+def _pairwise_sum(values: np.ndarray, center: np.float32 | None = None) -> np.float32:
+    """numpy's float32 ``sum`` of ``values`` (or of ``(values - center)**2``), the same
+    bits: numpy sums a contiguous array pairwise, halving ``n`` (rounded down to a multiple of
+    8) until a part is small; any part of that tree summed by numpy alone gives the same
+    result, so only one leaf's squares are ever held."""
+    n = values.size
+    if n <= _LEAF:
+        leaf = values
+        if center is not None:
+            leaf = values - center
+            np.multiply(leaf, leaf, out=leaf)
+        return np.add.reduce(leaf, initial=np.float32(-0.0))
+    half = n // 2
+    half -= half % 8
+    return _pairwise_sum(values[:half], center) + _pairwise_sum(values[half:], center)
+
+
+def _nanstd(values: np.ndarray) -> np.float32:
+    """``np.nanstd`` of NaN-free float32 values, the same bits: float32 sum, mean through
+    float64 division, float32 squared deviations summed, variance through float64
+    division, float32 square root."""
+    n = values.size
+    mean = np.float32(np.float64(_pairwise_sum(values)) / np.float64(n))
+    var = np.float32(np.float64(_pairwise_sum(values, mean)) / np.float64(n))
+    return np.float32(np.sqrt(var))
+
+
+def _sortable_keys(block: np.ndarray, positive: bool) -> np.ndarray:
+    """uint32 keys ordered as the float32 values are: the bit patterns themselves for
+    positive values, else with the sign bit flipped for positives and all bits for
+    negatives."""
+    bits = block.view(np.uint32)
+    if positive:
+        return bits
+    sign = (block.view(np.int32) >> 31).view(np.uint32)  # 0 or 0xFFFFFFFF
+    return bits ^ (sign | np.uint32(0x80000000))
+
+
+def _from_key(key: int, positive: bool) -> np.float32:
+    if positive:
+        bits = key
+    else:
+        bits = key ^ 0x80000000 if key & 0x80000000 else ~key & 0xFFFFFFFF
+    return np.array([bits], dtype=np.uint32).view(np.float32)[0]
+
+
+def _select(values: np.ndarray, ranks: list[int], positive: bool) -> list[np.float32]:
+    """The values of the given 0-based ranks in sorted order (exact; two passes of
+    16-bit histograms over the sortable bit patterns, nothing copied)."""
+    n = values.size
+    high = np.zeros(1 << 16, dtype=np.int64)
+    for a in range(0, n, _BLOCK):
+        high += np.bincount(_sortable_keys(values[a:a + _BLOCK], positive) >> 16,
+                            minlength=1 << 16)
+    below = np.cumsum(high) - high  # values in lower bins
+    bins = [int(np.searchsorted(np.cumsum(high), r, side="right")) for r in ranks]
+    low = {b: np.zeros(1 << 16, dtype=np.int64) for b in set(bins)}
+    for a in range(0, n, _BLOCK):
+        keys = _sortable_keys(values[a:a + _BLOCK], positive)
+        top = keys >> 16
+        for b, counts in low.items():
+            counts += np.bincount(keys[top == b] & 0xFFFF, minlength=1 << 16)
+    out = []
+    for r, b in zip(ranks, bins, strict=True):
+        within = r - int(below[b])
+        lo16 = int(np.searchsorted(np.cumsum(low[b]), within, side="right"))
+        out.append(_from_key((b << 16) | lo16, positive))
+    return out
+
+
+def _median(values: np.ndarray, *, positive: bool = False) -> np.float32:
+    """``np.nanmedian`` of NaN-free float32 values, the same bits (an even count averages
+    the two middle values in float32). ``positive``: every value is > 0 (faster)."""
+    n = values.size
+    if n % 2:
+        return _select(values, [n // 2], positive)[0]
+    a, b = _select(values, [n // 2 - 1, n // 2], positive)
+    return np.float32((a + b) / np.float32(2))
