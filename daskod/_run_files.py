@@ -54,6 +54,7 @@ def run_files(inputs: list[str], outdir: str, *, params: dict[str, Any],
     """
     import daskod
     from daskod._run_plan import describe_plan, plan_run, record_products
+    from daskod.engine._run import PRODUCT_WRITER
     from daskod.io._location import ensure_free_space, publish, store_location, temp_folder
     from daskod.io._products import write_product
 
@@ -80,20 +81,6 @@ def run_files(inputs: list[str], outdir: str, *, params: dict[str, Any],
     with _undo_on_failure(plan), temp_folder("daskod-outputs-") as staging:
         ensure_free_space(staging, need,
                           what="the products before they are moved to the output folder")
-        start = time.perf_counter()
-        result = daskod.detect_outliers(
-            plan.target, mode=mode, memory_limit=memory_limit, scheduler=scheduler,
-            tile_size=tile_size, save_intermediate_results=save_intermediate_results,
-            in_memory=False, progress=progress, store=plan.store,
-            storage_options=storage_options, **params)
-        elapsed = time.perf_counter() - start
-        if result.store is not None and plan.store is not None:
-            record_products(result.store, outputs + plan.extras)
-        reused = sum(v["reused"] for v in result.checkpoints.values())
-        if reused:
-            total = sum(v["total"] for v in result.checkpoints.values())
-            echo(f"Resumed the run in {plan.store}: {reused} of {total} tasks were done "
-                 "already")
         staged: list[str] = []
         finals: list[str] = []
 
@@ -102,11 +89,40 @@ def run_files(inputs: list[str], outdir: str, *, params: dict[str, Any],
             finals.append(final)
             return staged[-1]
 
-        _return_freed_memory()
         block_bytes = _write_block_bytes(memory_limit)
-        log.info("Writing %d product(s), %d MiB of pixels per step", len(paths),
-                 block_bytes // 2**20)
+        written: set[int] = set()
+
+        def write(k: int, dq: Any) -> None:
+            """Exposure k's product, written by the run's graph once its flags are stored
+            (under the staging folder; published below when every product is ready)."""
+            write_product(paths[k], os.path.join(staging, os.path.basename(outputs[k])), dq,
+                          status="COMPLETE", storage_options=storage_options,
+                          block_bytes=block_bytes)
+            written.add(k)
+
+        start = time.perf_counter()
+        token = PRODUCT_WRITER.set(write)
+        try:
+            result = daskod.detect_outliers(
+                plan.target, mode=mode, memory_limit=memory_limit, scheduler=scheduler,
+                tile_size=tile_size, save_intermediate_results=save_intermediate_results,
+                in_memory=False, progress=progress, store=plan.store,
+                storage_options=storage_options, **params)
+        finally:
+            PRODUCT_WRITER.reset(token)
+        elapsed = time.perf_counter() - start
+        if result.store is not None and plan.store is not None:
+            record_products(result.store, outputs + plan.extras)
+        reused = sum(v["reused"] for v in result.checkpoints.values())
+        if reused:
+            total = sum(v["total"] for v in result.checkpoints.values())
+            echo(f"Resumed the run in {plan.store}: {reused} of {total} tasks were done "
+                 "already")
+        _return_freed_memory()
         for k, src in enumerate(paths):
+            if k in written:  # written by the run's graph
+                stage(outputs[k])
+                continue
             # The new DQ is read a block at a time; a skipped step keeps the input's DQ.
             dq = None if result.skipped else result.dq[k]
             write_product(src, stage(outputs[k]), dq, status=result.status,

@@ -10,6 +10,7 @@ result, and the clean-up.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import logging
 import time
 from collections.abc import Iterator
@@ -60,6 +61,9 @@ class Outputs:
     extras: dict[str, Any] = field(default_factory=dict)
     #: Small values computed with the graph in every eager run.
     scalars: dict[str, Any] = field(default_factory=dict)
+    #: Per exposure: the stored new DQ and the tasks that write it (set by
+    #: :func:`flag_outputs`), for products written as soon as an exposure is flagged.
+    dq_stored: list[tuple[StoredArray, list[Ref]]] = field(default_factory=list)
 
 
 @dataclass
@@ -185,7 +189,20 @@ def flag_outputs(ctx: Context, refs: list[dict[tuple[int, ...], Ref]],
     dq = [ctx.output(f"dq{k}", refs[k], stores[k][0]) for k in range(len(stores))]
     for k in range(len(stores)):
         ctx.graph.task("count", (k,), _total, stores[k][1], list(refs[k].values()))
-    return Outputs(dq=dq, counts=ctx.graph.array("count", ((1,) * len(stores),), np.int64))
+    return Outputs(dq=dq, counts=ctx.graph.array("count", ((1,) * len(stores),), np.int64),
+                   dq_stored=[(stores[k][0], list(refs[k].values()))
+                              for k in range(len(stores))])
+
+
+#: Set by ``daskod run``: ``writer(k, dq)`` writes exposure ``k``'s product from its stored
+#: new DQ; the run then writes each product in the graph, as soon as its exposure is flagged.
+PRODUCT_WRITER: contextvars.ContextVar[Any] = contextvars.ContextVar("daskod_product_writer",
+                                                                    default=None)
+
+
+def _write_product(writer: Any, k: int, dq: StoredArray, _written: list[Any]) -> np.ndarray:
+    writer(k, dq)
+    return np.zeros(1, dtype=np.int64)
 
 
 def _total(counts: StoredArray, _written: list[Any]) -> np.ndarray:
@@ -271,6 +288,12 @@ def run_mode(plan: Any, *, scheduler: Any, memory_limit: Any, tile_size: int | N
                     result["usable"] = dask.compute(out.precheck, **kwargs)[0]
                     out.check(result["usable"])
                 wanted = {"counts": out.counts, "scalars": out.scalars}
+                writer = PRODUCT_WRITER.get()
+                if writer is not None and out.dq_stored:
+                    for k, (dq, refs) in enumerate(out.dq_stored):
+                        ctx.graph.task("product", (k,), _write_product, writer, k, dq, refs)
+                    wanted["products"] = ctx.graph.array(
+                        "product", ((1,) * len(out.dq_stored),), np.int64)
                 if in_memory:
                     wanted.update(median=out.median, dq=list(out.dq), extras=out.extras)
                 start = time.perf_counter()
