@@ -241,6 +241,24 @@ def _progress(progress: bool, sched: Scheduler) -> Any:
     return PhaseProgress(DEFAULT_PHASES)
 
 
+def _budget(plan: Any, sched: Scheduler, memory_limit: Any, tile_size: int | None,
+            compute: bool) -> Any:
+    """The plan's budget on ``sched``. When the scheduler is daskod's default and the plan
+    prefers processes (drizzle holds the GIL), a pool of processes is used if the budget
+    gives it at least two workers, else threads."""
+    if sched.by_default and compute and getattr(plan, "prefers_processes", False) \
+            and sched.num_workers >= 2:
+        pool = Scheduler("processes", sched.num_workers)
+        try:
+            budget = plan.budget(pool, memory_limit, tile_size)
+        except MemoryError:
+            budget = None
+        if budget is not None and budget.num_workers >= 2:
+            sched.name, sched.num_workers = pool.name, pool.num_workers
+            return budget
+    return plan.budget(sched, memory_limit, tile_size)
+
+
 def run_mode(plan: Any, *, scheduler: Any, memory_limit: Any, tile_size: int | None,
              store: Any, storage_options: dict[str, Any] | None, compute: bool,
              in_memory: bool, keep_store: bool, overwrite_store: bool,
@@ -261,7 +279,7 @@ def run_mode(plan: Any, *, scheduler: Any, memory_limit: Any, tile_size: int | N
 
     sched = resolve_scheduler(scheduler)
     try:
-        budget = plan.budget(sched, memory_limit, tile_size)
+        budget = _budget(plan, sched, memory_limit, tile_size, compute)
         work = WorkingStore.create(store, storage_options=storage_options)
     except BaseException:
         sched.close()

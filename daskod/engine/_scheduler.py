@@ -3,7 +3,9 @@
 ``scheduler=`` when given (``"synchronous"``, ``"threads"``, ``"processes"``, a
 ``tcp://host:port`` address or a ``distributed.Client``); otherwise the active distributed
 client; otherwise the scheduler set with ``dask.config.set(scheduler=...)`` (how notebook users
-debug); otherwise daskod's default, ``"threads"``.
+debug); otherwise daskod's default: a pool of processes for imaging with resampling on
+inputs read in place (the drizzle C code holds the GIL) when the memory budget affords two
+worker processes, else threads.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ class Scheduler:
     client: Any = None
     owns_client: bool = False
     pool: Any = None
+    #: Chosen by daskod (no ``scheduler=``, no client, nothing in ``dask.config``).
+    by_default: bool = False
 
     @property
     def shares_memory(self) -> bool:
@@ -136,9 +140,10 @@ def resolve_scheduler(scheduler: Any = None, *, num_workers: int | None = None) 
             return Scheduler("distributed", _client_width(client), client)
         import dask
 
-        scheduler = dask.config.get("scheduler", None) or "threads"
-        if not isinstance(scheduler, str):  # a get function set by the user: run on threads
-            scheduler = "threads"
+        configured = dask.config.get("scheduler", None)
+        if configured is None:
+            return Scheduler("threads", workers, by_default=True)
+        scheduler = configured if isinstance(configured, str) else "threads"
     if isinstance(scheduler, str):
         name = scheduler.strip().lower()
         if name in _ALIASES:

@@ -85,6 +85,15 @@ class ImagingPlan:
         return self.exposures
 
     @property
+    def prefers_processes(self) -> bool:
+        """Drizzle holds the GIL: processes win when no input has to be shipped to them."""
+        from daskod.io._store import INPUT_ARRAYS, reads_in_place
+
+        return self.params.resample_data and all(
+            reads_in_place(getattr(e, name), shares_memory=False)
+            for e in self.exposures for name in INPUT_ARRAYS if getattr(e, name) is not None)
+
+    @property
     def n_units(self) -> int:
         """Groups (resampling) or exposures (no resampling) the median is taken over."""
         return len(self.groups) if self.params.resample_data else len(self.exposures)
