@@ -126,3 +126,18 @@ def test_cube_result():
     ds = result_to_dataset(result)
     assert ds.dq.dims == ("integration", "y", "x") and ds.dq.shape == (30, 16, 32)
     assert int(ds.outlier.sum()) == result.n_flagged[0]
+
+
+def test_a_kept_store_opens_with_xarray_without_warnings(sim, tmp_path):
+    import warnings
+
+    import xarray as xr
+
+    result = daskod.detect_outliers(sim.exposures, tile_size=32, scheduler="synchronous",
+                                    store=str(tmp_path / "kept"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ds = xr.open_zarr(str(tmp_path / "kept"))
+    assert {"median", "resampled", "thresholds"} <= set(ds.data_vars)
+    np.testing.assert_array_equal(ds["median"].values, result.median)
+    assert ds["resampled"].dims == ("group", "plane", "y", "x")

@@ -221,14 +221,15 @@ class WorkingStore:
     def _group(self, mode: str = "a") -> Any:
         import zarr
 
-        return zarr.open_group(store=self.root, mode=mode)
+        # Never the consolidated copy: it is rewritten only when a run completes.
+        return zarr.open_group(store=self.root, mode=mode, use_consolidated=False)
 
     def record(self) -> dict[str, Any] | None:
         """The run record left in the store, or None."""
         import zarr
 
         try:
-            group = zarr.open_group(store=self.root, mode="r")
+            group = zarr.open_group(store=self.root, mode="r", use_consolidated=False)
         except Exception:  # missing or not a zarr group
             return None
         record = group.attrs.get(RECORD_KEY)
@@ -279,10 +280,20 @@ class WorkingStore:
         group.attrs[RECORD_KEY] = record
 
     def complete(self) -> None:
+        """Record the run as complete and consolidate the store's metadata, so that
+        ``xarray.open_zarr(store)`` reads it at once and without warnings."""
+        import warnings
+
+        import zarr
+
         group = self._group()
         record = dict(group.attrs.get(RECORD_KEY, {}))
         record["status"] = "complete"
         group.attrs[RECORD_KEY] = record
+        with warnings.catch_warnings():  # consolidated metadata is not yet in the v3 spec
+            warnings.filterwarnings("ignore", message="Consolidated metadata",
+                                    category=UserWarning)
+            zarr.consolidate_metadata(self.root)
 
     def _has_foreign_content(self) -> bool:
         if isinstance(self.root, str) and os.path.isdir(self.root):
