@@ -66,3 +66,22 @@ def test_the_scan_finds_what_it_looks_for(tmp_path):
                    "from zarr.core.sync import sync\n"
                    "x = dask._config\nfs._find('a')\npool._max_workers\n")
     assert len(_violations(bad)) == 5
+
+
+def test_stage_packages_do_not_import_the_engine():
+    """Block functions (one tile, numpy) live in the stage packages; the graph wiring in
+    modes/ and engine/: a stage module importing the engine would blur that line."""
+    stages = ["resample", "median", "blot", "flag", "ifu", "geometry", "spec"]
+    found = []
+    for stage in stages:
+        for path in sorted((PACKAGE / stage).rglob("*.py")):
+            tree = ast.parse(path.read_text(), filename=str(path))
+            for node in ast.walk(tree):
+                names = []
+                if isinstance(node, ast.Import):
+                    names = [a.name for a in node.names]
+                elif isinstance(node, ast.ImportFrom) and node.module:
+                    names = [node.module]
+                found += [f"{stage}/{path.name}: {n}" for n in names
+                          if n.startswith(("daskod.engine", "daskod.modes"))]
+    assert found == []
