@@ -108,7 +108,7 @@ def model_fields(model: Any, *, name: str, group_id: str | None = None) -> dict[
                "a time series).")
         raise InputError(msg, exposure=name)
     fields: dict[str, Any] = {"mode": mode, "exp_type": exp_type, "tso": tso,
-                              "model_type": type(model).__name__}
+                              "model_type": getattr(model, "model_type", type(model).__name__)}
     if mode in ("tso", "coron"):
         fields["kwargs"] = {"tso_visit": tso, "exp_type": exp_type, "name": name}
         return fields

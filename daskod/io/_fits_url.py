@@ -61,8 +61,8 @@ def open_model(path: str, *, storage_options: dict[str, Any] | None = None) -> I
 
 
 @contextlib.contextmanager
-def open_metadata(path: str, *, storage_options: dict[str, Any] | None = None
-                  ) -> Iterator[Any]:
+def open_metadata(path: str, *, storage_options: dict[str, Any] | None = None,
+                  lean: bool = False) -> Iterator[Any]:
     """A JWST product's datamodel with its metadata and WCS but no pixel array.
 
     Only the headers and the ASDF metadata extension are read (a few kB to MB whatever the
@@ -75,6 +75,9 @@ def open_metadata(path: str, *, storage_options: dict[str, Any] | None = None
     edited since), stdatamodels reads the metadata from the tree alone, as here. Otherwise it
     also reads the FITS keywords of every extension; their headers are then given too (with
     no data), so edited keywords win as they do in ``datamodels.open``.
+
+    With ``lean`` and a matching ``_fits_hash``, a :class:`TreeModel` (``meta`` only, read
+    from the tree without building a datamodel: ~30 ms instead of ~250 ms per file) instead.
     """
     from astropy.io import fits
 
@@ -90,7 +93,6 @@ def open_metadata(path: str, *, storage_options: dict[str, Any] | None = None
     from daskod.io._fits_stream import open_source, scan_hdus
     from daskod.io._jwst import require_stdatamodels
 
-    datamodels = require_stdatamodels()
     hdus = scan_hdus(path, storage_options)
     asdf_hdu = next((h for h in hdus if h.name == "ASDF"), None)
     primary = fits.PrimaryHDU(header=hdus[0].header)
@@ -104,17 +106,70 @@ def open_metadata(path: str, *, storage_options: dict[str, Any] | None = None
         others = [h for h in hdus if h.name != "ASDF"]
         matched = tree.get(FITS_HASH_KEY) == headers_hash(h.header for h in others)
         tree = without_fits_arrays(tree)
+        if matched and lean:
+            yield TreeModel(dump_asdf(tree, blocks, like=yaml_part), hdus[0].header,
+                            os.path.basename(path))
+            return
         if matched:
             tree[FITS_HASH_KEY] = headers_hash([primary.header])
         else:
             for h in others[1:]:
                 hdul.append(fits.ImageHDU(header=h.header, name=h.name, ver=h.ver))
         hdul.append(asdf_table_hdu(dump_asdf(tree, blocks, like=yaml_part)))
+    datamodels = require_stdatamodels()
     name = str(hdus[0].header.get("DATAMODL", "JwstDataModel"))
     cls = getattr(datamodels, name, None) or datamodels.JwstDataModel
     with cls(hdul) as model:
         model.meta.filename = os.path.basename(path)  # as datamodels.open(path) sets it
         yield model
+
+
+#: Metadata objects a schema always has (an unset one reads as empty, as in stdatamodels).
+_META_OBJECTS = frozenset({"exposure", "visit", "background", "instrument", "observation",
+                           "wcsinfo", "cal_step", "program", "target", "subarray"})
+
+
+class MetaNode:
+    """Attribute access to one level of an ASDF metadata tree, as a datamodel's ``meta``
+    reads: an unset value is None, an unset metadata object an empty node."""
+
+    def __init__(self, values: dict[str, Any]) -> None:
+        self._values = values
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        value = self._values.get(name, {} if name in _META_OBJECTS else None)
+        return MetaNode(value) if isinstance(value, dict) else value
+
+
+class TreeModel:
+    """A product's metadata (and WCS) straight from its ASDF tree, for files whose headers
+    stdatamodels would not override (``_fits_hash`` matches): no schema is walked, and
+    stdatamodels is not even imported. ``model_type`` is the product's DATAMODL."""
+
+    def __init__(self, asdf_bytes: bytes, primary: Any, filename: str) -> None:
+        import io
+        import warnings
+
+        import asdf
+        from asdf.exceptions import AsdfConversionWarning
+
+        with asdf.config_context() as config, warnings.catch_warnings(record=True) as caught:
+            config.validate_on_read = False  # stdatamodels validated it when it was written
+            # A WCS whose transforms need the jwst package stays raw (IFU files).
+            warnings.simplefilter("always", AsdfConversionWarning)
+            with asdf.open(io.BytesIO(asdf_bytes), lazy_load=False, memmap=False) as af:
+                meta = af.tree.get("meta", {})
+        for w in caught:
+            log.debug("%s: %s", filename, w.message)
+        meta = dict(meta) if isinstance(meta, dict) else {}
+        wcs = meta.get("wcs")
+        if wcs is not None and not hasattr(wcs, "forward_transform"):
+            meta["wcs"] = None
+        meta["filename"] = filename
+        self.meta = MetaNode(meta)
+        self.model_type = str(primary.get("DATAMODL", "JwstDataModel"))
 
 
 def image_layout(hdul: Any, extname: str) -> dict[str, Any] | None:

@@ -55,6 +55,15 @@ class Member:
     asn_id: str | None = None
 
 
+def _require_files_extra() -> None:
+    """Refuse at once when the ``files`` extra (stdatamodels) is missing, without importing
+    it (products whose headers were edited need it; the others are read without it)."""
+    import importlib.util
+
+    if importlib.util.find_spec("stdatamodels") is None:
+        require_stdatamodels()
+
+
 def require_stdatamodels() -> Any:
     """Import ``stdatamodels.jwst.datamodels`` or say which extra installs it."""
     try:
@@ -289,7 +298,7 @@ def read_members(members: list[Member], *, storage_options: dict[str, Any] | Non
     mode : str
         The mode guessed from the first member, as the reference does.
     """
-    require_stdatamodels()
+    _require_files_extra()
     for m in members:
         _check_fits(m.path, storage_options)
     items: list[Any] = []
@@ -299,8 +308,8 @@ def read_members(members: list[Member], *, storage_options: dict[str, Any] | Non
         name = os.path.basename(m.path)
         with contextlib.ExitStack() as stack:
             try:
-                model = stack.enter_context(open_metadata(m.path,
-                                                          storage_options=storage_options))
+                model = stack.enter_context(open_metadata(
+                    m.path, storage_options=storage_options, lean=True))
             except Exception as err:
                 msg = f"{m.path}: stdatamodels cannot open it ({type(err).__name__}: {err})."
                 raise InputError(msg) from err

@@ -251,7 +251,7 @@ def write_spec_product(src: str, dst: str, dqs: dict[Any, np.ndarray], *,
     NaN (the reference's NaN matching); ``meta.cal_step.outlier_detection = status``. Written
     under the temp folder, then moved (or uploaded) into place.
     """
-    from daskod.io._products import _replace_atomically
+    from daskod.io._products import replace_atomically
 
     with open_model(src, storage_options=storage_options) as model:
         targets = ([(k, slit) for k, slit in enumerate(model.slits)]
@@ -274,5 +274,5 @@ def write_spec_product(src: str, dst: str, dqs: dict[Any, np.ndarray], *,
                         setattr(target, name, arr)
         model.meta.cal_step.outlier_detection = status
         model.meta.filename = os.path.basename(dst)
-        _replace_atomically(model, dst, storage_options)
+        replace_atomically(model, dst, storage_options)
     log.info("Wrote %s", dst)

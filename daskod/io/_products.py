@@ -262,6 +262,17 @@ def write_product(src: str, dst: str, dq: Any = None, *, status: str = "COMPLETE
     log.info("Wrote %s", dst)
 
 
+def replace_atomically(model: Any, final: str,
+                       storage_options: dict[str, Any] | None = None) -> None:
+    """Save a whole datamodel under the temporary folder, then move or upload it to
+    ``final`` (products of encodings or layouts the block writer does not cover, e.g. slit
+    products)."""
+    with temp_folder("daskod-product-") as tmp:
+        staged = os.path.join(tmp, os.path.basename(final))
+        model.save(staged)
+        publish([staged], [final], storage_options=storage_options)
+
+
 def _write_whole(src: str, path: str, dq: Any, *, status: str, match: bool,
                  storage_options: dict[str, Any] | None) -> None:
     """The same product through stdatamodels, every array in memory (for the encodings
