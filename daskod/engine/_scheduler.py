@@ -75,7 +75,11 @@ class Scheduler:
 
                 ctx = multiprocessing.get_context("forkserver")
                 ctx.set_forkserver_preload(["daskod._worker_imports"])
-                pool = ProcessPoolExecutor(max_workers=self.num_workers, mp_context=ctx)
+                # The forkserver keeps the environment of the moment it started; workers take
+                # this run's (credentials, endpoints and settings set since then).
+                pool = ProcessPoolExecutor(max_workers=self.num_workers, mp_context=ctx,
+                                           initializer=_adopt_environment,
+                                           initargs=(dict(os.environ),))
             with pool:
                 self.pool = pool
                 try:
@@ -84,6 +88,12 @@ class Scheduler:
                     self.pool = None
         finally:
             self.close()
+
+
+def _adopt_environment(environ: dict[str, str]) -> None:
+    """Give a worker process the parent's environment as it is when the pool starts."""
+    os.environ.clear()
+    os.environ.update(environ)
 
 
 def _active_client() -> Any:
