@@ -23,13 +23,16 @@ from daskod.io._fits_url import image_layout, open_fits, open_model, read_block,
 from daskod.io._location import explain_location_error, is_url, url_filesystem
 
 __all__ = ["Member", "FitsArray", "require_stdatamodels", "gather_members", "read_members",
-           "guess_mode", "open_model", "IMAGING_EXP_TYPES"]
+           "guess_mode", "open_model", "IMAGING_EXP_TYPES", "SPEC_EXP_TYPES"]
 
 log = logging.getLogger(__name__)
 
 IMAGING_EXP_TYPES = ("NRC_IMAGE", "MIR_IMAGE", "NRS_IMAGE", "NIS_IMAGE", "FGS_IMAGE")
 #: IFU exposure types (IFUImageModel products): ``mode="ifu"``.
 IFU_EXP_TYPES = ("NRS_IFU", "MIR_MRS")
+#: The reference's slit-like spectroscopic exposure types (``SLIT_SPEC_MODES``):
+#: ``mode="spec"``.
+SPEC_EXP_TYPES = ("NRC_WFSS", "MIR_LRS-FIXEDSLIT", "NRS_FIXEDSLIT", "NRS_MSASPEC", "NIS_WFSS")
 _EXTENSIONS = {"sci": "SCI", "err": "ERR", "dq": "DQ", "var_rnoise": "VAR_RNOISE",
                "var_poisson": "VAR_POISSON", "var_flat": "VAR_FLAT"}
 
@@ -203,6 +206,8 @@ def guess_mode(exp_type: str, *, tso: bool, nints: int) -> str | None:
         return "coron"
     if exp_type in IMAGING_EXP_TYPES:
         return "imaging"
+    if exp_type in SPEC_EXP_TYPES:
+        return "spec"
     if exp_type in IFU_EXP_TYPES:
         return "ifu"
     return None
@@ -284,6 +289,20 @@ def _dtype(header: Any) -> np.dtype:
     return np.dtype(signed)
 
 
+def _read_spec(members: list[Member], storage_options: dict[str, Any] | None
+               ) -> tuple[list[Any], list[dict[str, Any]], str]:
+    """Slit spectroscopy members: one Exposure per slit (or MIRI LRS image), in file order."""
+    from daskod.io._jwst_spec import read_spec_members
+
+    files = read_spec_members(members, storage_options=storage_options)
+    items = [exp for slits in files for exp in slits]
+    info = [{"path": m.path, "model_type": slits[0].meta.get("model_type") if slits else None,
+             "exp_type": slits[0].meta.get("exp_type") if slits else None}
+            for m, slits in zip(members, files, strict=True)]
+    log.info("Read %d member(s), %d slit(s): mode spec", len(members), len(items))
+    return items, info, "spec"
+
+
 def read_members(members: list[Member], *, storage_options: dict[str, Any] | None = None
                  ) -> tuple[list[Any], list[dict[str, Any]], str]:
     """Open every member (metadata and WCS now, pixels memory-mapped) and check them.
@@ -293,6 +312,8 @@ def read_members(members: list[Member], *, storage_options: dict[str, Any] | Non
     Returns
     -------
     items : list of Exposure or one Cube
+        Slit spectroscopy: one Exposure per slit of every member (see
+        :func:`daskod.io._jwst_spec.read_spec_members`), members in order.
     info : list of dict
         Per member: path, model type, exposure type.
     mode : str
@@ -326,7 +347,8 @@ def read_members(members: list[Member], *, storage_options: dict[str, Any] | Non
             if this_mode is None:
                 msg = (f"{m.path}: exposure type {exp_type!r} is not one daskod handles "
                        f"(imaging {IMAGING_EXP_TYPES}, coronagraphy {CORON_EXP_TYPES}, IFU "
-                       f"{IFU_EXP_TYPES} or a time series).")
+                       f"{IFU_EXP_TYPES}, slit spectroscopy {SPEC_EXP_TYPES} or a time "
+                       "series).")
                 raise InputError(msg, exposure=m.path)
             mode = mode or this_mode
             if this_mode != mode:
@@ -341,6 +363,8 @@ def read_members(members: list[Member], *, storage_options: dict[str, Any] | Non
             model_type = type(model).__name__
             detector = getattr(meta.instrument, "detector", None)
             instrument = getattr(meta.instrument, "name", None)
+        if this_mode == "spec":  # the first member: every member is read as slits
+            return _read_spec(members, storage_options)
         arrays = _fits_arrays(m.path, storage_options)
         name = os.path.basename(m.path)
         if this_mode == "ifu":

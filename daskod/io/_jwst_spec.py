@@ -7,7 +7,8 @@ Reading: metadata and every slit's WCS through ``stdatamodels``; pixels stay in 
 EXTVER)``; slit ``k`` of a ``MultiSlitModel`` is EXTVER ``k + 1``). Each slit's
 ``Exposure.meta`` carries ``filename``, ``path``, ``slit_name``, ``slit_index``,
 ``source_id``, ``source_name``, ``source_type``, ``xstart``/``ystart``/``xsize``/``ysize``
-(1-based, as stored), ``exp_type``, ``dispersion_direction`` and ``bunit_data``; the
+(1-based, as stored), ``exp_type``, ``dispersion_direction``, ``bunit_data`` and ``asn_id``
+(of the association the file came from, else None); the
 exposure's ``group_id`` comes from the association member, else ``meta.group_id``, else its
 ``meta.observation`` (the detectors of one exposure share it and are drizzled together).
 
@@ -28,7 +29,7 @@ from daskod._exceptions import InputError, WCSError
 from daskod.exposure import Exposure
 from daskod.flag._dq import DO_NOT_USE
 from daskod.io._fits_url import image_layout, open_fits, open_model
-from daskod.io._jwst import FitsArray, Member, _check_fits, _dtype, _group_id
+from daskod.io._jwst import SPEC_EXP_TYPES, FitsArray, Member, _check_fits, _dtype, _group_id
 from daskod.io._location import is_url
 
 __all__ = ["SPEC_EXP_TYPES", "detached_wcs", "read_spec_members", "spec_sources",
@@ -36,8 +37,6 @@ __all__ = ["SPEC_EXP_TYPES", "detached_wcs", "read_spec_members", "spec_sources"
 
 log = logging.getLogger(__name__)
 
-#: The reference's slit-like spectroscopic exposure types (``mode="spec"``).
-SPEC_EXP_TYPES = ("NRC_WFSS", "MIR_LRS-FIXEDSLIT", "NRS_FIXEDSLIT", "NRS_MSASPEC", "NIS_WFSS")
 _EXTENSIONS = {"sci": "SCI", "err": "ERR", "dq": "DQ", "var_rnoise": "VAR_RNOISE",
                "var_poisson": "VAR_POISSON", "var_flat": "VAR_FLAT"}
 _FLOAT_ARRAYS = ("data", "err", "var_rnoise", "var_poisson", "var_flat")
@@ -82,6 +81,28 @@ def detached_wcs(wcs: Any) -> Any:
         return af.tree["wcs"]
 
 
+def _asn_id(member: Member, storage_options: dict[str, Any] | None) -> str | None:
+    """The ``asn_id`` of the association a member came from (the reference adds it to the
+    intermediate names of whole images), or None."""
+    import json
+
+    if not member.asn:
+        return None
+    try:
+        if is_url(member.asn):
+            from daskod.io._location import url_filesystem
+
+            fs, key = url_filesystem(member.asn, storage_options, what="association")
+            asn = json.loads(fs.cat_file(key))
+        else:
+            with open(member.asn, encoding="utf-8") as f:
+                asn = json.load(f)
+    except (OSError, ValueError):
+        return None
+    value = asn.get("asn_id") if isinstance(asn, dict) else None
+    return None if value is None else str(value)
+
+
 def _lazy_arrays(path: str, extver: int,
                  storage_options: dict[str, Any] | None) -> dict[str, FitsArray]:
     arrays = {}
@@ -116,6 +137,7 @@ def _slit_exposures(model: Any, member: Member, storage_options: dict[str, Any] 
     root = _stem(member.path)
     file_type = str(model.meta.exposure.type or "")
     common = _common(model.meta, member)
+    asn_id = _asn_id(member, storage_options)
     for k, slit in enumerate(model.slits):
         name = str(slit.name)
         wcs = getattr(slit.meta, "wcs", None)
@@ -130,7 +152,7 @@ def _slit_exposures(model: Any, member: Member, storage_options: dict[str, Any] 
                 "source_name": None if source_name is None else str(source_name),
                 "source_type": getattr(slit, "source_type", None), "exp_type": exp_type,
                 "dispersion_direction": _get(slit, "meta", "wcsinfo", "dispersion_direction"),
-                "bunit_data": _get(slit, "meta", "bunit_data")}
+                "bunit_data": _get(slit, "meta", "bunit_data"), "asn_id": asn_id}
         for key in ("xstart", "ystart", "xsize", "ysize"):
             meta[key] = getattr(slit, key, None)
         arrays = _lazy_arrays(member.path, k + 1, storage_options)
@@ -150,7 +172,8 @@ def _image_exposure(model: Any, member: Member, storage_options: dict[str, Any] 
             "model_type": "ImageModel", "slit_name": None, "slit_index": None,
             "source_id": None, "source_name": None, "exp_type": str(model.meta.exposure.type),
             "dispersion_direction": getattr(model.meta.wcsinfo, "dispersion_direction", None),
-            "bunit_data": getattr(model.meta, "bunit_data", None)}
+            "bunit_data": getattr(model.meta, "bunit_data", None),
+            "asn_id": _asn_id(member, storage_options)}
     arrays = _lazy_arrays(member.path, 1, storage_options)
     return Exposure(**arrays, wcs=detached_wcs(wcs), name=_stem(member.path), meta=meta,
                     **_common(model.meta, member))

@@ -119,6 +119,7 @@ class SpecGraph:
             self._resampled_store()
         for src in self.plan.sources:
             info[src.key] = {"status": src.status, "reason": src.skipped,
+                             "source_index": src.index,
                              "inputs": [self.items[k].name for k in src.members],
                              "indices": list(src.members),
                              "groups": [list(g) for g in src.groups]}

@@ -35,6 +35,7 @@ from daskod.engine._run import Context, Outputs
 from daskod.exposure import Exposure, validate_exposures
 from daskod.geometry._spec_frame import SpecFrame
 from daskod.geometry._spec_pixel_map import input_pixel_range
+from daskod.io._jwst import SPEC_EXP_TYPES
 from daskod.io._store import ingested_bytes
 from daskod.modes._params import ImagingParams
 
@@ -42,8 +43,6 @@ __all__ = ["SPEC_EXP_TYPES", "SpecPlan", "SpecSource", "looks_like_spec", "sourc
 
 log = logging.getLogger(__name__)
 
-#: The reference's slit-like spectroscopic exposure types (``SLIT_SPEC_MODES``).
-SPEC_EXP_TYPES = ("NRC_WFSS", "MIR_LRS-FIXEDSLIT", "NRS_FIXEDSLIT", "NRS_MSASPEC", "NIS_WFSS")
 
 
 def looks_like_spec(exposures: Any) -> bool:
