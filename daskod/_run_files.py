@@ -57,9 +57,15 @@ def run_files(inputs: list[str], outdir: str, *, params: dict[str, Any],
 
     log.info("Versions: %s", _versions())
     members = gather_members(inputs, storage_options=storage_options)
-    items, _info, mode = read_members(members, storage_options=storage_options)
-    mode = params.pop("mode", None) or mode
-    suffix = "crf" if mode in ("imaging", "ifu") else "crfints"
+    items, _info, found = read_members(members, storage_options=storage_options)
+    mode = params.pop("mode", None) or found
+    if (mode == "spec") != (found == "spec"):
+        msg = (f"--mode {mode} does not fit these inputs (their exposure type says {found}); "
+               "slit spectroscopy products and the other modes' products are read "
+               "differently: leave --mode out or give the right one.")
+        raise ValueError(msg)
+    per_input = mode in ("imaging", "ifu", "spec")  # else one cube
+    suffix = "crf" if per_input else "crfints"
     if is_url(outdir):
         # A probe object written and deleted now: bucket and credentials are checked.
         open_store(outdir, storage_options=storage_options, what="output folder")
@@ -77,10 +83,10 @@ def run_files(inputs: list[str], outdir: str, *, params: dict[str, Any],
     root = members[0].product or stem_of(paths[0])
     if store is None and save_intermediate_results:
         store = join(outdir, f"{root}_intermediates.zarr")
-    if mode not in ("imaging", "ifu") and len(items) != 1:
+    if not per_input and len(items) != 1:
         msg = f"mode {mode!r} processes one cube per run; got {len(items)} inputs."
         raise ValueError(msg)
-    target = items if mode in ("imaging", "ifu") else items[0]
+    target = items if per_input else items[0]
     with temp_folder("daskod-outputs-") as staging:
         need = sum(_size(p, storage_options) for p in paths)
         if save_intermediate_results:  # at least the median and (imaging) one blot each
@@ -109,21 +115,45 @@ def run_files(inputs: list[str], outdir: str, *, params: dict[str, Any],
             finals.append(final)
             return staged[-1]
 
-        for k, src in enumerate(paths):
-            dq = np.asarray(result.dq[k]) if not result.skipped else np.asarray(items[k].dq[...])
-            write_product(src, stage(outputs[k]), dq, status=result.status,
-                          storage_options=storage_options)
-        if save_intermediate_results and not result.skipped:
-            _stage_intermediates(result, mode, paths, items, outdir, root, stage)
+        if mode == "spec":  # slits of many sources per file: daskod/io/_spec_products.py
+            from daskod.io._spec_products import write_spec_outputs
+
+            write_spec_outputs(result, items, paths, outputs, stage, outdir=outdir,
+                               save_intermediate=save_intermediate_results,
+                               storage_options=storage_options)
+        else:
+            for k, src in enumerate(paths):
+                dq = (np.asarray(result.dq[k]) if not result.skipped
+                      else np.asarray(items[k].dq[...]))
+                write_product(src, stage(outputs[k]), dq, status=result.status,
+                              storage_options=storage_options)
+            if save_intermediate_results and not result.skipped:
+                _stage_intermediates(result, mode, paths, items, outdir, root, stage)
         publish(staged, finals, storage_options=storage_options)
     if not result.skipped:
-        for row, out in zip(result.stats, outputs, strict=True):
+        for row, out in zip(_rows_per_file(result, mode, paths), outputs, strict=True):
             echo(f"{row['name']}: {row['n_flagged']} pixels flagged ({row['percent']:.4f}%) "
                  f"-> {os.path.basename(out)}")
     if save_intermediate_results and not result.skipped:
         echo(f"Intermediate arrays also in the Zarr store {store_location(result.store)}")
     echo(f"Done in {elapsed:.1f} s: {len(outputs)} product(s) in {outdir}")
     return {"outputs": outputs, "result": result, "seconds": elapsed}
+
+
+def _rows_per_file(result: Any, mode: str, paths: list[str]) -> list[dict[str, Any]]:
+    """Per input file: flagged pixels (spec mode sums a file's slits)."""
+    rows = result.stats
+    if mode != "spec":
+        return rows
+    out = []
+    for path in paths:
+        mine = [(row, exp) for row, exp in zip(rows, result.exposures, strict=True)
+                if exp.meta.get("path") == path]
+        n = sum(row["n_flagged"] for row, _ in mine)
+        size = sum(int(np.prod(exp.shape)) for _, exp in mine)
+        out.append({"name": f"{os.path.basename(path)} ({len(mine)} slit(s))", "n_flagged": n,
+                    "percent": 100.0 * n / size if size else 0.0})
+    return out
 
 
 def _size(path: str, storage_options: Any) -> int:

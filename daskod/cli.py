@@ -65,7 +65,8 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser(
         "run", help="JWST association or *_cal.fits files in, *_crf.fits out",
         description="Outlier detection on JWST level-2 products (an association JSON, or "
-                    "*_cal.fits / *_calints.fits files). Writes one *_crf.fits (imaging, IFU) or "
+                    "*_cal.fits / *_calints.fits files). Writes one *_crf.fits (imaging, IFU, "
+                    "slit spectroscopy: every slit of a file in one product) or "
                     "*_crfints.fits (time series, coronagraphy) per science input into OUTDIR; "
                     "inputs are never modified. Parameters keep the reference step's names "
                     "and defaults.")
@@ -74,7 +75,7 @@ def _parser() -> argparse.ArgumentParser:
                           "URLs such as s3://bucket/asn.json)")
     run.add_argument("-o", "--output-dir", required=True,
                      help="folder (or URL, e.g. s3://bucket/out) for the products")
-    run.add_argument("--mode", choices=["imaging", "tso", "coron", "ifu"], default=None,
+    run.add_argument("--mode", choices=["imaging", "tso", "coron", "ifu", "spec"], default=None,
                      help="default: guessed from the exposure type, as the reference does")
     ref = run.add_argument_group("reference parameters")
     ref.add_argument("--weight-type", choices=["ivm", "exptime"], default="ivm")
