@@ -266,8 +266,9 @@ def _guess_mode(exposures: Any, mode: str | None) -> str:
         else:
             from daskod.modes.spec import looks_like_spec
 
-            mode = ("ifu" if looks_like_ifu(exposures)
-                    else "spec" if looks_like_spec(exposures) else "imaging")
+            # The exposure type first: slit WCSs have three world axes too.
+            mode = ("spec" if looks_like_spec(exposures)
+                    else "ifu" if looks_like_ifu(exposures) else "imaging")
     if mode not in MODES:
         msg = f"mode must be one of {MODES} (or None to guess), got {mode!r}."
         raise ValueError(msg)
