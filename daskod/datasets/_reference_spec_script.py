@@ -3,6 +3,10 @@
 A stand-alone script for an interpreter that has ``jwst`` (it never imports daskod)::
 
     python _reference_spec_script.py ASN.json OUTDIR '{"resample_data": true}'
+    python _reference_spec_script.py ASN.json OUTDIR '{"runs": {"a": {}, "b": {...}}}'
+
+The second form runs the step once per named parameter set, into ``OUTDIR/<name>`` (one
+interpreter start and one ``import jwst`` for all of them).
 
 - ``MultiSlitModel`` inputs (NIRSpec fixed slit / MOS) are split per source with
   ``jwst.exp_to_source.multislit_to_container`` (slits keyed by ``source_name`` when set,
@@ -130,4 +134,9 @@ def main(asn_path, outdir, params):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2], json.loads(sys.argv[3]) if len(sys.argv) > 3 else {})
+    _params = json.loads(sys.argv[3]) if len(sys.argv) > 3 else {}
+    if isinstance(_params.get("runs"), dict):
+        for _name, _one in _params["runs"].items():
+            main(sys.argv[1], os.path.join(sys.argv[2], _name), _one)
+    else:
+        main(sys.argv[1], sys.argv[2], _params)

@@ -154,6 +154,7 @@ def write_spec_cal_files(simulation: Any, folder: str | os.PathLike, *,
 
 def run_reference_spec(asn: str | os.PathLike, outdir: str | os.PathLike, *,
                        python: str | None = None, timeout: float = 1800,
+                       runs: dict[str, dict[str, Any]] | None = None,
                        **params: Any) -> subprocess.CompletedProcess:
     """Run the reference pipeline's spectroscopic outlier detection on an association.
 
@@ -164,6 +165,8 @@ def run_reference_spec(asn: str | os.PathLike, outdir: str | os.PathLike, *,
     intermediates of source ``<key>`` under ``outdir/<key>/`` and reassembles one
     ``*_crf.fits`` per input file in ``outdir``. ``params`` are step parameters
     (``resample_data=False``, ``snr="5 4"``, ...); ``save_intermediate_results`` is on.
+    ``runs`` (``{name: params}``) instead runs the step once per parameter set in the same
+    interpreter, each into ``outdir/<name>``.
 
     Returns
     -------
@@ -184,6 +187,8 @@ def run_reference_spec(asn: str | os.PathLike, outdir: str | os.PathLike, *,
     env.update({"STPIPE_DISABLE_CRDS_STEPPARS": "True", "CRDS_PATH": crds,
                 "CRDS_SERVER_URL": "https://127.0.0.1:9", "CRDS_OBSERVATORY": "jwst"})
     env.pop("PYTHONPATH", None)
+    if runs is not None:
+        params = {"runs": runs}
     cmd = [python, os.fspath(REFERENCE_SPEC_SCRIPT), os.fspath(asn), os.fspath(outdir),
            json.dumps(params)]
     try:
