@@ -13,7 +13,8 @@ interpreter start and one ``import jwst`` for all of them).
   else ``source_id``; each slit's metadata merged from its exposure), exactly as calwebb_spec3
   does; other inputs (MIRI LRS ``ImageModel``) form one container.
 - Each source's container runs through ``OutlierDetectionStep`` with ``mode = "spec"`` (set on
-  the step as the pipeline sets it) and ``save_intermediate_results``; the intermediates of
+  the step as the pipeline sets it) and ``save_intermediate_results`` (unless the parameters
+  say ``"save_intermediate_results": false``, as a benchmark does); the intermediates of
   source ``<key>`` go to ``OUTDIR/<key>/`` (the reference names the median after the first
   input only, so sources would overwrite each other's in one folder).
 - The results are reassembled per input file: ``OUTDIR/<stem>_crf.fits`` is the input product
@@ -56,7 +57,7 @@ def _run_source(step_cls, container, outdir, params, log):
     os.makedirs(outdir, exist_ok=True)
     step = step_cls(**params)
     step.mode = "spec"
-    step.save_intermediate_results = True
+    step.save_intermediate_results = params.get("save_intermediate_results", True)
     step.output_dir = outdir
     start = len(log.lines)
     result = step.run(container)

@@ -66,19 +66,47 @@ def detached_wcs(wcs: Any) -> Any:
     """A copy of a WCS read from a product that no longer needs the product to be open.
 
     A WCS with lookup tables (spectral WCSs: ``Tabular1D`` wavelength solutions) holds them
-    as lazy ASDF arrays that fail once the datamodel is closed (``OSError: Attempt to read
-    block data from missing block``) and cannot travel to workers. The WCS is written to an
-    in-memory ASDF file while the product is open and read back with every array loaded.
+    as lazy ASDF arrays, which hold a weak reference to the open file: they fail once the
+    datamodel is closed (``OSError: Attempt to read block data from missing block``) and
+    cannot be pickled to workers. The WCS is pickled in memory with every lazy array
+    replaced by a loaded copy, and unpickled (~5 ms a slit; an in-memory ASDF round trip took
+    ~130 ms, which for a few hundred MOS slits was most of a run).
     """
     import io
+    import pickle
 
-    import asdf
+    from asdf.tags.core import NDArrayType
+
+    class _Loading(pickle.Pickler):
+        def reducer_override(self, obj: Any) -> Any:
+            if isinstance(obj, NDArrayType):
+                return np.array, (np.asarray(obj),)
+            return NotImplemented
 
     buffer = io.BytesIO()
-    asdf.AsdfFile({"wcs": wcs}).write_to(buffer)
-    buffer.seek(0)
-    with asdf.open(buffer, lazy_load=False, memmap=False) as af:
-        return af.tree["wcs"]
+    _Loading(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(wcs)
+    return pickle.loads(buffer.getvalue())
+
+
+def _fits_index(path: str, storage_options: dict[str, Any] | None
+                ) -> dict[tuple[str, int], FitsArray]:
+    """A lazy :class:`FitsArray` for every image extension of the arrays spec mode reads,
+    by ``(EXTNAME, EXTVER)``; the file is opened once (not once per slit: a MOS file has a
+    hundred slits of six extensions each)."""
+    wanted = set(_EXTENSIONS.values())
+    out = {}
+    with open_fits(path, storage_options, memmap=True, lazy_load_hdus=True,
+                   do_not_scale_image_data=True) as hdul:
+        for hdu in hdul:
+            if hdu.name not in wanted:
+                continue
+            header = hdu.header
+            shape = tuple(int(header[f"NAXIS{i}"]) for i in range(header["NAXIS"], 0, -1))
+            key = (hdu.name, int(hdu.ver))
+            layout = image_layout(hdul, key) if is_url(path) else None
+            out[key] = FitsArray(path, key, shape, _dtype(header),
+                                 storage_options=storage_options, layout=layout)
+    return out
 
 
 def _asn_id(member: Member, storage_options: dict[str, Any] | None) -> str | None:
@@ -103,21 +131,9 @@ def _asn_id(member: Member, storage_options: dict[str, Any] | None) -> str | Non
     return None if value is None else str(value)
 
 
-def _lazy_arrays(path: str, extver: int,
-                 storage_options: dict[str, Any] | None) -> dict[str, FitsArray]:
-    arrays = {}
-    with open_fits(path, storage_options, memmap=True, lazy_load_hdus=True,
-                   do_not_scale_image_data=True) as hdul:
-        present = {(h.name, h.ver) for h in hdul}
-        for key, ext in _EXTENSIONS.items():
-            if (ext, extver) not in present:
-                continue
-            header = hdul[(ext, extver)].header
-            shape = tuple(int(header[f"NAXIS{i}"]) for i in range(header["NAXIS"], 0, -1))
-            layout = image_layout(hdul, (ext, extver)) if is_url(path) else None
-            arrays[key] = FitsArray(path, (ext, extver), shape, _dtype(header),
-                                    storage_options=storage_options, layout=layout)
-    return arrays
+def _lazy_arrays(index: dict[tuple[str, int], FitsArray], extver: int) -> dict[str, FitsArray]:
+    return {key: index[(ext, extver)] for key, ext in _EXTENSIONS.items()
+            if (ext, extver) in index}
 
 
 def _common(meta: Any, member: Member) -> dict[str, Any]:
@@ -138,6 +154,7 @@ def _slit_exposures(model: Any, member: Member, storage_options: dict[str, Any] 
     file_type = str(model.meta.exposure.type or "")
     common = _common(model.meta, member)
     asn_id = _asn_id(member, storage_options)
+    index = _fits_index(member.path, storage_options)
     for k, slit in enumerate(model.slits):
         name = str(slit.name)
         wcs = getattr(slit.meta, "wcs", None)
@@ -155,7 +172,7 @@ def _slit_exposures(model: Any, member: Member, storage_options: dict[str, Any] 
                 "bunit_data": _get(slit, "meta", "bunit_data"), "asn_id": asn_id}
         for key in ("xstart", "ystart", "xsize", "ysize"):
             meta[key] = getattr(slit, key, None)
-        arrays = _lazy_arrays(member.path, k + 1, storage_options)
+        arrays = _lazy_arrays(index, k + 1)
         out.append(Exposure(**arrays, wcs=detached_wcs(wcs), name=f"{root}_{name.lower()}",
                             meta=meta,
                             **common))
@@ -174,7 +191,7 @@ def _image_exposure(model: Any, member: Member, storage_options: dict[str, Any] 
             "dispersion_direction": getattr(model.meta.wcsinfo, "dispersion_direction", None),
             "bunit_data": getattr(model.meta, "bunit_data", None),
             "asn_id": _asn_id(member, storage_options)}
-    arrays = _lazy_arrays(member.path, 1, storage_options)
+    arrays = _lazy_arrays(_fits_index(member.path, storage_options), 1)
     return Exposure(**arrays, wcs=detached_wcs(wcs), name=_stem(member.path), meta=meta,
                     **_common(model.meta, member))
 
@@ -263,6 +280,17 @@ def spec_intermediate_name(exp: Exposure, suffix: str, *, asn_id: str | None = N
     return f"{exp.name}_{suffix}.fits"
 
 
+def _writeable(target: Any, name: str, shape: tuple[int, ...], dtype: Any = None
+               ) -> np.ndarray | None:
+    """``target.<name>`` when it can be changed in place (a writeable array of ``shape``,
+    and of ``dtype`` if given), else None."""
+    current = getattr(target, name)
+    if (isinstance(current, np.ndarray) and current.flags.writeable
+            and current.shape == shape and (dtype is None or current.dtype == dtype)):
+        return current
+    return None
+
+
 def write_spec_product(src: str, dst: str, dqs: dict[Any, np.ndarray], *,
                        status: str = "COMPLETE",
                        storage_options: dict[str, Any] | None = None) -> None:
@@ -287,13 +315,23 @@ def write_spec_product(src: str, dst: str, dqs: dict[Any, np.ndarray], *,
                        f"result {new_dq.shape}.")
                 raise InputError(msg)
             bad = (new_dq & DO_NOT_USE) != 0
-            target.dq = new_dq
+            # In place where the arrays are ours (read into memory): an assignment validates
+            # the model's schema each time (~30 ms, hundreds of times for a MOS file).
+            dq = _writeable(target, "dq", new_dq.shape, new_dq.dtype)
+            if dq is not None:
+                dq[...] = new_dq
+            else:
+                target.dq = new_dq
             for name in _FLOAT_ARRAYS:
-                if target.hasattr(name):
+                if not target.hasattr(name) or np.shape(getattr(target, name)) != bad.shape:
+                    continue
+                arr = _writeable(target, name, bad.shape)
+                if arr is not None:
+                    arr[bad] = np.nan
+                else:
                     arr = np.array(getattr(target, name))
-                    if arr.shape == bad.shape:
-                        arr[bad] = np.nan
-                        setattr(target, name, arr)
+                    arr[bad] = np.nan
+                    setattr(target, name, arr)
         model.meta.cal_step.outlier_detection = status
         model.meta.filename = os.path.basename(dst)
         _replace_atomically(model, dst, storage_options)
