@@ -92,7 +92,12 @@ def _fits_index(path: str, storage_options: dict[str, Any] | None
                 ) -> dict[tuple[str, int], FitsArray]:
     """A lazy :class:`FitsArray` for every image extension of the arrays spec mode reads,
     by ``(EXTNAME, EXTVER)``; the file is opened once (not once per slit: a MOS file has a
-    hundred slits of six extensions each)."""
+    hundred slits of six extensions each).
+
+    Each array records where its pixels start in the file, so a read is one seek and one
+    read, local or remote: opening the file with astropy for each read would parse every
+    header before the slit's (measured: 90 of 120 s of a 57-slit run).
+    """
     wanted = set(_EXTENSIONS.values())
     out = {}
     with open_fits(path, storage_options, memmap=True, lazy_load_hdus=True,
@@ -103,7 +108,7 @@ def _fits_index(path: str, storage_options: dict[str, Any] | None
             header = hdu.header
             shape = tuple(int(header[f"NAXIS{i}"]) for i in range(header["NAXIS"], 0, -1))
             key = (hdu.name, int(hdu.ver))
-            layout = image_layout(hdul, key) if is_url(path) else None
+            layout = image_layout(hdul, key)
             out[key] = FitsArray(path, key, shape, _dtype(header),
                                  storage_options=storage_options, layout=layout)
     return out
