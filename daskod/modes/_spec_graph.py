@@ -312,12 +312,9 @@ def padded_bytes(plan: Any) -> int:
     total = len(items) * ny * nx * per_input
     active = plan.active
     if active:
-        if plan.params.resample_data:
-            fy = max(s.frame.shape[0] for s in active)
-            fx = max(s.frame.shape[1] for s in active)
-            units = max(len(s.groups) for s in active)
-        else:
-            fy, fx = ny, nx
-            units = max(len(s.members) for s in active)
-        total += len(plan.sources) * fy * fx * (8 + 12 * units * plan.params.resample_data)
+        frame = max(plan.source_pixels(s) for s in active) if plan.params.resample_data \
+            else ny * nx
+        units = max(len(s.groups) if plan.params.resample_data else len(s.members)
+                    for s in active)
+        total += len(plan.sources) * frame * (8 + 12 * units * plan.params.resample_data)
     return int(total + 8 * len(items) * math.ceil(ny / 64) * math.ceil(nx / 64))
