@@ -28,7 +28,8 @@ import numpy as np
 from daskod._exceptions import InputError, WCSError
 from daskod.exposure import Exposure
 from daskod.flag._dq import DO_NOT_USE
-from daskod.io._fits_url import image_layout, open_fits, open_model
+from daskod.io._fits_url import _RAW as RAW_DTYPES
+from daskod.io._fits_url import open_fits, open_model
 from daskod.io._jwst import SPEC_EXP_TYPES, FitsArray, Member, _check_fits, _dtype, _group_id
 from daskod.io._location import is_url
 
@@ -108,10 +109,22 @@ def _fits_index(path: str, storage_options: dict[str, Any] | None
             header = hdu.header
             shape = tuple(int(header[f"NAXIS{i}"]) for i in range(header["NAXIS"], 0, -1))
             key = (hdu.name, int(hdu.ver))
-            layout = image_layout(hdul, key)
             out[key] = FitsArray(path, key, shape, _dtype(header),
-                                 storage_options=storage_options, layout=layout)
+                                 storage_options=storage_options, layout=_layout(hdu))
     return out
+
+
+def _layout(hdu: Any) -> dict[str, Any] | None:
+    """:func:`~daskod.io._fits_url.image_layout` of one HDU, from the HDU itself (the
+    HDUList's ``fileinfo(index)`` checks every HDU of the file on each call: quadratic in
+    slits per file)."""
+    header = hdu.header
+    info = hdu.fileinfo()
+    if not info or header.get("XTENSION", "IMAGE") != "IMAGE" or "ZIMAGE" in header \
+            or "BLANK" in header or int(header["BITPIX"]) not in RAW_DTYPES:
+        return None
+    return {"offset": int(info["datLoc"]), "bitpix": int(header["BITPIX"]),
+            "bzero": header.get("BZERO", 0), "bscale": header.get("BSCALE", 1)}
 
 
 def _asn_id(member: Member, storage_options: dict[str, Any] | None) -> str | None:
