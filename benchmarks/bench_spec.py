@@ -4,6 +4,7 @@ calwebb_spec3 runs it), each in a fresh process, in the same run.
     python benchmarks/bench_spec.py                                  # 3 nods x 2 det x 100 slits
     python benchmarks/bench_spec.py --slits 20 --columns 1024        # a quicker look
     python benchmarks/bench_spec.py --reference /path/to/jwst-env/bin/python --repeat 3
+    python benchmarks/bench_spec.py --inputs /data/mos/spec3_asn.json   # existing products
 
 A NIRSpec-like MOS exposure set (``daskod.datasets.make_nirspec_slits``: nods x detectors
 ``MultiSlitModel`` files of ``--slits`` slitlets, each one source, ``--columns`` long) is
@@ -113,6 +114,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--reference", default=os.environ.get("DASKOD_REFERENCE_PYTHON"),
                         help="python of an environment with jwst 3.0.0")
+    parser.add_argument("--inputs", default=None,
+                        help="an existing spec3 association to use instead of simulating")
     parser.add_argument("--tmp", default=None, help="folder for inputs and outputs")
     parser.add_argument("--keep", action="store_true", help="keep the files")
     args = parser.parse_args()
@@ -122,7 +125,13 @@ def main() -> None:
 
     root = tempfile.mkdtemp(prefix="bench-spec-", dir=args.tmp)
     try:
-        files = simulate(args, os.path.join(root, "in"))
+        if args.inputs:
+            from daskod.io._jwst import gather_members
+
+            files = {"asn": args.inputs,
+                     "files": [m.path for m in gather_members(args.inputs)]}
+        else:
+            files = simulate(args, os.path.join(root, "in"))
         env = {**os.environ, "PYTHONPATH": REPO}
         walls: dict[str, list[float]] = {"daskod": [], "reference": []}
         peaks: dict[str, list[int]] = {"daskod": [], "reference": []}

@@ -119,7 +119,14 @@ def main(asn_path, outdir, params):
                 continue
             for name in _ARRAYS:
                 if done.hasattr(name) and target.hasattr(name):
-                    setattr(target, name, np.array(getattr(done, name)))
+                    # In place: an assignment validates the whole model's schema each time
+                    # (hundreds of times for a MOS file), which is not the step's cost.
+                    current = getattr(target, name)
+                    value = np.asarray(getattr(done, name))
+                    if current.flags.writeable and current.shape == value.shape:
+                        current[...] = value
+                    else:
+                        setattr(target, name, np.array(value))
             statuses.add(done.meta.cal_step.outlier_detection)
         status = "COMPLETE" if statuses == {"COMPLETE"} else ",".join(sorted(
             s for s in statuses if s))
