@@ -120,7 +120,7 @@ def run_files(inputs: list[str], outdir: str, *, params: dict[str, Any],
 
             write_spec_outputs(result, items, paths, outputs, stage, outdir=outdir,
                                save_intermediate=save_intermediate_results,
-                               storage_options=storage_options)
+                               memory_limit=memory_limit, storage_options=storage_options)
         else:
             for k, src in enumerate(paths):
                 dq = (np.asarray(result.dq[k]) if not result.skipped
