@@ -289,12 +289,33 @@ def _dtype(header: Any) -> np.dtype:
     return np.dtype(signed)
 
 
+def _return_freed_memory() -> None:
+    """Give the C heap's free pages back to the system (glibc's ``malloc_trim``; nothing
+    elsewhere). Opening a few hundred slits with stdatamodels leaves ~300 MiB of freed but
+    fragmented heap in this process (measured: 521 -> 236 MiB RSS after two 100-slit MOS
+    files), which the memory budget would otherwise count as used."""
+    import ctypes
+    import ctypes.util
+    import gc
+
+    gc.collect()
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name) if name else None
+        trim = getattr(libc, "malloc_trim", None)
+    except OSError:
+        trim = None
+    if trim is not None:
+        trim(0)
+
+
 def _read_spec(members: list[Member], storage_options: dict[str, Any] | None
                ) -> tuple[list[Any], list[dict[str, Any]], str]:
     """Slit spectroscopy members: one Exposure per slit (or MIRI LRS image), in file order."""
     from daskod.io._jwst_spec import read_spec_members
 
     files = read_spec_members(members, storage_options=storage_options)
+    _return_freed_memory()
     items = [exp for slits in files for exp in slits]
     info = [{"path": m.path, "model_type": slits[0].meta.get("model_type") if slits else None,
              "exp_type": slits[0].meta.get("exp_type") if slits else None}
