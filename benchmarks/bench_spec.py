@@ -114,12 +114,14 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--reference", default=os.environ.get("DASKOD_REFERENCE_PYTHON"),
                         help="python of an environment with jwst 3.0.0")
+    parser.add_argument("--daskod-only", action="store_true",
+                        help="measure daskod alone (e.g. its peak at two sizes)")
     parser.add_argument("--inputs", default=None,
                         help="an existing spec3 association to use instead of simulating")
     parser.add_argument("--tmp", default=None, help="folder for inputs and outputs")
     parser.add_argument("--keep", action="store_true", help="keep the files")
     args = parser.parse_args()
-    if not args.reference:
+    if not args.reference and not args.daskod_only:
         parser.error("give --reference or set DASKOD_REFERENCE_PYTHON")
     from daskod.datasets._spec_files import reference_spec_command
 
@@ -137,6 +139,8 @@ def main() -> None:
         peaks: dict[str, list[int]] = {"daskod": [], "reference": []}
         for r in range(args.repeat):
             order = ("daskod", "reference") if r % 2 == 0 else ("reference", "daskod")
+            if args.daskod_only:
+                order = ("daskod",)
             for tool in order:
                 out = os.path.join(root, f"{tool}{r}")
                 if tool == "daskod":
@@ -157,6 +161,11 @@ def main() -> None:
                 peaks[tool].append(peak)
                 print(f"run {r + 1} {tool:9s} wall {wall:8.1f} s   peak RSS (tree) "
                       f"{fmt_mib(peak)}", flush=True)
+        if args.daskod_only:
+            print(f"\ndaskod alone, median of {args.repeat}: wall "
+                  f"{statistics.median(walls['daskod']):.1f} s, peak RSS (tree) "
+                  f"{fmt_mib(statistics.median(peaks['daskod']))}")
+            return
         cmp = compare(files["files"], os.path.join(root, "daskod0"),
                       os.path.join(root, "reference0"))
         wall = {t: statistics.median(v) for t, v in walls.items()}

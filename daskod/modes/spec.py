@@ -12,7 +12,8 @@ group's weights on one source's frame, for its threshold), and how many tasks ru
 the budget's, whatever the number of sources, slits or exposures. The pixel maps (exact, 16
 bytes per input pixel, as the reference's) are a stored phase too, never held in memory.
 
-Phases of a source with resampling (:mod:`daskod.spec._tasks`): ``pixmap`` (input tile) ->
+The sources' frames are built first, on the run's workers (:meth:`SpecPlan.build`). Phases
+of a source with resampling (:mod:`daskod.spec._tasks`): ``pixmap`` (band of input rows) ->
 ``drizzle`` (group, output tile; data, weight and error) -> ``threshold`` (group) ->
 ``median`` (median tile; median and median_err) -> ``flag`` (input tile); without
 resampling ``threshold`` (input) -> ``median`` (detector tile) -> ``flag``. A source with
@@ -42,7 +43,6 @@ from daskod.modes._params import ImagingParams
 __all__ = ["SPEC_EXP_TYPES", "SpecPlan", "SpecSource", "looks_like_spec", "source_key"]
 
 log = logging.getLogger(__name__)
-
 
 
 def looks_like_spec(exposures: Any) -> bool:
@@ -95,6 +95,12 @@ class SpecSource:
         return "SKIPPED" if self.skipped else "COMPLETE"
 
 
+def _from_file(exp: Exposure) -> bool:
+    """An input read from a JWST product (its WCS came from the same file)."""
+    return bool(isinstance(exp.meta, dict) and exp.meta.get("path")
+                and isinstance(getattr(exp.sci, "path", None), str))
+
+
 def _frame_job(job: tuple[list[Exposure], int]) -> SpecFrame:
     from daskod.spec._frame import build_spec_frame
 
@@ -129,6 +135,7 @@ class SpecPlan:
     def __init__(self, exposures: Any, params: ImagingParams, *, max_output_pixels: int,
                  save_intermediate: bool = False) -> None:
         self.max_output_pixels = int(max_output_pixels)
+        self._inputs: tuple[bool, dict[str, str]] | None = None
         self.params = params
         self.save = bool(save_intermediate)
         self.verify_inputs = False
@@ -222,16 +229,24 @@ class SpecPlan:
         return budget
 
     def fingerprints(self) -> tuple[dict[str, str], dict[str, Any]]:
-        resample = self.params.resample_data
-        inputs = {e.name: container_token(
-            e, e.group_id, e.shape, e.exposure_time, e.background_level,
-            e.background_subtracted, e.instrument, source_key(e),
-            {k: str(v) for k, v in e.meta.items() if k in ("exp_type", "dispersion_direction")},
-            wcs_token(e.wcs, e.shape) if resample else None, content=self.verify_inputs)
-            for e in self.items}
+        """Identity of every input (computed once: hundreds of slits) and the parameters.
+
+        The WCS of an input read from a file is the file's (its path, size and modification
+        time are in the token); one given from Python is identified by what it does
+        (:func:`~daskod.engine._fingerprint.wcs_token`, ~10 ms each)."""
+        if self._inputs is None or self._inputs[0] != self.verify_inputs:
+            resample = self.params.resample_data
+            tokens = {e.name: container_token(
+                e, e.group_id, e.shape, e.exposure_time, e.background_level,
+                e.background_subtracted, e.instrument, source_key(e),
+                {k: str(v) for k, v in e.meta.items()
+                 if k in ("exp_type", "dispersion_direction")},
+                wcs_token(e.wcs, e.shape) if resample and not _from_file(e) else None,
+                content=self.verify_inputs) for e in self.items}
+            self._inputs = (self.verify_inputs, tokens)
         params = {k: v for k, v in asdict(self.params).items()
                   if k not in ("pixmap_stepsize", "pixmap_order")}
-        return inputs, {"mode": "spec", **params}
+        return dict(self._inputs[1]), {"mode": "spec", **params}
 
     def store_bytes(self, sched: Any) -> int:
         from daskod.modes._spec_graph import padded_bytes
