@@ -57,7 +57,12 @@ def run_files(inputs: list[str], outdir: str, *, params: dict[str, Any],
 
     log.info("Versions: %s", _versions())
     members = gather_members(inputs, storage_options=storage_options)
-    items, _info, found = read_members(members, storage_options=storage_options)
+    from daskod.io._spec_products import file_processes
+
+    # Slit spectroscopy files (hundreds of slits each) are opened by several processes.
+    items, _info, found = read_members(members, storage_options=storage_options,
+                                       workers=file_processes([m.path for m in members],
+                                                              memory_limit, storage_options))
     mode = params.pop("mode", None) or found
     if (mode == "spec") != (found == "spec"):
         msg = (f"--mode {mode} does not fit these inputs (their exposure type says {found}); "

@@ -309,12 +309,12 @@ def _return_freed_memory() -> None:
         trim(0)
 
 
-def _read_spec(members: list[Member], storage_options: dict[str, Any] | None
+def _read_spec(members: list[Member], storage_options: dict[str, Any] | None, workers: int
                ) -> tuple[list[Any], list[dict[str, Any]], str]:
     """Slit spectroscopy members: one Exposure per slit (or MIRI LRS image), in file order."""
     from daskod.io._jwst_spec import read_spec_members
 
-    files = read_spec_members(members, storage_options=storage_options)
+    files = read_spec_members(members, storage_options=storage_options, workers=workers)
     _return_freed_memory()
     items = [exp for slits in files for exp in slits]
     info = [{"path": m.path, "model_type": slits[0].meta.get("model_type") if slits else None,
@@ -324,11 +324,13 @@ def _read_spec(members: list[Member], storage_options: dict[str, Any] | None
     return items, info, "spec"
 
 
-def read_members(members: list[Member], *, storage_options: dict[str, Any] | None = None
-                 ) -> tuple[list[Any], list[dict[str, Any]], str]:
+def read_members(members: list[Member], *, storage_options: dict[str, Any] | None = None,
+                 workers: int = 1) -> tuple[list[Any], list[dict[str, Any]], str]:
     """Open every member (metadata and WCS now, pixels memory-mapped) and check them.
 
-    Members given as URLs are read through fsspec with ``storage_options``.
+    Members given as URLs are read through fsspec with ``storage_options``. Slit
+    spectroscopy files are opened by ``workers`` processes at once (other modes read
+    metadata only, one file at a time).
 
     Returns
     -------
@@ -385,7 +387,7 @@ def read_members(members: list[Member], *, storage_options: dict[str, Any] | Non
             detector = getattr(meta.instrument, "detector", None)
             instrument = getattr(meta.instrument, "name", None)
         if this_mode == "spec":  # the first member: every member is read as slits
-            return _read_spec(members, storage_options)
+            return _read_spec(members, storage_options, workers)
         arrays = _fits_arrays(m.path, storage_options)
         name = os.path.basename(m.path)
         if this_mode == "ifu":

@@ -27,7 +27,7 @@ from daskod.io._jwst import require_stdatamodels
 from daskod.io._jwst_spec import spec_intermediate_name, write_spec_product
 from daskod.io._products import join
 
-__all__ = ["write_spec_outputs"]
+__all__ = ["write_spec_outputs", "file_processes"]
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ def write_spec_outputs(result: Any, items: list[Any], paths: list[str], outputs:
     A file's ``cal_step.outlier_detection`` is ``COMPLETE`` when any of its slits belonged
     to a source that ran, else ``SKIPPED`` (the reference records ``FAILED`` per skipped
     source's slits; the DQ is unchanged either way). Files are written by as many worker
-    processes as ``memory_limit`` holds (:func:`writer_processes`): stdatamodels spends ~20 s
+    processes as ``memory_limit`` holds (:func:`file_processes`): stdatamodels spends ~20 s
     of pure Python on a 100-slit ``MultiSlitModel``.
     """
     import zarr
@@ -73,7 +73,7 @@ def write_spec_outputs(result: Any, items: list[Any], paths: list[str], outputs:
             dqs[exp.meta.get("slit_index")] = dq
         jobs.append((src, stage(dst), dqs, "COMPLETE" if done else "SKIPPED",
                      storage_options))
-    n = writer_processes(paths, memory_limit, storage_options)
+    n = file_processes(paths, memory_limit, storage_options)
     if n < 2:
         for job in jobs:
             _write_job(job)
@@ -95,13 +95,18 @@ def _write_job(job: tuple[Any, ...]) -> None:
 
 #: Resident memory of a fresh writer process with stdatamodels imported (measured ~150 MiB).
 WRITER_BASELINE = 192 * 2**20
+#: Files smaller than this together are opened and written in this process (measured: a
+#: worker costs ~3-10 s to start, a 10-slit MOS file ~1 s to open, a 100-slit one ~10 s).
+PARALLEL_FILES_BYTES = 256 * 2**20
 
 
-def writer_processes(paths: list[str], memory_limit: Any,
-                     storage_options: dict[str, Any] | None = None) -> int:
-    """How many processes may write products at once: one per core, at most one per file,
-    each needing about three times its file (the model, its arrays, the FITS being written)
-    on top of a fresh interpreter, within what ``memory_limit`` leaves above this process."""
+def file_processes(paths: list[str], memory_limit: Any,
+                   storage_options: dict[str, Any] | None = None) -> int:
+    """How many processes may open or write products at once: one per core, at most one per
+    file, each needing about three times its file (the model, its arrays, the FITS being
+    written) on top of a fresh interpreter, within what ``memory_limit`` leaves above this
+    process. One process when the files are small (under :data:`PARALLEL_FILES_BYTES`
+    together): a worker takes seconds to start and import stdatamodels."""
     import os
 
     from daskod.engine._budget import default_memory_limit, process_rss
@@ -109,9 +114,12 @@ def writer_processes(paths: list[str], memory_limit: Any,
 
     if len(paths) < 2:
         return 1
+    sizes = [_file_size(p, storage_options) for p in paths]
+    if sum(sizes) < PARALLEL_FILES_BYTES:
+        return 1
     limit = parse_bytes(memory_limit if memory_limit is not None
                         else get_option("memory_limit")) or default_memory_limit()
-    largest = max(_file_size(p, storage_options) for p in paths)
+    largest = max(sizes)
     room = limit - process_rss()
     return int(max(1, min(len(paths), os.cpu_count() or 1,
                           room // (WRITER_BASELINE + 3 * largest))))
