@@ -22,7 +22,7 @@ __all__ = ["detect_outliers", "OutlierDetection", "MODES"]
 
 log = logging.getLogger(__name__)
 
-MODES = ("imaging", "tso", "coron", "ifu")
+MODES = ("imaging", "tso", "coron", "ifu", "spec")
 
 
 def detect_outliers(
@@ -80,11 +80,15 @@ def detect_outliers(
     exposures : list of Exposure, or Cube
         The inputs; never modified unless ``inplace=True``.
     mode : str or None, optional
-        ``"imaging"``, ``"tso"``, ``"coron"`` or ``"ifu"``. None guesses as the reference: a
-        list of exposures is IFU when their ``meta["exp_type"]`` is NRS_IFU or MIR_MRS or
-        their WCS has three world axes, else imaging; a cube is coronagraphic by its
-        ``exp_type``, else a time series when its visit is one (``tso_visit``) or its
-        exposure type is.
+        ``"imaging"``, ``"tso"``, ``"coron"``, ``"ifu"`` or ``"spec"``. None guesses as the
+        reference: a list of exposures is IFU when their ``meta["exp_type"]`` is NRS_IFU or
+        MIR_MRS or their WCS has three world axes, slit spectroscopy (``"spec"``) when it is
+        NRS_FIXEDSLIT, NRS_MSASPEC, MIR_LRS-FIXEDSLIT, NRC_WFSS or NIS_WFSS, else imaging; a
+        cube is coronagraphic by its ``exp_type``, else a time series when its visit is one
+        (``tso_visit``) or its exposure type is. Spec mode runs each source (the inputs'
+        ``meta["source_name"]``, else ``meta["source_id"]``; one source when neither is set)
+        on its own rectified frame, all sources in one graph; per-source medians and
+        ``median_err`` are in ``result.spec``.
     weight_type, pixfrac, kernel, fillval, maskpt, snr, scale, backg, resample_data, good_bits
         The reference step's parameters, same names, meanings and defaults.
     save_intermediate_results : bool, optional
@@ -203,6 +207,17 @@ def detect_outliers(
                        save_intermediate=save_intermediate_results, check_errors=compute)
         resolved = {"mode": mode, **vars(ifu), "snr": snr, "scale": scale, "backg": backg,
                     "maskpt": maskpt, "good_bits": good_bits, **plan.resolved}
+    elif mode == "spec":
+        from daskod.modes.spec import SpecPlan
+
+        if isinstance(exposures, Cube):
+            msg = (f"mode='spec' takes a list of daskod.Exposure (slits or images), got the "
+                   f"cube {exposures.name!r}.")
+            raise TypeError(msg)
+        params = ImagingParams(**imaging_kwargs)
+        plan = SpecPlan(exposures, params, max_output_pixels=get_option("max_output_pixels"),
+                        save_intermediate=save_intermediate_results)
+        resolved = {**imaging_kwargs, "mode": mode}
     else:
         if isinstance(exposures, Cube):
             msg = (f"mode='imaging' takes a list of daskod.Exposure, got the cube "
@@ -229,7 +244,8 @@ def detect_outliers(
                            store=run["store"], timings=run["timings"],
                            groups=extras.get("groups", []), ifu=extras.get("ifu", {}),
                            checkpoints=run["checkpoints"],
-                           pixel_maps=extras.get("pixel_maps", []), work=run["work"])
+                           pixel_maps=extras.get("pixel_maps", []), work=run["work"],
+                           spec=extras.get("spec", {}))
     if compute:
         result.log_stats()
         if run.get("usable") is not None:
@@ -254,7 +270,11 @@ def _guess_mode(exposures: Any, mode: str | None) -> str:
                        "mode='coron'.")
                 raise ValueError(msg)
         else:
-            mode = "ifu" if looks_like_ifu(exposures) else "imaging"
+            from daskod.modes.spec import looks_like_spec
+
+            # The exposure type first: slit WCSs have three world axes too.
+            mode = ("spec" if looks_like_spec(exposures)
+                    else "ifu" if looks_like_ifu(exposures) else "imaging")
     if mode not in MODES:
         msg = f"mode must be one of {MODES} (or None to guess), got {mode!r}."
         raise ValueError(msg)

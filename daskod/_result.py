@@ -44,6 +44,15 @@ class OutlierResult:
         and ``minnorm`` (the minimum neighbour difference and its normalised value; flagged
         pixels are ``minnorm > pct``), plus ``normarr`` and ``diffarr`` when intermediate
         results are kept. Empty for other modes.
+    spec : dict
+        Slit spectroscopy (``mode="spec"``), per source key: ``status`` (``"COMPLETE"`` or
+        ``"SKIPPED"`` for a source with fewer than two inputs), ``inputs`` (names),
+        ``indices`` (positions in ``exposures``), ``groups``, ``median`` and ``median_err``
+        (the rectified frame, or the detector grid without resampling), ``median_wcs``;
+        with ``save_intermediate_results`` also ``drizzled`` (groups x (data, weight, error)
+        x frame, before the weight threshold) and ``blots`` (per input index: the blotted
+        median and median_err). Arrays are numpy in eager in-memory runs, else Dask. Empty
+        for other modes.
     n_flagged : list of int
         Pixels newly flagged as outliers per exposure (lazy Delayed when not computed).
     exposures : list of Exposure
@@ -69,6 +78,7 @@ class OutlierResult:
     median: Any = None
     median_wcs: Any = None
     ifu: dict[str, Any] = field(default_factory=dict)
+    spec: dict[str, Any] = field(default_factory=dict)
     n_flagged: list[Any] = field(default_factory=list)
     store: Any = None
     timings: dict[str, float] = field(default_factory=dict)

@@ -53,6 +53,7 @@ def run_files(inputs: list[str], outdir: str, *, params: dict[str, Any],
     the plan (:func:`daskod._run_plan.describe_plan`) and stops.
     """
     import daskod
+    from daskod._heap import return_freed_memory
     from daskod._run_plan import describe_plan, plan_run, record_products
     from daskod.engine._run import PRODUCT_WRITER
     from daskod.io._location import ensure_free_space, publish, store_location, temp_folder
@@ -61,7 +62,7 @@ def run_files(inputs: list[str], outdir: str, *, params: dict[str, Any],
     log.info("Versions: %s", _versions())
     params = dict(params)
     plan = plan_run(inputs, outdir, params=params, store=store,
-                    storage_options=storage_options,
+                    storage_options=storage_options, memory_limit=memory_limit,
                     save_intermediate_results=save_intermediate_results)
     params.pop("mode", None)
     mode, items, paths, outputs = plan.mode, plan.items, plan.paths, plan.outputs
@@ -118,26 +119,34 @@ def run_files(inputs: list[str], outdir: str, *, params: dict[str, Any],
             total = sum(v["total"] for v in result.checkpoints.values())
             echo(f"Resumed the run in {plan.store}: {reused} of {total} tasks were done "
                  "already")
-        _return_freed_memory()
-        for k, src in enumerate(paths):
-            if k in written:  # written by the run's graph
-                stage(outputs[k])
-                continue
-            # The new DQ is read a block at a time; a skipped step keeps the input's DQ.
-            dq = None if result.skipped else result.dq[k]
-            write_product(src, stage(outputs[k]), dq, status=result.status,
-                          storage_options=storage_options, block_bytes=block_bytes)
-        if save_intermediate_results and not result.skipped:
-            _stage_intermediates(result, mode, paths, items, outdir, plan.members[0].asn_id,
-                                 stage)
+        return_freed_memory()
+        if mode == "spec":  # slits of many sources per file: daskod/io/_spec_products.py
+            from daskod.io._spec_products import write_spec_outputs
+
+            write_spec_outputs(result, items, paths, outputs, stage, outdir=outdir,
+                               save_intermediate=save_intermediate_results,
+                               memory_limit=memory_limit, storage_options=storage_options)
+        else:
+            for k, src in enumerate(paths):
+                if k in written:  # written by the run's graph
+                    stage(outputs[k])
+                    continue
+                # The new DQ is read a block at a time; a skipped step keeps the input's DQ.
+                dq = None if result.skipped else result.dq[k]
+                write_product(src, stage(outputs[k]), dq, status=result.status,
+                              storage_options=storage_options, block_bytes=block_bytes)
+            if save_intermediate_results and not result.skipped:
+                _stage_intermediates(result, mode, paths, items, outdir,
+                                     plan.members[0].asn_id, stage)
         publish(staged, finals, storage_options=storage_options)
+    rows = None if result.skipped else _rows_per_file(result, mode, paths)
     for k, out in enumerate(outputs):
-        name = os.path.basename(paths[k])
-        if result.skipped:
+        if rows is None:
+            name = os.path.basename(paths[k])
             echo(f"{name}: Step skipped, DQ unchanged -> {os.path.basename(out)}")
         else:
-            row = result.stats[k]
-            echo(f"{name}: {row['n_flagged']} pixels flagged ({row['percent']:.4f}%) "
+            row = rows[k]
+            echo(f"{row['name']}: {row['n_flagged']} pixels flagged ({row['percent']:.4f}%) "
                  f"-> {os.path.basename(out)}")
     if save_intermediate_results and not result.skipped:
         echo(f"Intermediate arrays also in the Zarr store {store_location(result.store)}")
@@ -172,23 +181,6 @@ def _undo_on_failure(plan: Any) -> Iterator[None]:
         raise
 
 
-def _return_freed_memory() -> None:
-    """Give the memory the computation freed back to the system before writing (glibc keeps
-    freed blocks in its arenas, where they still count as the process's resident memory;
-    ``malloc_trim`` returns them). Nothing on other C libraries."""
-    import ctypes
-    import sys
-
-    if not sys.platform.startswith("linux"):
-        return
-    try:  # by soname: ctypes.util.find_library would fork a process to look for it
-        trim = getattr(ctypes.CDLL("libc.so.6"), "malloc_trim", None)
-    except OSError:  # not glibc
-        return
-    if trim is not None:
-        trim(0)
-
-
 def _write_block_bytes(memory_limit: Any) -> int:
     """Pixels handled per step while writing products: 1/64 of the memory budget, between
     2 and 16 MiB (the writer holds a few such blocks)."""
@@ -199,6 +191,22 @@ def _write_block_bytes(memory_limit: Any) -> int:
     if limit is None:
         return DEFAULT_BLOCK_BYTES
     return int(min(DEFAULT_BLOCK_BYTES, max(2 * 2**20, parse_bytes(limit) // 64)))
+
+
+def _rows_per_file(result: Any, mode: str, paths: list[str]) -> list[dict[str, Any]]:
+    """Per input file: its name and flagged pixels (spec mode sums a file's slits)."""
+    rows = result.stats
+    if mode != "spec":
+        return [dict(row, name=os.path.basename(p)) for row, p in zip(rows, paths, strict=True)]
+    out = []
+    for path in paths:
+        mine = [(row, exp) for row, exp in zip(rows, result.exposures, strict=True)
+                if exp.meta.get("path") == path]
+        n = sum(row["n_flagged"] for row, _ in mine)
+        size = sum(int(np.prod(exp.shape)) for _, exp in mine)
+        out.append({"name": f"{os.path.basename(path)} ({len(mine)} slit(s))", "n_flagged": n,
+                    "percent": 100.0 * n / size if size else 0.0})
+    return out
 
 
 def _size(path: str, storage_options: Any) -> int:

@@ -24,6 +24,8 @@ log = logging.getLogger("daskod.run")
 
 #: Root attribute of a kept working store: the products its runs wrote.
 PRODUCTS_KEY = "daskod_products"
+#: Modes that write one product per input file (the others take one cube).
+PER_INPUT_MODES = ("imaging", "ifu", "spec")
 
 
 @dataclass
@@ -51,7 +53,7 @@ class RunPlan:
     @property
     def target(self) -> Any:
         """What :func:`daskod.detect_outliers` takes: the exposures, or the one cube."""
-        return self.items if self.mode in ("imaging", "ifu") else self.items[0]
+        return self.items if self.mode in PER_INPUT_MODES else self.items[0]
 
     def refuse_existing(self, *, overwrite: bool) -> None:
         """Raise :class:`ProductExistsError` for existing products this run may not replace."""
@@ -90,9 +92,12 @@ def _check_folder(outdir: str, storage_options: dict[str, Any] | None) -> None:
 
 def _extras(items: list[Any], mode: str, paths: list[str], outdir: str, root: str,
             params: dict[str, Any]) -> list[str]:
-    """The intermediate products ``save_intermediate_results`` adds (names known now)."""
+    """The intermediate products ``save_intermediate_results`` adds (names known now; spec
+    mode's per-slit names are known only once its sources are grouped: not listed)."""
     from daskod.io._products import join, stem_of
 
+    if mode == "spec":
+        return []
     out = [join(outdir, f"{root}_median.fits")] if not (
         mode == "ifu" and params.get("ifu_method", "difference") == "difference") else []
     if mode == "imaging" and params.get("resample_data", True):
@@ -155,8 +160,8 @@ def record_products(root: Any, outputs: list[str]) -> None:
 
 
 def plan_run(inputs: list[str], outdir: str, *, params: dict[str, Any], store: str | None,
-             storage_options: dict[str, Any] | None, save_intermediate_results: bool
-             ) -> RunPlan:
+             storage_options: dict[str, Any] | None, save_intermediate_results: bool,
+             memory_limit: Any = None) -> RunPlan:
     """Check a run of ``daskod run`` and return its plan; reads no pixel.
 
     Raises
@@ -177,12 +182,18 @@ def plan_run(inputs: list[str], outdir: str, *, params: dict[str, Any], store: s
     if save_intermediate_results:
         check_name(root, "The association's product name")
     _check_folder(outdir, storage_options)
-    items, _info, mode = read_members(members, storage_options=storage_options)
-    mode = params.get("mode") or mode
-    if mode not in ("imaging", "ifu") and len(items) != 1:
+    items, _info, found = read_members(members, storage_options=storage_options,
+                                       memory_limit=memory_limit)
+    mode = params.get("mode") or found
+    if (mode == "spec") != (found == "spec"):
+        msg = (f"--mode {mode} does not fit these inputs (their exposure type says {found}); "
+               "slit spectroscopy products and the other modes' products are read "
+               "differently: leave --mode out or give the right one.")
+        raise ValueError(msg)
+    if mode not in PER_INPUT_MODES and len(items) != 1:
         msg = f"mode {mode!r} processes one cube per run; got {len(items)} inputs."
         raise ValueError(msg)
-    outputs = plan_outputs(paths, outdir, "crf" if mode in ("imaging", "ifu") else "crfints")
+    outputs = plan_outputs(paths, outdir, "crf" if mode in PER_INPUT_MODES else "crfints")
     extras = (_extras(items, mode, paths, outdir, root, params)
               if save_intermediate_results else [])
     derived = store is None and save_intermediate_results
@@ -212,7 +223,11 @@ def describe_plan(plan: RunPlan, *, memory_limit: Any, scheduler: Any, tile_size
 
     items, mode = plan.items, plan.mode
     lines = []
-    if mode in ("imaging", "ifu"):
+    if mode == "spec":
+        sources = {e.meta.get("source_name") or e.meta.get("source_id") for e in items}
+        lines.append(f"Plan: {len(items)} slit(s) in {len(plan.paths)} file(s), mode spec, "
+                     f"{len(sources)} source(s); nothing read but headers and metadata.")
+    elif mode in ("imaging", "ifu"):
         if mode == "ifu":
             from daskod.modes.ifu import detector_groups
 

@@ -85,7 +85,8 @@ def _run_options(run: argparse.ArgumentParser) -> None:
                           "URLs such as s3://bucket/asn.json)")
     run.add_argument("-o", "--output-dir", required=True, metavar="OUTDIR",
                      help="folder (or URL, e.g. s3://bucket/out) for the products (required)")
-    run.add_argument("--mode", choices=["imaging", "tso", "coron", "ifu"], default=None,
+    run.add_argument("--mode", choices=["imaging", "tso", "coron", "ifu", "spec"],
+                     default=None,
                      help="default: guessed from the exposure type, as the reference does")
     run.add_argument("--overwrite", action="store_true",
                      help="replace products that already exist in OUTDIR (without it they are "
@@ -180,7 +181,8 @@ def _build(config: dict[str, Any] | None = None
     run = subs["run"] = sub.add_parser(
         "run", help="JWST association or *_cal.fits files in, *_crf.fits out", **kw,
         description="Outlier detection on JWST level-2 products (an association JSON, or "
-                    "*_cal.fits / *_calints.fits files). Writes one *_crf.fits (imaging, IFU) or "
+                    "*_cal.fits / *_calints.fits files). Writes one *_crf.fits (imaging, IFU, "
+                    "slit spectroscopy: every slit of a file in one product) or "
                     "*_crfints.fits (time series, coronagraphy) per science input into OUTDIR; "
                     "inputs are never modified. Parameters keep the reference step's names "
                     "and defaults.")

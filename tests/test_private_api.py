@@ -44,6 +44,14 @@ def _violations(path: pathlib.Path) -> list[str]:
                 "_find", "_rm", "_ls", "_cat_file", "_pipe_file", "_max_workers", "_pool",
                 "_processes", "_state", "_graph"}:
             found.append(f"{path.name}:{node.lineno} .{node.attr}")
+        # The same reached by name: getattr(node, "_tag").
+        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+                and node.func.id in ("getattr", "hasattr", "setattr") and len(node.args) > 1
+                and isinstance(node.args[1], ast.Constant) and isinstance(node.args[1].value, str)
+                and node.args[1].value.startswith("_")
+                and not node.args[1].value.startswith("__")):
+            found.append(f"{path.name}:{node.lineno} {node.func.id}(..., "
+                         f"{node.args[1].value!r})")
     return found
 
 
@@ -64,8 +72,9 @@ def test_the_scan_finds_what_it_looks_for(tmp_path):
     bad = tmp_path / "bad.py"
     bad.write_text("import dask\nfrom dask._task_spec import Task\n"
                    "from zarr.core.sync import sync\n"
-                   "x = dask._config\nfs._find('a')\npool._max_workers\n")
-    assert len(_violations(bad)) == 5
+                   "x = dask._config\nfs._find('a')\npool._max_workers\n"
+                   "getattr(node, '_tag', None)\n")
+    assert len(_violations(bad)) == 6
 
 
 def test_stage_packages_do_not_import_the_engine():

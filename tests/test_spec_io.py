@@ -111,3 +111,57 @@ def test_crf_keeps_the_slits_and_matches_nans(mos_files, tmp_path):
     with pytest.raises(InputError, match="does not match"):
         write_spec_product(src, str(tmp_path / "y_crf.fits"), {0: new[:-1]})
     assert not (tmp_path / "y_crf.fits").exists()
+
+
+def test_worker_processes_read_the_same_slits(mos_files):
+    """Large MOS files are opened by several processes: the slits that come back (lazy
+    arrays, detached WCSs, metadata) are the ones this process reads."""
+    _, out = mos_files
+    members = gather_members(out["asn"])
+    here = read_spec_members(members)
+    there = read_spec_members(members, workers=2)
+    assert [[e.name for e in f] for f in there] == [[e.name for e in f] for f in here]
+    for a, b in zip((e for f in here for e in f), (e for f in there for e in f), strict=True):
+        assert a.meta == b.meta and a.group_id == b.group_id
+        np.testing.assert_array_equal(a.sci[...], b.sci[...])
+        y, x = np.mgrid[0:a.shape[0], 0:a.shape[1]].astype(float)
+        np.testing.assert_array_equal(np.array(a.wcs(x, y)), np.array(b.wcs(x, y)))
+
+
+def test_daskod_run_writes_one_product_per_file_with_the_engine_flags(mos_files, tmp_path):
+    """``daskod run`` on slit products: every slit's DQ in its file's crf equals the engine's
+    answer on the same slits, the intermediates carry the reference's names, inputs stay."""
+    import glob
+    import os
+
+    import daskod
+    from daskod._run_files import run_files
+    from daskod.io._jwst import read_members
+    from daskod.io._jwst_spec import spec_intermediate_name
+
+    _, out = mos_files
+    before = {p: _sha(p) for p in out["files"]}
+    lines: list[str] = []
+    run_files([out["asn"]], str(tmp_path), params={}, tile_size=24, progress=False,
+              save_intermediate_results=True, scheduler="synchronous", echo=lines.append)
+    assert {p: _sha(p) for p in out["files"]} == before
+    items, _, mode = read_members(gather_members(out["asn"]))
+    assert mode == "spec"
+    result = daskod.detect_outliers(items, tile_size=64)
+    stdatamodels = pytest.importorskip("stdatamodels.jwst.datamodels")
+    for k, exp in enumerate(items):
+        crf = os.path.join(tmp_path, exp.meta["filename"].replace("_cal", "_crf"))
+        with stdatamodels.open(crf) as model:
+            np.testing.assert_array_equal(model.slits[exp.meta["slit_index"]].dq,
+                                          result.dq[k])
+            assert model.meta.cal_step.outlier_detection == "COMPLETE"
+    names = {os.path.basename(p) for p in glob.glob(str(tmp_path / "*.fits"))
+             if not p.endswith("_crf.fits")}
+    expected = set()
+    for info in result.spec.values():
+        first = items[info["indices"][0]]
+        expected.add(spec_intermediate_name(first, "median"))
+        expected |= {spec_intermediate_name(items[g[0]], "outlier_s2d") for g in info["groups"]}
+        expected |= {spec_intermediate_name(items[k], "blot") for k in info["indices"]}
+    assert names == expected
+    assert any("slit(s)" in line for line in lines)

@@ -3,13 +3,18 @@
 A stand-alone script for an interpreter that has ``jwst`` (it never imports daskod)::
 
     python _reference_spec_script.py ASN.json OUTDIR '{"resample_data": true}'
+    python _reference_spec_script.py ASN.json OUTDIR '{"runs": {"a": {}, "b": {...}}}'
+
+The second form runs the step once per named parameter set, into ``OUTDIR/<name>`` (one
+interpreter start and one ``import jwst`` for all of them).
 
 - ``MultiSlitModel`` inputs (NIRSpec fixed slit / MOS) are split per source with
   ``jwst.exp_to_source.multislit_to_container`` (slits keyed by ``source_name`` when set,
   else ``source_id``; each slit's metadata merged from its exposure), exactly as calwebb_spec3
   does; other inputs (MIRI LRS ``ImageModel``) form one container.
 - Each source's container runs through ``OutlierDetectionStep`` with ``mode = "spec"`` (set on
-  the step as the pipeline sets it) and ``save_intermediate_results``; the intermediates of
+  the step as the pipeline sets it) and ``save_intermediate_results`` (unless the parameters
+  say ``"save_intermediate_results": false``, as a benchmark does); the intermediates of
   source ``<key>`` go to ``OUTDIR/<key>/`` (the reference names the median after the first
   input only, so sources would overwrite each other's in one folder).
 - The results are reassembled per input file: ``OUTDIR/<stem>_crf.fits`` is the input product
@@ -52,7 +57,7 @@ def _run_source(step_cls, container, outdir, params, log):
     os.makedirs(outdir, exist_ok=True)
     step = step_cls(**params)
     step.mode = "spec"
-    step.save_intermediate_results = True
+    step.save_intermediate_results = params.get("save_intermediate_results", True)
     step.output_dir = outdir
     start = len(log.lines)
     result = step.run(container)
@@ -114,7 +119,14 @@ def main(asn_path, outdir, params):
                 continue
             for name in _ARRAYS:
                 if done.hasattr(name) and target.hasattr(name):
-                    setattr(target, name, np.array(getattr(done, name)))
+                    # In place: an assignment validates the whole model's schema each time
+                    # (hundreds of times for a MOS file), which is not the step's cost.
+                    current = getattr(target, name)
+                    value = np.asarray(getattr(done, name))
+                    if current.flags.writeable and current.shape == value.shape:
+                        current[...] = value
+                    else:
+                        setattr(target, name, np.array(value))
             statuses.add(done.meta.cal_step.outlier_detection)
         status = "COMPLETE" if statuses == {"COMPLETE"} else ",".join(sorted(
             s for s in statuses if s))
@@ -130,4 +142,9 @@ def main(asn_path, outdir, params):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2], json.loads(sys.argv[3]) if len(sys.argv) > 3 else {})
+    _params = json.loads(sys.argv[3]) if len(sys.argv) > 3 else {}
+    if isinstance(_params.get("runs"), dict):
+        for _name, _one in _params["runs"].items():
+            main(sys.argv[1], os.path.join(sys.argv[2], _name), _one)
+    else:
+        main(sys.argv[1], sys.argv[2], _params)

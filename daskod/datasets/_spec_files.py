@@ -24,7 +24,8 @@ import numpy as np
 
 from daskod.datasets._jwst_files import write_association
 
-__all__ = ["write_spec_cal_files", "run_reference_spec", "REFERENCE_SPEC_SCRIPT"]
+__all__ = ["write_spec_cal_files", "run_reference_spec", "reference_spec_command",
+           "REFERENCE_SPEC_SCRIPT"]
 
 #: The stand-alone script that runs jwst's step per source (for the reference interpreter).
 REFERENCE_SPEC_SCRIPT = Path(__file__).with_name("_reference_spec_script.py")
@@ -152,8 +153,26 @@ def write_spec_cal_files(simulation: Any, folder: str | os.PathLike, *,
     return {"files": files, "asn": asn}
 
 
+def reference_spec_command(asn: str | os.PathLike, outdir: str | os.PathLike, *,
+                           python: str, crds_path: str,
+                           params: dict[str, Any]) -> tuple[list[str], dict[str, str]]:
+    """The command line and environment that run :data:`REFERENCE_SPEC_SCRIPT` with the
+    reference interpreter ``python`` offline (CRDS pointed at the empty ``crds_path`` and an
+    address nothing listens on; daskod's ``PYTHONPATH`` removed)."""
+    import json
+
+    env = dict(os.environ)
+    env.update({"STPIPE_DISABLE_CRDS_STEPPARS": "True", "CRDS_PATH": crds_path,
+                "CRDS_SERVER_URL": "https://127.0.0.1:9", "CRDS_OBSERVATORY": "jwst"})
+    env.pop("PYTHONPATH", None)
+    cmd = [python, os.fspath(REFERENCE_SPEC_SCRIPT), os.fspath(asn), os.fspath(outdir),
+           json.dumps(params)]
+    return cmd, env
+
+
 def run_reference_spec(asn: str | os.PathLike, outdir: str | os.PathLike, *,
                        python: str | None = None, timeout: float = 1800,
+                       runs: dict[str, dict[str, Any]] | None = None,
                        **params: Any) -> subprocess.CompletedProcess:
     """Run the reference pipeline's spectroscopic outlier detection on an association.
 
@@ -163,14 +182,15 @@ def run_reference_spec(asn: str | os.PathLike, outdir: str | os.PathLike, *,
     ``OutlierDetectionStep`` (``mode="spec"``) on each source's container, writes the
     intermediates of source ``<key>`` under ``outdir/<key>/`` and reassembles one
     ``*_crf.fits`` per input file in ``outdir``. ``params`` are step parameters
-    (``resample_data=False``, ``snr="5 4"``, ...); ``save_intermediate_results`` is on.
+    (``resample_data=False``, ``snr="5 4"``, ...); ``save_intermediate_results`` is on
+    unless they turn it off. ``runs`` (``{name: params}``) instead runs the step once per
+    parameter set in the same interpreter, each into ``outdir/<name>``.
 
     Returns
     -------
     subprocess.CompletedProcess
         Raises ``subprocess.CalledProcessError`` (with the reference's output) on failure.
     """
-    import json
     import shutil
     import tempfile
 
@@ -179,13 +199,9 @@ def run_reference_spec(asn: str | os.PathLike, outdir: str | os.PathLike, *,
         msg = "Give python= or set DASKOD_REFERENCE_PYTHON to an interpreter with jwst."
         raise ValueError(msg)
     os.makedirs(outdir, exist_ok=True)
-    env = dict(os.environ)
     crds = tempfile.mkdtemp(prefix="daskod-crds-")
-    env.update({"STPIPE_DISABLE_CRDS_STEPPARS": "True", "CRDS_PATH": crds,
-                "CRDS_SERVER_URL": "https://127.0.0.1:9", "CRDS_OBSERVATORY": "jwst"})
-    env.pop("PYTHONPATH", None)
-    cmd = [python, os.fspath(REFERENCE_SPEC_SCRIPT), os.fspath(asn), os.fspath(outdir),
-           json.dumps(params)]
+    cmd, env = reference_spec_command(asn, outdir, python=python, crds_path=crds,
+                                      params={"runs": runs} if runs is not None else params)
     try:
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout,
                               check=False)

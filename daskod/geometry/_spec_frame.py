@@ -87,22 +87,30 @@ def _grid(wcs: Any) -> np.ndarray:
     return wcstools.grid_from_bounding_box(wcs.bounding_box)
 
 
-def _column_wavelengths(wcs: Any) -> list[float]:
-    _, _, lam = wcs(*_grid(wcs))
-    lam = np.asarray(lam)
+def _world(wcs: Any) -> tuple[np.ndarray, ...]:
+    """``(ra, dec, wavelength)`` of every pixel of a WCS's bounding-box grid."""
+    return tuple(np.asarray(v) for v in wcs(*_grid(wcs)))
+
+
+def _column_wavelengths(wcs: Any, world: tuple[np.ndarray, ...] | None = None) -> list[float]:
+    lam = (world or _world(wcs))[2]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         return sorted(np.nanmedian(lam[:, np.any(np.isfinite(lam), axis=0)], axis=0))
 
 
-def nirspec_sampling_wavelengths(wcs_list: list[Any]) -> list[float]:
-    """The output wavelength grid merged from every input (step 4 of the module notes)."""
-    ref_lam = _column_wavelengths(wcs_list[0])
+def nirspec_sampling_wavelengths(wcs_list: list[Any],
+                                 worlds: list[tuple[np.ndarray, ...]] | None = None
+                                 ) -> list[float]:
+    """The output wavelength grid merged from every input (step 4 of the module notes);
+    ``worlds`` are the inputs' :func:`_world` when already evaluated."""
+    worlds = worlds or [None] * len(wcs_list)
+    ref_lam = _column_wavelengths(wcs_list[0], worlds[0])
     lam1, lam2 = ref_lam[0], ref_lam[-1]
     min_delta = np.fabs(np.ediff1d(ref_lam).min())
     others = []
-    for wcs in wcs_list[1:]:
-        lam = _column_wavelengths(wcs)
+    for wcs, world in zip(wcs_list[1:], worlds[1:], strict=True):
+        lam = _column_wavelengths(wcs, world)
         others.append((lam, np.min(lam), np.max(lam)))
     while others:
         overlaps = [min(lam2, hi) - max(lam1, lo) for _, lo, hi in others]
@@ -131,11 +139,14 @@ def nirspec_sampling_wavelengths(wcs_list: list[Any]) -> list[float]:
     return ref_lam
 
 
-def spatial_extent(wcs_list: list[Any], sky_to_tan: Any) -> tuple[float, float, float, float]:
-    """``(xmin, xmax, ymin, ymax)`` on the tangent plane of every input pixel's sky position."""
+def spatial_extent(wcs_list: list[Any], sky_to_tan: Any,
+                   worlds: list[tuple[np.ndarray, ...]] | None = None
+                   ) -> tuple[float, float, float, float]:
+    """``(xmin, xmax, ymin, ymax)`` on the tangent plane of every input pixel's sky position
+    (``worlds``: the inputs' :func:`_world` when already evaluated)."""
     lim_x, lim_y = [np.inf, -np.inf], [np.inf, -np.inf]
-    for wcs in wcs_list:
-        ra, dec, _ = wcs(*_grid(wcs))
+    for wcs, world in zip(wcs_list, worlds or [None] * len(wcs_list), strict=True):
+        ra, dec, _ = world or _world(wcs)
         good = np.isfinite(ra) & np.isfinite(dec)
         xt, yt = sky_to_tan(ra[good], dec[good])
         for values, lim in ((xt, lim_x), (yt, lim_y)):
@@ -239,13 +250,16 @@ def nirspec_output_frame(wcs_list: list[Any], ref_index: int, ref_data: np.ndarr
     to_xtan = fitter(Linear1D(), x_idx, x_tan)
     to_ytan = fitter(Linear1D(), y_idx, y_tan)
     swap_xy = abs(to_xtan.slope) < abs(to_ytan.slope)
-    ref_lam = nirspec_sampling_wavelengths(wcs_list)
+    # Each input's grid evaluated once, for the wavelengths and the spatial extent.
+    worlds = [_world(wcs) for wcs in wcs_list]
+    ref_lam = nirspec_sampling_wavelengths(wcs_list, worlds)
     n_lam = len(ref_lam)
     if not n_lam:
         msg = (f"No finite wavelength in the first input's WCS ({frame0} -> world); the "
                "output frame cannot be built.")
         raise ValueError(msg)
-    xmin, xmax, ymin, ymax = spatial_extent(wcs_list, undist2sky.inverse)
+    xmin, xmax, ymin, ymax = spatial_extent(wcs_list, undist2sky.inverse, worlds)
+    del worlds
     diff_x, diff_y = np.abs(xmax - xmin), np.abs(ymax - ymin)
     slope_x, sign_x = np.abs(to_xtan.slope), np.sign(to_xtan.slope)
     slope_y, sign_y = np.abs(to_ytan.slope), np.sign(to_ytan.slope)

@@ -19,7 +19,8 @@ import numpy as np
 
 from daskod.geometry._pixel_map import PixelMap
 
-__all__ = ["compute_spectral_pixel_map", "input_pixel_range", "coarse_map_error"]
+__all__ = ["compute_spectral_pixel_map", "spectral_map_block", "StoredPixelMap",
+           "input_pixel_range", "coarse_map_error"]
 
 #: Pixels evaluated per call of the WCS chain (bounds the float64 temporaries).
 _BLOCK_PIXELS = 262144
@@ -73,11 +74,78 @@ def compute_spectral_pixel_map(wcs_in: Any, frame: Any, shape: tuple[int, int]) 
     rows = max(1, _BLOCK_PIXELS // max(nx, 1))
     xs = np.arange(nx, dtype=np.float64)
     for r0 in range(0, ny, rows):
-        gy, gx = np.mgrid[r0:min(r0 + rows, ny), 0:nx].astype(np.float64)
-        world = wcs_in(gx, gy)
-        X[r0:r0 + rows], Y[r0:r0 + rows] = frame.world_to_pixel(*world)
+        r1 = min(r0 + rows, ny)
+        X[r0:r1], Y[r0:r1] = spectral_map_block(wcs_in, frame, (r0, r1, 0, nx))
     return PixelMap(shape=(ny, nx), xs=xs, ys=np.arange(ny, dtype=np.float64), X=X, Y=Y,
                     order=1)
+
+
+def spectral_map_block(wcs_in: Any, frame: Any, box: tuple[int, int, int, int]
+                       ) -> np.ndarray:
+    """The exact map on detector pixels ``[y0:y1, x0:x1]`` (``box = (y0, y1, x0, x1)``).
+
+    Every pixel is evaluated on its own (the transforms are element-wise), so any blocking
+    of the detector gives the same numbers as :func:`compute_spectral_pixel_map`.
+
+    Returns
+    -------
+    ndarray, shape (2, y1 - y0, x1 - x0), float64
+        Output x and output y.
+    """
+    y0, y1, x0, x1 = box
+    out = np.empty((2, y1 - y0, x1 - x0), dtype=np.float64)
+    rows = max(1, _BLOCK_PIXELS // max(x1 - x0, 1))
+    for r0 in range(y0, y1, rows):
+        r1 = min(r0 + rows, y1)
+        gy, gx = np.mgrid[r0:r1, x0:x1].astype(np.float64)
+        world = wcs_in(gx, gy)
+        out[0, r0 - y0:r1 - y0], out[1, r0 - y0:r1 - y0] = frame.world_to_pixel(*world)
+    return out
+
+
+class StoredPixelMap:
+    """A full spectral pixel map held in a stored array (the working store's copy), read a
+    band of rows at a time: the same answers as the in-memory full
+    :class:`~daskod.geometry.PixelMap` (``evaluate``, ``input_box_for``) in bounded memory.
+
+    ``array[index]`` is ``(2, NY, NX)`` (output x and y, NaN-padded beyond the input's
+    ``shape``); ``rows`` is the band read at once by :meth:`input_box_for`.
+    """
+
+    def __init__(self, array: Any, index: int, shape: tuple[int, int], rows: int) -> None:
+        self.array = array
+        self.index = int(index)
+        self.shape = (int(shape[0]), int(shape[1]))
+        self.rows = max(1, int(rows))
+
+    def evaluate(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+        """The map on detector pixels ``[y0:y1, x0:x1]``: ``(h, w, 2)`` float64 (drizzle's
+        pixmap layout), a new array."""
+        block = np.asarray(self.array[self.index, :, y0:y1, x0:x1], dtype=np.float64)
+        return np.ascontiguousarray(np.moveaxis(block, 0, -1))
+
+    def input_box_for(self, ox0: float, ox1: float, oy0: float, oy1: float,
+                      *, margin: float) -> tuple[int, int, int, int] | None:
+        """Detector box ``(iy0, iy1, ix0, ix1)`` of the pixels whose centres land within
+        ``margin`` of the output box, plus one pixel around (as
+        :meth:`PixelMap.input_box_for` for full maps); None when none lands there."""
+        ny, nx = self.shape
+        row_lo, row_hi, col_lo, col_hi = ny, -1, nx, -1
+        for r0 in range(0, ny, self.rows):
+            block = np.asarray(self.array[self.index, :, r0:min(r0 + self.rows, ny), :nx])
+            X, Y = block[0], block[1]
+            inside = ((X >= ox0 - margin) & (X < ox1 + margin)
+                      & (Y >= oy0 - margin) & (Y < oy1 + margin))
+            rows = np.flatnonzero(inside.any(axis=1))
+            if rows.size == 0:
+                continue
+            cols = np.flatnonzero(inside.any(axis=0))
+            row_lo, row_hi = min(row_lo, r0 + int(rows[0])), max(row_hi, r0 + int(rows[-1]))
+            col_lo, col_hi = min(col_lo, int(cols[0])), max(col_hi, int(cols[-1]))
+        if row_hi < 0:
+            return None
+        return (max(row_lo - 1, 0), min(row_hi + 2, ny), max(col_lo - 1, 0),
+                min(col_hi + 2, nx))
 
 
 def coarse_map_error(wcs_in: Any, frame: Any, shape: tuple[int, int], *,

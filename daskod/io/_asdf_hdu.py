@@ -88,38 +88,55 @@ def dump_asdf(tree: dict[str, Any], blocks: bytes, *, like: bytes = b"") -> byte
 
 
 def _is_fits_array(node: Any) -> bool:
-    tag = getattr(node, "_tag", None) or ""
-    return (isinstance(node, dict) and "/ndarray-" in tag
+    from asdf.tagged import get_tag
+
+    if not isinstance(node, dict):
+        return False
+    tag = get_tag(node) or ""
+    return ("/ndarray-" in tag
             and str(node.get("source", "")).startswith(_FITS_SOURCE))
 
 
-def fits_array_nodes(tree: Any, path: tuple[Any, ...] = ()) -> Iterator[tuple[tuple, Any]]:
+def fits_array_nodes(tree: Any, path: tuple[Any, ...] = (),
+                     seen: set[int] | None = None) -> Iterator[tuple[tuple, Any]]:
     """``(path, node)`` of every array stored in an image extension (``source: fits:SCI,1``):
-    the node's ``shape`` and ``datatype`` describe it, ``path`` leads to it in the tree."""
+    the node's ``shape`` and ``datatype`` describe it, ``path`` leads to it in the tree.
+    Shared nodes (YAML aliases, which may be cyclic) are visited once."""
+    seen = set() if seen is None else seen
     if _is_fits_array(tree):
         yield path, tree
-    elif isinstance(tree, dict):
-        for key, value in tree.items():
-            yield from fits_array_nodes(value, (*path, key))
-    elif isinstance(tree, list):
-        for i, value in enumerate(tree):
-            yield from fits_array_nodes(value, (*path, i))
+    elif isinstance(tree, dict | list):
+        if id(tree) in seen:
+            return
+        seen.add(id(tree))
+        pairs = tree.items() if isinstance(tree, dict) else enumerate(tree)
+        for key, value in pairs:
+            yield from fits_array_nodes(value, (*path, key), seen)
 
 
-def without_fits_arrays(tree: Any) -> Any:
+def without_fits_arrays(tree: Any, memo: dict[int, Any] | None = None) -> Any:
     """A copy of the tree's containers without the nodes that point at image extensions
-    (a model opened from it has metadata and no pixel array)."""
-    import asdf
+    (a model opened from it has metadata and no pixel array). Shared nodes (YAML aliases,
+    cyclic ones too: some spectroscopic WCSs have them) stay shared in the copy."""
+    from asdf.tagged import TaggedDict, TaggedList, get_tag
 
+    memo = {} if memo is None else memo
+    if not isinstance(tree, dict | list):
+        return tree
+    if id(tree) in memo:
+        return memo[id(tree)]
+    tag = get_tag(tree)
     if isinstance(tree, dict):
-        kept = {k: without_fits_arrays(v) for k, v in tree.items() if not _is_fits_array(v)}
-        tag = getattr(tree, "_tag", None)
-        return asdf.tagged.TaggedDict(kept, tag) if tag else kept
-    if isinstance(tree, list):
-        items = [without_fits_arrays(v) for v in tree if not _is_fits_array(v)]
-        tag = getattr(tree, "_tag", None)
-        return asdf.tagged.TaggedList(items, tag) if tag else items
-    return tree
+        out: Any = TaggedDict({}, tag) if tag else {}
+        memo[id(tree)] = out
+        for key, value in tree.items():
+            if not _is_fits_array(value):
+                out[key] = without_fits_arrays(value, memo)
+        return out
+    out = TaggedList([], tag) if tag else []
+    memo[id(tree)] = out
+    out.extend(without_fits_arrays(v, memo) for v in tree if not _is_fits_array(v))
+    return out
 
 
 def headers_hash(headers: Iterable[Any]) -> str:

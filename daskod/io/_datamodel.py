@@ -17,14 +17,17 @@ from daskod._exceptions import InputError, WCSError
 from daskod.cube import CORON_EXP_TYPES, TSO_EXP_TYPES, Cube
 from daskod.exposure import Exposure
 
-__all__ = ["IMAGING_EXP_TYPES", "IFU_EXP_TYPES", "WCSINFO_KEYS", "guess_mode", "model_fields",
-           "make_item", "exposure_from_datamodel"]
+__all__ = ["IMAGING_EXP_TYPES", "IFU_EXP_TYPES", "SPEC_EXP_TYPES", "WCSINFO_KEYS",
+           "guess_mode", "model_fields", "make_item", "exposure_from_datamodel"]
 
 log = logging.getLogger(__name__)
 
 IMAGING_EXP_TYPES = ("NRC_IMAGE", "MIR_IMAGE", "NRS_IMAGE", "NIS_IMAGE", "FGS_IMAGE")
 #: IFU exposure types (IFUImageModel products): ``mode="ifu"``.
 IFU_EXP_TYPES = ("NRS_IFU", "MIR_MRS")
+#: The reference's slit-like spectroscopic exposure types (``SLIT_SPEC_MODES``):
+#: ``mode="spec"``.
+SPEC_EXP_TYPES = ("NRC_WFSS", "MIR_LRS-FIXEDSLIT", "NRS_FIXEDSLIT", "NRS_MSASPEC", "NIS_WFSS")
 #: ``meta.wcsinfo`` values carried into ``Exposure.wcsinfo`` (the output frame needs them).
 WCSINFO_KEYS = ("s_region", "ra_ref", "dec_ref", "roll_ref", "v2_ref", "v3_ref", "v3yangle",
                 "vparity")
@@ -39,6 +42,8 @@ def guess_mode(exp_type: str, *, tso: bool, nints: int) -> str | None:
         return "coron"
     if exp_type in IMAGING_EXP_TYPES:
         return "imaging"
+    if exp_type in SPEC_EXP_TYPES:
+        return "spec"
     if exp_type in IFU_EXP_TYPES:
         return "ifu"
     return None
@@ -104,13 +109,15 @@ def model_fields(model: Any, *, name: str, group_id: str | None = None) -> dict[
     mode = guess_mode(exp_type, tso=tso, nints=nints)
     if mode is None:
         msg = (f"{name}: exposure type {exp_type!r} is not one daskod handles (imaging "
-               f"{IMAGING_EXP_TYPES}, coronagraphy {CORON_EXP_TYPES}, IFU {IFU_EXP_TYPES} or "
-               "a time series).")
+               f"{IMAGING_EXP_TYPES}, coronagraphy {CORON_EXP_TYPES}, IFU {IFU_EXP_TYPES}, "
+               f"slit spectroscopy {SPEC_EXP_TYPES} or a time series).")
         raise InputError(msg, exposure=name)
     fields: dict[str, Any] = {"mode": mode, "exp_type": exp_type, "tso": tso,
                               "model_type": getattr(model, "model_type", type(model).__name__)}
     if mode in ("tso", "coron"):
         fields["kwargs"] = {"tso_visit": tso, "exp_type": exp_type, "name": name}
+        return fields
+    if mode == "spec":  # one exposure per slit: daskod.io._jwst_spec reads them
         return fields
     try:
         wcs = getattr(meta, "wcs", None)

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from daskod.io._fits_url import RAW_DTYPES
 from daskod.io._location import is_url, url_filesystem
 from daskod.io._regions import regions
 
@@ -29,7 +30,6 @@ BLOCK = 2880
 #: Default bytes of pixels read per step (summed over the arrays handled together).
 DEFAULT_BLOCK_BYTES = 16 * 2**20
 _COPY_CHUNK = 8 * 2**20
-_RAW = {8: ">u1", 16: ">i2", 32: ">i4", 64: ">i8", -32: ">f4", -64: ">f8"}
 
 
 def padded(nbytes: int) -> int:
@@ -88,9 +88,9 @@ class ImageCodec:
         """The codec of a plain image header; None for what block writes do not handle
         (compressed or table extensions, BLANK, scaled floats, non-unit BSCALE)."""
         if header.get("XTENSION", "IMAGE") != "IMAGE" or "ZIMAGE" in header \
-                or "BLANK" in header or int(header.get("BITPIX", 0)) not in _RAW:
+                or "BLANK" in header or int(header.get("BITPIX", 0)) not in RAW_DTYPES:
             return None
-        raw = np.dtype(_RAW[int(header["BITPIX"])])
+        raw = np.dtype(RAW_DTYPES[int(header["BITPIX"])])
         bzero, bscale = header.get("BZERO", 0), header.get("BSCALE", 1)
         if bscale != 1 or (bzero != 0 and raw.kind == "f") or bzero != int(bzero):
             return None

@@ -24,7 +24,7 @@ __all__ = ["open_fits", "open_model", "open_metadata", "image_layout", "read_blo
 
 log = logging.getLogger(__name__)
 
-_RAW = {8: ">u1", 16: ">i2", 32: ">i4", 64: ">i8", -32: ">f4", -64: ">f8"}
+RAW_DTYPES = {8: ">u1", 16: ">i2", 32: ">i4", 64: ">i8", -32: ">f4", -64: ">f8"}
 
 
 def open_fits(path: str, storage_options: dict[str, Any] | None = None, **kwargs: Any) -> Any:
@@ -181,7 +181,7 @@ def image_layout(hdul: Any, extname: str) -> dict[str, Any] | None:
     index = hdul.index_of(extname)
     header = hdul[index].header
     if isinstance(hdul[index], fits.CompImageHDU) or header.get("XTENSION", "IMAGE") != "IMAGE" \
-            or "ZIMAGE" in header or "BLANK" in header or int(header["BITPIX"]) not in _RAW:
+            or "ZIMAGE" in header or "BLANK" in header or int(header["BITPIX"]) not in RAW_DTYPES:
         return None
     return {"offset": int(hdul.fileinfo(index)["datLoc"]), "bitpix": int(header["BITPIX"]),
             "bzero": header.get("BZERO", 0), "bscale": header.get("BSCALE", 1),
@@ -253,7 +253,7 @@ def read_block(path: str, storage_options: dict[str, Any] | None, layout: dict[s
     bounds = _bounds(key, shape)
     if bounds is None:
         return None
-    dtype = np.dtype(_RAW[layout["bitpix"]])
+    dtype = np.dtype(RAW_DTYPES[layout["bitpix"]])
     if any(b == a for a, b in bounds):
         return np.zeros([b - a for a, b in bounds], dtype=dtype)
     if not is_url(path):

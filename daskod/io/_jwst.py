@@ -20,6 +20,7 @@ from daskod._exceptions import InputError, StoreError
 from daskod.cube import Cube
 from daskod.io._datamodel import (
     IMAGING_EXP_TYPES,
+    SPEC_EXP_TYPES,
     guess_mode,
     make_item,
     model_fields,
@@ -35,7 +36,7 @@ from daskod.io._fits_url import (
 from daskod.io._location import explain_location_error, is_url, url_filesystem
 
 __all__ = ["Member", "FitsArray", "require_stdatamodels", "gather_members", "read_members",
-           "read_jwst", "guess_mode", "open_model", "IMAGING_EXP_TYPES"]
+           "read_jwst", "guess_mode", "open_model", "IMAGING_EXP_TYPES", "SPEC_EXP_TYPES"]
 
 log = logging.getLogger(__name__)
 
@@ -284,15 +285,42 @@ def _dtype(header: Any) -> np.dtype:
     return np.dtype(signed)
 
 
-def read_members(members: list[Member], *, storage_options: dict[str, Any] | None = None
-                 ) -> tuple[list[Any], list[dict[str, Any]], str]:
-    """Open every member (metadata and WCS now, pixels memory-mapped) and check them.
+def _read_spec(members: list[Member], storage_options: dict[str, Any] | None,
+               workers: int | None, memory_limit: Any
+               ) -> tuple[list[Any], list[dict[str, Any]], str]:
+    """Slit spectroscopy members: one Exposure per slit (or MIRI LRS image), in file order."""
+    from daskod._heap import return_freed_memory
+    from daskod.io._jwst_spec import read_spec_members
+    from daskod.io._spec_products import file_processes
 
-    Members given as URLs are read through fsspec with ``storage_options``.
+    if workers is None:  # files of hundreds of slits are opened by several processes
+        workers = file_processes([m.path for m in members], memory_limit, storage_options)
+
+    files = read_spec_members(members, storage_options=storage_options, workers=workers)
+    return_freed_memory()
+    items = [exp for slits in files for exp in slits]
+    info = [{"path": m.path, "model_type": slits[0].meta.get("model_type") if slits else None,
+             "exp_type": slits[0].meta.get("exp_type") if slits else None}
+            for m, slits in zip(members, files, strict=True)]
+    log.info("Read %d member(s), %d slit(s): mode spec", len(members), len(items))
+    return items, info, "spec"
+
+
+def read_members(members: list[Member], *, storage_options: dict[str, Any] | None = None,
+                 workers: int | None = None, memory_limit: Any = None
+                 ) -> tuple[list[Any], list[dict[str, Any]], str]:
+    """Open every member (metadata and WCS now, pixels read a block at a time) and check them.
+
+    Members given as URLs are read through fsspec with ``storage_options``. Slit
+    spectroscopy files are opened by ``workers`` processes at once (default: as many as
+    ``memory_limit`` holds, one for small files); other modes read metadata only, one file
+    at a time.
 
     Returns
     -------
     items : list of Exposure or one Cube
+        Slit spectroscopy: one Exposure per slit of every member (see
+        :func:`daskod.io._jwst_spec.read_spec_members`), members in order.
     info : list of dict
         Per member: path, model type, exposure type.
     mode : str
@@ -324,6 +352,8 @@ def read_members(members: list[Member], *, storage_options: dict[str, Any] | Non
                    f"not go with the first member's ({mode}); run each kind of exposure "
                    "separately.")
             raise InputError(msg, exposure=m.path)
+        if mode == "spec":  # the first member: every member is read as slits
+            return _read_spec(members, storage_options, workers, memory_limit)
         items.append(make_item(fields, _fits_arrays(m.path, storage_options)))
         info.append({"path": m.path, "model_type": fields["model_type"],
                      "exp_type": fields["exp_type"]})
