@@ -11,6 +11,8 @@ from daskod.flag._dq import DO_NOT_USE, OUTLIER_FLAGS
 
 __all__ = [
     "abs_deriv",
+    "local_error",
+    "with_source_noise",
     "flag_resampled_crs",
     "flag_crs",
     "flag_cr",
@@ -103,6 +105,53 @@ def _grow_3x3(mask: np.ndarray) -> np.ndarray:
     out[:, 1:] |= rows[:, :-1]
     out[:, :-1] |= rows[:, 1:]
     return out
+
+
+def local_error(err: np.ndarray, var_rnoise: np.ndarray | None = None, *,
+                rows: int = 256) -> np.ndarray:
+    """The ``noise_model="local"`` noise term: the NaN-median of ERR over each pixel's 3x3
+    neighbourhood (in-bounds finite values), never below ``sqrt(var_rnoise)``.
+
+    A cosmic ray that a ramp fit missed inflates the ERR of the pixels it hit (its charge
+    counts as Poisson signal); the median of the neighbourhood does not see a hit on fewer
+    than half of the 9 pixels, while it keeps the exposure's own noise level (sky, sources).
+    The floor keeps pixels whose own read noise is large (noisy pixels) as the reference
+    judges them. Computed ``rows`` rows at a time (9 shifted copies of a strip in memory).
+
+    Returns
+    -------
+    ndarray of float32, the shape of ``err`` (NaN where all 9 values are NaN)
+    """
+    import bottleneck as bn
+
+    err = np.asarray(err, dtype=np.float32)
+    ny, nx = err.shape
+    padded = np.full((ny + 2, nx + 2), np.nan, dtype=np.float32)
+    padded[1:-1, 1:-1] = err
+    out = np.empty_like(err)
+    for y0 in range(0, ny, rows):
+        y1 = min(y0 + rows, ny)
+        stack = np.stack([padded[y0 + dy:y1 + dy, dx:dx + nx]
+                          for dy in range(3) for dx in range(3)])
+        out[y0:y1] = bn.nanmedian(stack, axis=0)
+    if var_rnoise is not None:
+        with np.errstate(invalid="ignore"):
+            floor = np.sqrt(np.asarray(var_rnoise, dtype=np.float32))
+        np.fmax(out, floor, out=out)
+    return out
+
+
+def with_source_noise(err: np.ndarray, blot: np.ndarray, fraction: float) -> np.ndarray:
+    """``sqrt(nan_to_num(err)**2 + (fraction * blot)**2)``: the noise term with a share of
+    the blotted signal added in quadrature (``source_noise``). The median of an undersampled
+    source is smoother than the source (drizzle and blot each average over a pixel), so its
+    core stands above the blot in every exposure by a fraction of its brightness; the
+    classic cure is a noise term that grows with the signal (calstis ``crrej``'s
+    ``scalenoise``). NaN in the blot leaves the noise term as it was.
+    """
+    err0 = np.nan_to_num(np.asarray(err, dtype=np.float32))
+    signal = np.nan_to_num(np.asarray(blot, dtype=np.float32)) * np.float32(fraction)
+    return np.sqrt(err0 * err0 + signal * signal)
 
 
 def flag_crs(sci: np.ndarray, err: np.ndarray, median: np.ndarray, *, snr1: float
