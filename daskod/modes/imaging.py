@@ -132,8 +132,8 @@ class ImagingPlan:
         total = store_bytes(self.exposures, shares_memory=sched.shares_memory,
                             frame_pixels=frame, n_groups=len(self.groups) if frame else 0,
                             median_pixels=frame or math.prod(self.exposures[0].shape))
-        if self.options.needs_error:  # an ERR plane per group and the median error
-            total += 4 * frame * (len(self.groups) + 1)
+        planes = self.options.extra_planes  # per group, and the median error
+        total += 4 * frame * (len(self.groups) * len(planes) + ("error" in planes))
         return total
 
     def layout(self, budget: Any) -> dict[str, int]:
@@ -151,14 +151,14 @@ class ImagingPlan:
         if self.params.resample_data and not self.options.is_reference:
             from daskod.modes import _imaging_options as opt
 
-            if self.options.needs_error:
-                pair, median_refs, median_fp = opt.resampled_median_with_error(
+            if self.options.extra_planes:
+                stored, median_refs, median_fp = opt.resampled_median_with_error(
                     self, ctx, sources, geometry)
-                median = pair[0]
             else:
-                pair, median_refs, median_fp = self._resampled_median(ctx, sources, geometry)
-                median = pair
-            outputs = opt.flag_resampled_with_options(self, ctx, sources, pair, median_refs,
+                stored, median_refs, median_fp = self._resampled_median(ctx, sources,
+                                                                        geometry)
+            median = stored[0] if isinstance(stored, tuple) else stored
+            outputs = opt.flag_resampled_with_options(self, ctx, sources, stored, median_refs,
                                                       median_fp)
         elif self.params.resample_data:
             median, median_refs, median_fp = self._resampled_median(ctx, sources, geometry)
