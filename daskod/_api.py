@@ -248,10 +248,12 @@ def detect_outliers(
         params = ImagingParams(**imaging_kwargs)
         items = validate_exposures(exposures, need_wcs=params.resample_data,
                                    same_shape=not params.resample_data)
-        plan = ImagingPlan(items, params, max_output_pixels=get_option("max_output_pixels"),
-                           options=options)
-        resolved = {**imaging_kwargs, "mode": mode, **asdict(options)}
+        plan = ImagingPlan(items, params, max_output_pixels=get_option("max_output_pixels"))
+        resolved = {**imaging_kwargs, "mode": mode}
     plan.verify_inputs = bool(verify_inputs)
+    if not options.is_reference:  # imaging with resampling (checked above)
+        plan.options = options
+        resolved.update(asdict(options), preset=preset)
     if plan.skip_reason is not None:
         return OutlierResult.skipped_step(plan.skip_reason, params=resolved,
                                           exposures=plan.items, stacklevel=2)
