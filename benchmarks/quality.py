@@ -97,14 +97,13 @@ def simulate(n: int, size: int, seed: int, psf: float, err_model: str, root: str
 def score(npz: str, truth: list) -> dict:
     import numpy as np
 
-    from daskod._scoring import score_by_kind
-    from daskod.datasets import PIXEL_KINDS
+    from daskod.datasets._imaging_truth import PIXEL_KINDS, score_by_kind
 
     total = {"cr_total": [0, 0, 0], "cr_found": [0, 0, 0], "fp": [0] * len(PIXEL_KINDS)}
     with np.load(npz) as data:
         for k, (crs, kinds, shape) in enumerate(truth):
             new = np.unpackbits(data[f"e{k}"])[:shape[0] * shape[1]].reshape(shape)
-            one = score_by_kind(new.astype(bool), crs, kinds, n_kinds=len(PIXEL_KINDS))
+            one = score_by_kind(new.astype(bool), crs, kinds)
             for key in total:
                 total[key] = [a + b for a, b in zip(total[key], one[key], strict=True)]
     return total

@@ -9,7 +9,7 @@ import numpy as np
 
 from daskod.flag._dq import DO_NOT_USE, OUTLIER
 
-__all__ = ["SNR_BINS", "ExposureScore", "score_by_kind", "score_exposure"]
+__all__ = ["ExposureScore", "score_exposure"]
 
 
 @dataclass
@@ -88,44 +88,3 @@ def score_exposure(
         false_positives=int(np.count_nonzero(new & ~truth)),
         star_core_hits=core_hits,
     )
-
-
-#: Signal-to-noise bins of cosmic-ray pixels for recall (lower bound included).
-SNR_BINS = ((3.0, 5.0), (5.0, 10.0), (10.0, float("inf")))
-
-
-def score_by_kind(new: np.ndarray, crs: np.ndarray, kinds: np.ndarray, *,
-                  n_kinds: int, min_coverage: int = 2) -> dict[str, Any]:
-    """Counts of found cosmic-ray pixels per signal-to-noise bin and of false positives per
-    kind of pixel, for one exposure (add them up over exposures and seeds).
-
-    Parameters
-    ----------
-    new : ndarray of bool
-        Pixels newly flagged as outliers.
-    crs : structured ndarray
-        The simulator's cosmic-ray pixels (``y``, ``x``, ``snr``, ``coverage``).
-    kinds : ndarray of int
-        Label image (``SimulatedImaging.pixel_kinds``), values below ``n_kinds``.
-    min_coverage : int
-        Recall counts hits whose sky position at least this many exposures see (a median
-        of one exposure is that exposure: no method can find a hit seen once).
-
-    Returns
-    -------
-    dict
-        ``cr_total`` and ``cr_found`` (one count per :data:`SNR_BINS` bin) and ``fp`` (one
-        count per kind).
-    """
-    new = np.asarray(new, dtype=bool)
-    seen = crs["coverage"] >= min_coverage
-    total, found = [], []
-    for low, high in SNR_BINS:
-        sel = seen & (crs["snr"] >= low) & (crs["snr"] < high)
-        total.append(int(np.count_nonzero(sel)))
-        found.append(int(np.count_nonzero(new[crs["y"][sel], crs["x"][sel]])))
-    truth = np.zeros(new.shape, dtype=bool)
-    truth[crs["y"], crs["x"]] = True
-    false = new & ~truth
-    fp = np.bincount(np.asarray(kinds)[false].astype(np.int64), minlength=n_kinds)
-    return {"cr_total": total, "cr_found": found, "fp": [int(v) for v in fp]}

@@ -10,12 +10,14 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["PIXEL_KINDS", "coverage_map", "galaxy_model", "pixel_kinds", "sky_noise",
-           "star_model"]
+__all__ = ["PIXEL_KINDS", "SNR_BINS", "coverage_map", "galaxy_model", "pixel_kinds",
+           "score_by_kind", "sky_noise", "star_model"]
 
 #: Label values of :func:`pixel_kinds`, in order of precedence (a pixel takes the first
 #: that applies).
 PIXEL_KINDS = ("other", "star_core", "star_wing", "galaxy", "noisy_pixel", "low_coverage")
+#: Signal-to-noise bins of cosmic-ray pixels for recall (lower bound included).
+SNR_BINS = ((3.0, 5.0), (5.0, 10.0), (10.0, float("inf")))
 
 
 def star_model(sim: Any, k: int) -> np.ndarray:
@@ -91,3 +93,41 @@ def pixel_kinds(sim: Any, k: int, *, wing_sigma: float = 0.5, low_coverage: int 
         if y0 < y1 and x0 < x1:
             labels[y0:y1, x0:x1] = 1
     return labels
+
+
+def score_by_kind(new: np.ndarray, crs: np.ndarray, kinds: np.ndarray, *,
+                  min_coverage: int = 2) -> dict[str, Any]:
+    """Found cosmic-ray pixels per signal-to-noise bin and false positives per kind of pixel,
+    for one exposure (add them up over exposures and seeds).
+
+    Parameters
+    ----------
+    new : ndarray of bool
+        Pixels newly flagged as outliers.
+    crs : structured ndarray
+        The simulator's cosmic-ray pixels of the exposure (``y``, ``x``, ``snr``,
+        ``coverage``).
+    kinds : ndarray of int
+        Its label image (:func:`pixel_kinds`).
+    min_coverage : int
+        Recall counts hits whose sky position at least this many exposures see (the median
+        of one exposure is that exposure: no method can find a hit seen once).
+
+    Returns
+    -------
+    dict
+        ``cr_total`` and ``cr_found`` (one count per :data:`SNR_BINS` bin) and ``fp`` (one
+        count per :data:`PIXEL_KINDS` kind).
+    """
+    new = np.asarray(new, dtype=bool)
+    seen = crs["coverage"] >= min_coverage
+    total, found = [], []
+    for low, high in SNR_BINS:
+        sel = seen & (crs["snr"] >= low) & (crs["snr"] < high)
+        total.append(int(np.count_nonzero(sel)))
+        found.append(int(np.count_nonzero(new[crs["y"][sel], crs["x"][sel]])))
+    truth = np.zeros(new.shape, dtype=bool)
+    truth[crs["y"], crs["x"]] = True
+    fp = np.bincount(np.asarray(kinds)[new & ~truth].astype(np.int64),
+                     minlength=len(PIXEL_KINDS))
+    return {"cr_total": total, "cr_found": found, "fp": [int(v) for v in fp]}

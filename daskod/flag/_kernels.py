@@ -12,6 +12,7 @@ from daskod.flag._dq import DO_NOT_USE, OUTLIER_FLAGS
 __all__ = [
     "abs_deriv",
     "local_error",
+    "median_3x3",
     "with_source_noise",
     "flag_resampled_crs",
     "flag_crs",
@@ -107,33 +108,54 @@ def _grow_3x3(mask: np.ndarray) -> np.ndarray:
     return out
 
 
-def local_error(err: np.ndarray, var_rnoise: np.ndarray | None = None, *,
-                rows: int = 256) -> np.ndarray:
-    """The ``noise_model="local"`` noise term: the NaN-median of ERR over each pixel's 3x3
-    neighbourhood (in-bounds finite values), never below ``sqrt(var_rnoise)``.
+def _median3(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+    return np.maximum(np.minimum(a, b), np.minimum(np.maximum(a, b), c))
+
+
+def median_3x3(values: np.ndarray, *, rows: int = 64) -> np.ndarray:
+    """Median of each pixel's 3x3 neighbourhood, edges replicated (no NaN handling).
+
+    Exact, with min/max only: sort each column of three, then the median of the nine is the
+    median of (largest column minimum, median of column medians, smallest column maximum).
+    ``rows`` rows at a time (about 40 ms for 2048^2).
+    """
+    values = np.asarray(values, dtype=np.float32)
+    ny, _ = values.shape
+    padded = np.pad(values, 1, mode="edge")
+    out = np.empty_like(values)
+    left, centre, right = np.s_[:, :-2], np.s_[:, 1:-1], np.s_[:, 2:]
+    for y0 in range(0, ny, rows):
+        y1 = min(y0 + rows, ny)
+        a, b, c = padded[y0:y1], padded[y0 + 1:y1 + 1], padded[y0 + 2:y1 + 2]
+        low, high = np.minimum(a, b), np.maximum(a, b)
+        mid = np.maximum(low, np.minimum(high, c))
+        np.minimum(low, c, out=low)
+        np.maximum(high, c, out=high)
+        max_low = np.maximum(np.maximum(low[left], low[centre]), low[right])
+        min_high = np.minimum(np.minimum(high[left], high[centre]), high[right])
+        out[y0:y1] = _median3(max_low, _median3(mid[left], mid[centre], mid[right]),
+                              min_high)
+    return out
+
+
+def local_error(err: np.ndarray, var_rnoise: np.ndarray | None = None) -> np.ndarray:
+    """The ``noise_model="local"`` noise term: the median of ERR over each pixel's 3x3
+    neighbourhood, never below ``sqrt(var_rnoise)``.
 
     A cosmic ray that a ramp fit missed inflates the ERR of the pixels it hit (its charge
     counts as Poisson signal); the median of the neighbourhood does not see a hit on fewer
     than half of the 9 pixels, while it keeps the exposure's own noise level (sky, sources).
     The floor keeps pixels whose own read noise is large (noisy pixels) as the reference
-    judges them. Computed ``rows`` rows at a time (9 shifted copies of a strip in memory).
+    judges them. A NaN neighbour counts as an infinite error (it can only raise the median);
+    where 5 or more of the 9 are NaN the pixel keeps its own ERR; edges are replicated.
 
     Returns
     -------
-    ndarray of float32, the shape of ``err`` (NaN where all 9 values are NaN)
+    ndarray of float32, the shape of ``err``
     """
-    import bottleneck as bn
-
     err = np.asarray(err, dtype=np.float32)
-    ny, nx = err.shape
-    padded = np.full((ny + 2, nx + 2), np.nan, dtype=np.float32)
-    padded[1:-1, 1:-1] = err
-    out = np.empty_like(err)
-    for y0 in range(0, ny, rows):
-        y1 = min(y0 + rows, ny)
-        stack = np.stack([padded[y0 + dy:y1 + dy, dx:dx + nx]
-                          for dy in range(3) for dx in range(3)])
-        out[y0:y1] = bn.nanmedian(stack, axis=0)
+    out = median_3x3(np.where(np.isnan(err), np.float32(np.inf), err))
+    np.copyto(out, err, where=np.isinf(out))
     if var_rnoise is not None:
         with np.errstate(invalid="ignore"):
             floor = np.sqrt(np.asarray(var_rnoise, dtype=np.float32))

@@ -11,7 +11,7 @@ __all__ = ["MINMED_MAX_GROUPS", "MINMED_NSIGMA", "minmed_stack", "nanmedian_stac
 MINMED_MAX_GROUPS = 3
 #: ``combine="minmed"``: how far (in noise of the median) the minimum must lie below the
 #: median to replace it.
-MINMED_NSIGMA = 3.0
+MINMED_NSIGMA = 4.0
 
 
 def nanmedian_stack(stack: np.ndarray) -> np.ndarray:
@@ -115,15 +115,17 @@ def minmed_stack(data: np.ndarray, err: np.ndarray, *, nsigma: float = MINMED_NS
     pixel): where only 2 to ``max_groups`` groups have a value, a cosmic ray in one of them
     pulls the median (with 2 groups the median is their mean). There the minimum replaces
     the median when it lies more than ``nsigma`` noise units below it, the noise of the
-    median being ``median_err / sqrt(n)`` (``n`` groups with a value). Elsewhere, and where
+    median being ``median(err) / sqrt(n)`` (``n`` groups with a value). Elsewhere, and where
     the error is NaN, the plain NaN-median. Unlike drizzlepac, the decision is not grown to
-    neighbouring pixels (each pixel decides alone, so any tiling gives the same frame) and
-    the median keeps every value (drizzlepac drops the highest).
+    neighbouring pixels (each pixel decides alone, so any tiling gives the same frame), the
+    median keeps every value (drizzlepac drops the highest) and the noise comes from the
+    data's errors (drizzlepac's from the median signal, sky and read noise).
 
     Parameters
     ----------
     data, err : ndarray, shape (G, ny, nx)
-        Drizzled groups and their drizzled errors, NaN where masked.
+        Drizzled groups and the standard deviation of each drizzled value (daskod: from the
+        variance drizzled with squared weights), NaN where masked.
     nsigma : float
         Threshold in noise units of the median.
     max_groups : int

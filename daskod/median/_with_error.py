@@ -1,5 +1,5 @@
-"""Median tasks that also combine the drizzled errors (imaging ``noise_model="median"`` and
-``combine="minmed"``): one tile, all groups."""
+"""Median tasks of the imaging options: one tile, all groups, from drizzled planes (image,
+weight, and the ERR and/or variance planes of :mod:`daskod.resample._with_error`)."""
 
 from __future__ import annotations
 
@@ -9,39 +9,45 @@ import numpy as np
 
 from daskod.geometry._tiles import Tile
 from daskod.io._store import array_of
-from daskod.median._kernels import minmed_stack
-from daskod.spec._kernels import mask_below_threshold
-from daskod.spec._tasks import median_spec_tile
+from daskod.median._kernels import minmed_stack, nanmedian_stack
 
-__all__ = ["median_and_error_of_resampled_tile"]
+__all__ = ["median_of_resampled_planes"]
 
 
-def median_and_error_of_resampled_tile(tile: Tile, groups: list[int], thresholds: Any,
-                                       resampled: Any, *, combine: str
-                                       ) -> tuple[np.ndarray, np.ndarray]:
-    """Median frame and median error of one tile from ``(G, 3, ny, nx)`` drizzled planes
-    (image, weight, error).
+def median_of_resampled_planes(tile: Tile, groups: list[int], thresholds: Any, resampled: Any,
+                               *, planes: tuple[str, ...], combine: str
+                               ) -> tuple[np.ndarray, ...]:
+    """Median frame (and median error) of one tile from ``(G, len(planes), ny, nx)`` blocks.
 
-    Each group's image and error are masked where its weight is below its threshold (as
-    the reference masks the data, and spec mode the errors); ``combine="median"`` takes
-    both NaN-medians (spec mode's median), ``"minmed"``
-    (:func:`~daskod.median._kernels.minmed_stack`) the minimum at low coverage.
+    Each group's planes are masked where its weight is below its threshold (as the
+    reference masks the data, and spec mode the errors). ``combine="median"``: the
+    NaN-median of the data; ``"minmed"``: :func:`~daskod.median._kernels.minmed_stack` with
+    each drizzled value's standard deviation from the ``variance`` plane. With an ``error``
+    plane, the NaN-median of the drizzled errors too (spec mode's ``median_err``).
 
     Returns
     -------
-    median, median_err : ndarray of float32, shape ``tile.shape``
+    tuple of ndarray of float32, shape ``tile.shape``
+        ``(median,)`` or ``(median, median_err)``.
     """
-    resampled, thresholds = array_of(resampled), array_of(thresholds)
+    n_out = 2 if "error" in planes else 1
     if not groups:
-        empty = np.full(tile.shape, np.nan, dtype=np.float32)
-        return empty, empty.copy()
-    blocks = np.stack([np.asarray(resampled[(g, slice(None), *tile.slices)], dtype=np.float32)
-                       for g in groups])
-    limits = [float(thresholds[g]) for g in groups]
-    if combine == "median":
-        return median_spec_tile(blocks[:, 0], blocks[:, 2], blocks[:, 1], limits)
-    data = np.empty((len(groups), *tile.shape), dtype=np.float32)
-    err = np.empty_like(data)
-    for n, limit in enumerate(limits):
-        data[n], err[n] = mask_below_threshold(blocks[n, 0], blocks[n, 2], blocks[n, 1], limit)
-    return minmed_stack(data, err)
+        return tuple(np.full(tile.shape, np.nan, dtype=np.float32) for _ in range(n_out))
+    resampled, thresholds = array_of(resampled), array_of(thresholds)
+    index = {name: planes.index(name) for name in planes}
+    stacks: dict[str, np.ndarray] = {name: np.empty((len(groups), *tile.shape), np.float32)
+                                     for name in ("data", "error", "variance") if name in index}
+    for n, g in enumerate(groups):
+        block = np.asarray(resampled[(g, slice(None), *tile.slices)], dtype=np.float32)
+        weight, limit = block[index["weight"]], float(thresholds[g])
+        with np.errstate(invalid="ignore"):
+            low = weight < limit
+        for name, stack in stacks.items():
+            stack[n] = np.where(low, np.float32(np.nan), block[index[name]])
+    if combine == "minmed":
+        median = minmed_stack(stacks["data"], np.sqrt(stacks["variance"]))[0]
+    else:
+        median = nanmedian_stack(stacks["data"])
+    if n_out == 1:
+        return (median,)
+    return median, nanmedian_stack(stacks["error"])

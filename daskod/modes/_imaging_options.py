@@ -3,9 +3,11 @@
 Only runs with non-reference options build these: the reference's graph (and its stored
 phases' fingerprints) stay as :mod:`daskod.modes.imaging` builds them.
 
-- ``noise_model="median"`` or ``combine="minmed"``: the drizzle tasks also drizzle ERR
-  (spec mode's drizzle, a third plane of the ``resampled`` store) and the median tasks write
-  the median frame and the median error (``median_err``);
+- ``noise_model="median"``: the drizzle tasks also drizzle ERR (spec mode's drizzle, an
+  ``error`` plane of the ``resampled`` store) and the median tasks also write the median
+  error (``median_err``);
+- ``combine="minmed"``: the drizzle tasks also propagate the variance of the drizzled values
+  (a ``variance`` plane, one drizzle pass) and the median tasks apply the minmed rule;
 - any option: the flag tasks use :func:`~daskod.flag._with_options.blot_and_flag_tile_with_options`.
 """
 
@@ -20,10 +22,10 @@ from daskod.engine._store import fingerprint
 from daskod.flag._graph import FLAG_HALO, halo_box
 from daskod.flag._with_options import blot_and_flag_tile_with_options
 from daskod.geometry._tiles import Tiling
-from daskod.median._with_error import median_and_error_of_resampled_tile
+from daskod.median._with_error import median_of_resampled_planes
 from daskod.resample._graph import group_weight_threshold, plan_group_tiles
 from daskod.resample._kernels import pad_for_kernel
-from daskod.resample._with_error import resample_group_tile_with_error
+from daskod.resample._with_error import PLANES, resample_group_tile_planes
 
 __all__ = ["resampled_median_with_error", "flag_resampled_with_options"]
 
@@ -42,26 +44,30 @@ def _member(plan: Any, k: int, sources: dict[str, Any], box: tuple[int, int, int
 
 
 def resampled_median_with_error(plan: Any, ctx: Context, sources: list[dict[str, Any]],
-                                geometry: str) -> tuple[tuple[Any, Any], dict, str]:
-    """Drizzle (data, weight, ERR), weight thresholds, then the median frame and the median
-    error per median tile (``plan.options.combine``).
+                                geometry: str) -> tuple[Any, dict, str]:
+    """Drizzle (data, weight and the planes the options need), weight thresholds, then the
+    median frame (``plan.options.combine``) and, with ``noise_model="median"``, the median
+    error per median tile.
 
     Returns
     -------
-    (median, median_err), refs, fingerprint
-        The stored median frame and median error, the median task of each median tile
-        (its value is both stored arrays) and the median's fingerprint.
+    median, refs, fingerprint
+        The stored median frame, or ``(median, median_err)``; the median task of each
+        median tile (its value is the stored array(s)) and the median's fingerprint.
     """
     p, frame, options = plan.params, plan.frame, plan.options
+    planes = tuple(name for name in PLANES if name in ("data", "weight")
+                   or (name == "error" and options.noise_model == "median")
+                   or (name == "variance" and options.combine == "minmed"))
     tile, mtile = int(ctx.layout["tile"]), int(ctx.layout["median_tile"])
     tiling = Tiling(frame.shape, (tile, tile))
     n_groups = len(plan.groups)
     driz_fp = fingerprint(geometry, p.kernel, p.pixfrac, p.fillval, p.weight_type,
-                          p.bad_mask, tile, "with-error")
-    resampled = ctx.stored("resampled", (n_groups, 3, *frame.shape), np.float32,
-                           (1, 3, tile, tile), np.nan, fingerprint=driz_fp,
-                           chunks=(1, 3, mtile, mtile),
-                           attributes={"kind": "drizzled image, weight and error per group"})
+                          p.bad_mask, tile, planes)
+    resampled = ctx.stored("resampled", (n_groups, len(planes), *frame.shape), np.float32,
+                           (1, len(planes), tile, tile), np.nan, fingerprint=driz_fp,
+                           chunks=(1, len(planes), mtile, mtile),
+                           attributes={"kind": f"drizzled {', '.join(planes)} per group"})
     pixmaps = plan._pixmaps = [ctx.graph.data("pixmap", pm, k)
                                for k, pm in enumerate(plan.pixel_maps)]
     pad = pad_for_kernel(p.kernel)
@@ -70,8 +76,9 @@ def resampled_median_with_error(plan: Any, ctx: Context, sources: list[dict[str,
                                             pad).items():
         members = [_member(plan, k, sources[k], box) for k, box in entries]
         drizzled[(g, t)] = ctx.fill(
-            "drizzle", (g, 0, t.i, t.j), (resampled,), resample_group_tile_with_error,
-            members, [pixmaps[k] for k, _ in entries], t, pad=pad, kernel=p.kernel,
+            "drizzle", (g, 0, t.i, t.j), (resampled,), resample_group_tile_planes,
+            members, [pixmaps[k] for k, _ in entries], t, planes=planes, pad=pad,
+            kernel=p.kernel,
             pixfrac=p.pixfrac, fillval=p.fillval, weight_type=p.weight_type,
             bad_mask=p.bad_mask)
     thr_fp = fingerprint(driz_fp, p.maskpt)
@@ -85,18 +92,20 @@ def resampled_median_with_error(plan: Any, ctx: Context, sources: list[dict[str,
     median_fp = fingerprint(thr_fp, mtile, options.combine)
     median = ctx.stored("median", frame.shape, np.float32, (mtile, mtile), np.nan,
                         fingerprint=median_fp, attributes={"kind": "median frame"})
-    median_err = ctx.stored("median_err", frame.shape, np.float32, (mtile, mtile), np.nan,
-                            fingerprint=median_fp,
-                            attributes={"kind": "median of the drizzled errors"})
+    targets = (median,)
+    if "error" in planes:
+        targets += (ctx.stored("median_err", frame.shape, np.float32, (mtile, mtile), np.nan,
+                               fingerprint=median_fp,
+                               attributes={"kind": "median of the drizzled errors"}),)
     refs = {}
     for t in Tiling(frame.shape, (mtile, mtile)):
         big = tiling.containing(t.y0, t.x0)
         here = [g for g in range(n_groups) if (g, big) in drizzled]
         refs[(t.i, t.j)] = ctx.fill(
-            "median", (t.i, t.j), (median, median_err), median_and_error_of_resampled_tile,
+            "median", (t.i, t.j), targets, median_of_resampled_planes,
             t, here, [thr_refs[g] for g in here], [drizzled[(g, big)] for g in here],
-            combine=options.combine)
-    return (median, median_err), refs, median_fp
+            planes=planes, combine=options.combine)
+    return (targets if len(targets) > 1 else median), refs, median_fp
 
 
 def flag_resampled_with_options(plan: Any, ctx: Context, sources: list[dict[str, Any]],

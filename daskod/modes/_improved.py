@@ -54,9 +54,11 @@ class ImprovedOptions:
         return self == ImprovedOptions()
 
     @property
-    def needs_error(self) -> bool:
-        """Whether the ERR arrays are drizzled and median-combined beside the data."""
-        return self.noise_model == "median" or self.combine == "minmed"
+    def extra_planes(self) -> tuple[str, ...]:
+        """Planes drizzled beside the data and weight: ``error`` (the drizzled ERR, for
+        ``noise_model="median"``), ``variance`` (for ``combine="minmed"``)."""
+        return (("error",) if self.noise_model == "median" else ()) + (
+            ("variance",) if self.combine == "minmed" else ())
 
     def changed(self) -> dict[str, Any]:
         """The options that differ from the reference (for fingerprints and logs)."""
