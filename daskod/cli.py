@@ -6,6 +6,8 @@ import argparse
 import logging
 import sys
 
+from daskod._cli_improved import add_improved_options, improved_params
+
 __all__ = ["main"]
 
 
@@ -100,6 +102,7 @@ def _parser() -> argparse.ArgumentParser:
     ref.add_argument("--pixmap-stepsize", type=float, default=None,
                      help="coarse pixel-map step (default 16; 1 = every pixel)")
     ref.add_argument("--pixmap-order", type=int, choices=[1, 3], default=None)
+    add_improved_options(run)
     eng = run.add_argument_group("engine")
     eng.add_argument("--memory-limit", default=None, help='budget, e.g. "1GiB"')
     eng.add_argument("--scheduler", default=None,
@@ -163,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
                 "threshold_percent": args.threshold_percent,
                 "ifu_second_check": args.ifu_second_check,
                 "overwrite_store": args.overwrite_store,
+                **improved_params(args),
             }
             run_files(args.inputs, args.output_dir, params=params,
                       memory_limit=args.memory_limit, scheduler=args.scheduler,

@@ -340,3 +340,33 @@ def test_a_store_is_resumed_with_the_options(dithered, tmp_path):
                                    scheduler="synchronous", preset="improved",
                                    noise_model="exposure")
     assert {"resampled", "median"} <= set(other.checkpoints)
+
+
+# -- command line ----------------------------------------------------------------------------
+
+def test_cli_options_reach_detect_outliers(tmp_path):
+    """``daskod run --preset improved --source-noise 0.1`` writes the flags that
+    ``detect_outliers(..., preset="improved", source_noise=0.1)`` gives."""
+    import os
+    import subprocess
+    import sys
+
+    dm = pytest.importorskip("stdatamodels.jwst.datamodels")
+    sim = datasets.make_dithered_imaging(n_exposures=3, shape=(96, 96), seed=4)
+    files = datasets.write_cal_files(sim.exposures, tmp_path / "in")
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, "-m", "daskod.cli", "run", files["asn"], "-o",
+                           str(out), "--no-progress", "--scheduler", "synchronous",
+                           "--preset", "improved", "--source-noise", "0.1"],
+                          capture_output=True, text=True, timeout=600, check=False)
+    assert proc.returncode == 0, proc.stderr
+    api = daskod.detect_outliers(sim.exposures, scheduler="synchronous", preset="improved",
+                                 source_noise=0.1)
+    for k, src in enumerate(files["files"]):
+        with dm.open(str(out / os.path.basename(src).replace("_cal", "_crf"))) as product:
+            np.testing.assert_array_equal(np.asarray(product.dq) & OUTLIER,
+                                          np.asarray(api.dq[k]) & OUTLIER)
+    bad = subprocess.run([sys.executable, "-m", "daskod.cli", "run", files["asn"], "-o",
+                          str(tmp_path / "bad"), "--combine", "mean"],
+                         capture_output=True, text=True, timeout=600, check=False)
+    assert bad.returncode != 0 and "--combine" in bad.stderr
