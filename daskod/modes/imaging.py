@@ -106,10 +106,10 @@ class ImagingPlan:
     def budget(self, sched: Any, memory_limit: Any, tile_size: int | None) -> Any:
         groups = self.groups if self.params.resample_data else None
         n_units, members = self.n_units, max(len(g) for g in self.groups)
-        if not self.options.is_reference:
-            # The options hold more per tile pixel: drizzle tasks a second drizzle (ERR),
-            # median tasks a second stack (errors), flag tasks a second blot or the 3x3
-            # filter of ERR: budgeted as twice the groups and 1.5x the members.
+        if self.options.extra_planes:
+            # Extra drizzled planes (ERR, variance) hold more per tile pixel: drizzle tasks
+            # another input and output array (or a second drizzle), median tasks another
+            # stack: budgeted as twice the groups and 1.5x the members.
             n_units, members = 2 * n_units, math.ceil(1.5 * max(members, 2))
         budget = plan_budget(
             memory_limit=memory_limit, n_groups=n_units,
