@@ -296,6 +296,22 @@ def test_same_flags_on_every_scheduler_and_tile(dithered, kwargs, scheduler, til
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
+def test_same_flags_on_a_distributed_cluster(dithered, tmp_path):
+    distributed = pytest.importorskip("distributed")
+    sim, _ = dithered
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster, \
+            distributed.Client(cluster) as client:
+        for kwargs in ({"preset": "improved"},
+                       {"noise_model": "median", "combine": "minmed", "source_noise": 0.06}):
+            ref = daskod.detect_outliers(sim.exposures, scheduler="synchronous", tile_size=64,
+                                         **kwargs)
+            run = daskod.detect_outliers(sim.exposures, scheduler=client, tile_size=64,
+                                         store=str(tmp_path / str(len(kwargs))), **kwargs)
+            for a, b in zip(ref.dq, run.dq, strict=True):
+                np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
 def test_the_options_change_the_answer(dithered):
     sim, improved = dithered
     default = daskod.detect_outliers(sim.exposures, scheduler="synchronous", tile_size=64)
