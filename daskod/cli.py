@@ -17,6 +17,7 @@ import traceback
 from typing import Any
 
 from daskod import _cli_values as value
+from daskod._cli_improved import add_improved_options, improved_params
 from daskod._console import LEVELS, console
 
 __all__ = ["main", "parse_args"]
@@ -136,6 +137,7 @@ def _run_options(run: argparse.ArgumentParser) -> None:
     ref.add_argument("--pixmap-order", type=int, choices=[1, 3], default=None,
                      help="spline order of the coarse pixel map (default: 3, the pixmap_order "
                           "option)")
+    add_improved_options(run)
     eng = run.add_argument_group("engine")
     _engine_options(eng)
     eng.add_argument("--store", default=None,
@@ -342,6 +344,7 @@ def _run(args: argparse.Namespace) -> int:
         "ifu_second_check": args.ifu_second_check,
         "overwrite_store": args.overwrite_store,
         "verify_inputs": args.verify_inputs,
+        **improved_params(args),
     }
     run_files(args.inputs, args.output_dir, params=params, memory_limit=args.memory_limit,
               scheduler=args.scheduler, tile_size=args.tile_size,

@@ -3,6 +3,7 @@
 from daskod.datasets._cubes import SimulatedCube, make_coron_cube, make_tso_cube
 from daskod.datasets._ifu import IFUSimulation, make_ifu_exposures
 from daskod.datasets._imaging import SimulatedImaging, make_dithered_imaging
+from daskod.datasets._imaging_truth import PIXEL_KINDS
 from daskod.datasets._jwst_files import write_cal_files, write_cube_file, write_ifu_files
 from daskod.datasets._lrs import make_lrs_exposures
 from daskod.datasets._scoring import ExposureScore, score_against_truth, score_exposure
@@ -21,6 +22,7 @@ from daskod.datasets._wcs import (
 __all__ = [
     "make_dithered_imaging",
     "SimulatedImaging",
+    "PIXEL_KINDS",
     "make_detector_wcs",
     "make_simple_wcs",
     "make_simple_exposures",

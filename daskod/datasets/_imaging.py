@@ -72,6 +72,20 @@ class SimulatedImaging:
         mask[crs["y"], crs["x"]] = True
         return mask
 
+    def coverage_map(self, k: int) -> np.ndarray:
+        """Exposures that see the sky position of each pixel of exposure ``k``."""
+        from daskod.datasets._imaging_truth import coverage_map
+
+        return coverage_map(self, k)
+
+    def pixel_kinds(self, k: int, **kwargs: Any) -> np.ndarray:
+        """What each pixel of exposure ``k`` shows, as indices into
+        ``daskod.datasets.PIXEL_KINDS`` (see :func:`daskod.datasets._imaging_truth.pixel_kinds`):
+        star core, star wing, galaxy, low coverage, noisy pixel or other."""
+        from daskod.datasets._imaging_truth import pixel_kinds
+
+        return pixel_kinds(self, k, **kwargs)
+
 
 def _pixel_integrated_gaussian(dx: np.ndarray, sigma: float) -> np.ndarray:
     s = sigma * math.sqrt(2.0)
@@ -168,6 +182,7 @@ def make_dithered_imaging(
     full_well: float = 60000.0,
     psf_sigma: float = 0.8,
     cosmic_rays: bool = True,
+    err_from_data: bool = False,
     pointing: tuple[float, float] = (150.1, 2.2),
     store: str | os.PathLike | None = None,
     roll_deg: float = 0.0,
@@ -200,6 +215,12 @@ def make_dithered_imaging(
         Gaussian PSF sigma in pixels (0.8: undersampled, as NIRCam short-wave).
     cosmic_rays : bool
         Inject cosmic rays (False gives the same data without them, for tests).
+    err_from_data : bool
+        VAR_POISSON (and ERR) from the measured signal, noise and cosmic rays included
+        (``max(SCI, 0) / exposure_time``), as a ramp fit reports it: a cosmic ray, or an
+        upward noise fluctuation, then inflates its own pixel's ERR. Default False: from the
+        noise-free scene (the same data as before this option). The truth's ``snr`` is the
+        hit's amplitude over the noise-free ERR either way.
     pointing : tuple of float
         Field centre (ra, dec) in degrees.
     store : path, optional
@@ -317,6 +338,9 @@ def make_dithered_imaging(
                 ox, oy = other.invert(ra, dec, with_bounding_box=False)
                 cover += ((ox >= -0.5) & (ox < nx - 0.5) & (oy >= -0.5) & (oy < ny - 0.5))
             crs["coverage"] = cover
+        if err_from_data:
+            var_poisson = (np.maximum(sci, 0) / np.float32(exposure_time)).astype(np.float32)
+            err = np.sqrt(var_rnoise + var_poisson).astype(np.float32)
         if background_subtracted:
             sci -= np.float32(sky_levels[k])
         bad = (dq & DO_NOT_USE) != 0

@@ -11,6 +11,9 @@ from daskod.flag._dq import DO_NOT_USE, OUTLIER_FLAGS
 
 __all__ = [
     "abs_deriv",
+    "local_error",
+    "median_3x3",
+    "with_source_noise",
     "flag_resampled_crs",
     "flag_crs",
     "flag_cr",
@@ -103,6 +106,74 @@ def _grow_3x3(mask: np.ndarray) -> np.ndarray:
     out[:, 1:] |= rows[:, :-1]
     out[:, :-1] |= rows[:, 1:]
     return out
+
+
+def _median3(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+    return np.maximum(np.minimum(a, b), np.minimum(np.maximum(a, b), c))
+
+
+def median_3x3(values: np.ndarray, *, rows: int = 64) -> np.ndarray:
+    """Median of each pixel's 3x3 neighbourhood, edges replicated (no NaN handling).
+
+    Exact, with min/max only: sort each column of three, then the median of the nine is the
+    median of (largest column minimum, median of column medians, smallest column maximum).
+    ``rows`` rows at a time (about 40 ms for 2048^2).
+    """
+    values = np.asarray(values, dtype=np.float32)
+    ny, _ = values.shape
+    padded = np.pad(values, 1, mode="edge")
+    out = np.empty_like(values)
+    left, centre, right = np.s_[:, :-2], np.s_[:, 1:-1], np.s_[:, 2:]
+    for y0 in range(0, ny, rows):
+        y1 = min(y0 + rows, ny)
+        a, b, c = padded[y0:y1], padded[y0 + 1:y1 + 1], padded[y0 + 2:y1 + 2]
+        low, high = np.minimum(a, b), np.maximum(a, b)
+        mid = np.maximum(low, np.minimum(high, c))
+        np.minimum(low, c, out=low)
+        np.maximum(high, c, out=high)
+        max_low = np.maximum(np.maximum(low[left], low[centre]), low[right])
+        min_high = np.minimum(np.minimum(high[left], high[centre]), high[right])
+        out[y0:y1] = _median3(max_low, _median3(mid[left], mid[centre], mid[right]),
+                              min_high)
+    return out
+
+
+def local_error(err: np.ndarray, var_rnoise: np.ndarray | None = None) -> np.ndarray:
+    """The ``noise_model="local"`` noise term: the median of ERR over each pixel's 3x3
+    neighbourhood, never below ``sqrt(var_rnoise)``.
+
+    A cosmic ray that a ramp fit missed inflates the ERR of the pixels it hit (its charge
+    counts as Poisson signal); the median of the neighbourhood does not see a hit on fewer
+    than half of the 9 pixels, while it keeps the exposure's own noise level (sky, sources).
+    The floor keeps pixels whose own read noise is large (noisy pixels) as the reference
+    judges them. A NaN neighbour counts as an infinite error (it can only raise the median);
+    where 5 or more of the 9 are NaN the pixel keeps its own ERR; edges are replicated.
+
+    Returns
+    -------
+    ndarray of float32, the shape of ``err``
+    """
+    err = np.asarray(err, dtype=np.float32)
+    out = median_3x3(np.where(np.isnan(err), np.float32(np.inf), err))
+    np.copyto(out, err, where=np.isinf(out))
+    if var_rnoise is not None:
+        with np.errstate(invalid="ignore"):
+            floor = np.sqrt(np.asarray(var_rnoise, dtype=np.float32))
+        np.fmax(out, floor, out=out)
+    return out
+
+
+def with_source_noise(err: np.ndarray, blot: np.ndarray, fraction: float) -> np.ndarray:
+    """``sqrt(nan_to_num(err)**2 + (fraction * blot)**2)``: the noise term with a share of
+    the blotted signal added in quadrature (``source_noise``). The median of an undersampled
+    source is smoother than the source (drizzle and blot each average over a pixel), so its
+    core stands above the blot in every exposure by a fraction of its brightness; the
+    classic cure is a noise term that grows with the signal (calstis ``crrej``'s
+    ``scalenoise``). NaN in the blot leaves the noise term as it was.
+    """
+    err0 = np.nan_to_num(np.asarray(err, dtype=np.float32))
+    signal = np.nan_to_num(np.asarray(blot, dtype=np.float32)) * np.float32(fraction)
+    return np.sqrt(err0 * err0 + signal * signal)
 
 
 def flag_crs(sci: np.ndarray, err: np.ndarray, median: np.ndarray, *, snr1: float

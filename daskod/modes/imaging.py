@@ -34,6 +34,7 @@ from daskod.median._graph import (
     median_of_exposures_tile,
     median_of_resampled_tile,
 )
+from daskod.modes._improved import ImprovedOptions
 from daskod.modes._params import ImagingParams
 from daskod.resample._graph import group_weight_threshold, plan_group_tiles, resample_group_tile
 from daskod.resample._kernels import pad_for_kernel
@@ -64,6 +65,9 @@ class ImagingPlan:
     max_output_pixels: int
     #: Identify inputs by a hash of their pixels (not sizes and modification times).
     verify_inputs: bool = False
+    #: Options beyond the reference (:mod:`daskod.modes._improved`); the default is the
+    #: reference's graph.
+    options: ImprovedOptions = field(default_factory=ImprovedOptions)
     groups: list[list[int]] = field(default_factory=list)
     frame: OutputFrame | None = None
     pixel_maps: list[PixelMap] = field(default_factory=list)
@@ -109,9 +113,15 @@ class ImagingPlan:
     # -- what the engine asks -------------------------------------------------------------
     def budget(self, sched: Any, memory_limit: Any, tile_size: int | None) -> Any:
         groups = self.groups if self.params.resample_data else None
+        n_units, members = self.n_units, max(len(g) for g in self.groups)
+        if self.options.extra_planes:
+            # Extra drizzled planes (ERR, variance) hold more per tile pixel: drizzle tasks
+            # another input and output array (or a second drizzle), median tasks another
+            # stack: budgeted as twice the groups and 1.5x the members.
+            n_units, members = 2 * n_units, math.ceil(1.5 * max(members, 2))
         budget = plan_budget(
-            memory_limit=memory_limit, n_groups=self.n_units,
-            max_group_members=max(len(g) for g in self.groups), tile_size=tile_size,
+            memory_limit=memory_limit, n_groups=n_units,
+            max_group_members=members, tile_size=tile_size,
             group_pixels=largest_group_pixels([e.shape for e in self.exposures], groups),
             **scheduler_facts(sched))
         if sched.client is None:
@@ -123,13 +133,16 @@ class ImagingPlan:
                                           e.background_level, e.background_subtracted,
                                           content=self.verify_inputs)
                   for e in self.exposures}
-        return inputs, {"mode": "imaging", **asdict(self.params)}
+        return inputs, {"mode": "imaging", **asdict(self.params), **self.options.changed()}
 
     def store_bytes(self, sched: Any) -> int:
         frame = math.prod(self.frame.shape) if self.frame else 0
-        return store_bytes(self.exposures, shares_memory=sched.shares_memory,
-                           frame_pixels=frame, n_groups=len(self.groups) if frame else 0,
-                           median_pixels=frame or math.prod(self.exposures[0].shape))
+        total = store_bytes(self.exposures, shares_memory=sched.shares_memory,
+                            frame_pixels=frame, n_groups=len(self.groups) if frame else 0,
+                            median_pixels=frame or math.prod(self.exposures[0].shape))
+        planes = self.options.extra_planes  # per group, and the median error
+        total += 4 * frame * (len(self.groups) * len(planes) + ("error" in planes))
+        return total
 
     def layout(self, budget: Any) -> dict[str, int]:
         median_tile = budget.median_tile or budget.tile
@@ -143,7 +156,19 @@ class ImagingPlan:
                                [(pm.xs, pm.ys, pm.X, pm.Y, pm.order) for pm in self.pixel_maps])
         sources = [ctx.sources(e, f"inputs/{k}", (tile, tile), fingerprint(geometry, k))
                    for k, e in enumerate(self.exposures)]
-        if self.params.resample_data:
+        if self.params.resample_data and not self.options.is_reference:
+            from daskod.modes import _imaging_options as opt
+
+            if self.options.extra_planes:
+                stored, median_refs, median_fp = opt.resampled_median_with_error(
+                    self, ctx, sources, geometry)
+            else:
+                stored, median_refs, median_fp = self._resampled_median(ctx, sources,
+                                                                        geometry)
+            median = stored[0] if isinstance(stored, tuple) else stored
+            outputs = opt.flag_resampled_with_options(self, ctx, sources, stored, median_refs,
+                                                      median_fp)
+        elif self.params.resample_data:
             median, median_refs, median_fp = self._resampled_median(ctx, sources, geometry)
             outputs = self._flag_resampled(ctx, sources, median, median_refs, median_fp)
         else:

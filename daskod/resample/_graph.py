@@ -17,7 +17,7 @@ from daskod.io._store import array_of
 from daskod.resample._kernels import drizzle_tile
 from daskod.resample._weights import build_driz_weight, weight_threshold
 
-__all__ = ["plan_group_tiles", "resample_group_tile", "group_weight_threshold"]
+__all__ = ["plan_group_tiles", "member_input", "resample_group_tile", "group_weight_threshold"]
 
 #: Output pixels around the padded tile within which input pixel centres are kept.
 _SELECT_MARGIN = 3.0
@@ -56,6 +56,27 @@ def _read(source: Any, box: tuple[int, int, int, int]) -> np.ndarray:
     return np.asarray(array_of(source)[iy0:iy1, ix0:ix1])
 
 
+def member_input(member: dict[str, Any], pixel_map: PixelMap, origin: tuple[int, int], *,
+                 weight_type: str, bad_mask: int
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """One exposure's drizzle input over its detector ``box``: data (sky removed), weight
+    (zero where the whole-frame drizzle drops a pixel), pixel map relative to the padded
+    tile's ``origin`` (y, x), exposure time."""
+    box = member["box"]
+    sci = _read(member["sci"], box).astype(np.float32, copy=False)
+    var = member.get("var_rnoise")
+    weight = build_driz_weight(_read(member["dq"], box), weight_type=weight_type,
+                               bad_mask=bad_mask, var_rnoise=None if var is None else
+                               _read(var, box), exposure_time=member["exposure_time"])
+    keep = pixel_map.drizzle_mask(*box)  # pixels the whole-frame drizzle drops: weight 0
+    weight = weight if keep is None else np.where(keep, weight, np.float32(0))
+    data = sci - np.float32(member["sky"]) if member["sky"] else sci
+    pixmap = pixel_map.evaluate(*box)
+    pixmap[..., 0] -= origin[1]
+    pixmap[..., 1] -= origin[0]
+    return data, weight, pixmap, member["exposure_time"]
+
+
 def resample_group_tile(
     members: list[dict[str, Any]],
     pixel_maps: list[PixelMap],
@@ -78,23 +99,10 @@ def resample_group_tile(
     ndarray, shape (2, ny, nx), float32
         The drizzled image and its weight on the tile.
     """
-    inputs = []
-    oy0, ox0 = tile.y0 - pad, tile.x0 - pad
-    for member, pixel_map in zip(members, pixel_maps, strict=True):
-        box = member["box"]
-        sci = _read(member["sci"], box).astype(np.float32, copy=False)
-        dq = _read(member["dq"], box)
-        var = member.get("var_rnoise")
-        var = None if var is None else _read(var, box)
-        weight = build_driz_weight(dq, weight_type=weight_type, bad_mask=bad_mask,
-                                   var_rnoise=var, exposure_time=member["exposure_time"])
-        keep = pixel_map.drizzle_mask(*box)  # pixels the whole-frame drizzle drops: weight 0
-        weight = weight if keep is None else np.where(keep, weight, np.float32(0))
-        data = sci - np.float32(member["sky"]) if member["sky"] else sci
-        pixmap = pixel_map.evaluate(*box)
-        pixmap[..., 0] -= ox0
-        pixmap[..., 1] -= oy0
-        inputs.append((data, weight, pixmap, member["exposure_time"]))
+    origin = (tile.y0 - pad, tile.x0 - pad)
+    inputs = [member_input(member, pixel_map, origin, weight_type=weight_type,
+                           bad_mask=bad_mask)
+              for member, pixel_map in zip(members, pixel_maps, strict=True)]
     out_shape = (tile.shape[0] + 2 * pad, tile.shape[1] + 2 * pad)
     img, wht = drizzle_tile(inputs, out_shape, kernel=kernel, pixfrac=pixfrac, fillval=fillval)
     crop = (slice(pad, pad + tile.shape[0]), slice(pad, pad + tile.shape[1]))

@@ -6,7 +6,8 @@ from collections.abc import Iterable
 
 import numpy as np
 
-__all__ = ["KERNEL_PAD", "drizzle_tile", "drizzle_tile_with_error", "pad_for_kernel"]
+__all__ = ["KERNEL_PAD", "drizzle_tile", "drizzle_tile_with_error", "drizzle_tile_with_variance",
+           "pad_for_kernel"]
 
 #: Output pixels of padding per kernel that make tile-by-tile drizzling equal to a
 #: whole-frame run (measured: notes/resampling.md section 2.2; doubled for distortion).
@@ -120,3 +121,50 @@ def drizzle_tile_with_error(
         driz.add_image(np.ascontiguousarray(data, dtype=np.float32), **kwargs)
         driz_err.add_image(np.ascontiguousarray(err, dtype=np.float32), **kwargs)
     return driz.out_img, driz.out_wht, driz_err.out_img
+
+
+def drizzle_tile_with_variance(
+    inputs: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]],
+    out_shape: tuple[int, int],
+    *,
+    kernel: str = "square",
+    pixfrac: float = 1.0,
+    fillval: str | float = "NAN",
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Drizzle data onto one (padded) output tile and propagate their variance.
+
+    One drizzle pass: the variance goes through drizzle's squared-weight co-add
+    (``data2``), ``sum((a w)^2 v) / sum(a w)^2`` per output pixel, the variance of the
+    drizzled weighted mean (an output pixel that averages several input pixels is less
+    noisy than each). The image and weight are those of :func:`drizzle_tile`.
+
+    Parameters
+    ----------
+    inputs : iterable of (data, variance, weight, pixmap, exptime)
+        As :func:`drizzle_tile`, with each sub-image's variance.
+    out_shape : tuple of int
+        Padded tile shape.
+    kernel, pixfrac, fillval
+        As the reference's drizzle parameters.
+
+    Returns
+    -------
+    img, wht, var : ndarray of float32
+    """
+    from drizzle.resample import Drizzle
+
+    driz = Drizzle(kernel=kernel, fillval=fillval, fillval2=fillval, out_shape=out_shape,
+                   disable_ctx=True, out_img2=[np.zeros(out_shape, dtype=np.float32)])
+    for data, variance, weight, pixmap, exptime in inputs:
+        driz.add_image(
+            np.ascontiguousarray(data, dtype=np.float32),
+            exptime=float(exptime) if exptime > 0 else 1.0,
+            pixmap=pixmap,
+            data2=[np.ascontiguousarray(variance, dtype=np.float32)],
+            weight_map=np.ascontiguousarray(weight, dtype=np.float32),
+            wht_scale=1.0,
+            pixfrac=pixfrac,
+            in_units="cps",
+            iscale=1.0,
+        )
+    return driz.out_img, driz.out_wht, driz.out_img2[0]
