@@ -91,15 +91,15 @@ def run_files(inputs: list[str], outdir: str, *, params: dict[str, Any],
             return staged[-1]
 
         block_bytes = _write_block_bytes(memory_limit)
-        written: set[int] = set()
 
         def write(k: int, dq: Any) -> None:
             """Exposure k's product, written by the run's graph once its flags are stored
-            (under the staging folder; published below when every product is ready)."""
+            (under the staging folder, published below when every product is ready; in
+            whichever process runs the task: a product there is a finished one, as
+            write_product renames it into place)."""
             write_product(paths[k], os.path.join(staging, os.path.basename(outputs[k])), dq,
                           status="COMPLETE", storage_options=storage_options,
                           block_bytes=block_bytes)
-            written.add(k)
 
         start = time.perf_counter()
         token = PRODUCT_WRITER.set(write)
@@ -128,12 +128,11 @@ def run_files(inputs: list[str], outdir: str, *, params: dict[str, Any],
                                memory_limit=memory_limit, storage_options=storage_options)
         else:
             for k, src in enumerate(paths):
-                if k in written:  # written by the run's graph
-                    stage(outputs[k])
+                if os.path.exists(stage(outputs[k])):  # written by the run's graph
                     continue
                 # The new DQ is read a block at a time; a skipped step keeps the input's DQ.
                 dq = None if result.skipped else result.dq[k]
-                write_product(src, stage(outputs[k]), dq, status=result.status,
+                write_product(src, staged[-1], dq, status=result.status,
                               storage_options=storage_options, block_bytes=block_bytes)
             if save_intermediate_results and not result.skipped:
                 _stage_intermediates(result, mode, paths, items, outdir,

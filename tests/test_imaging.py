@@ -199,7 +199,7 @@ def test_median_tiles_smaller_than_drizzle_tiles_give_the_same_answer(small_obse
                    store=str(tmp_path / "w"), storage_options=None, compute=True,
                    in_memory=True, keep_store=False, overwrite_store=False, progress=False)
     data = zarr.open_array(str(tmp_path / "w"), path="resampled", mode="r")
-    assert data.shards == (1, 2, 96, 96) and data.chunks == (1, 2, 32, 32)
+    assert data.shards == (1, 2, 96, 96) and data.chunks == (1, 1, 32, 32)
     assert zarr.open_array(str(tmp_path / "w"), path="median", mode="r").chunks == (32, 32)
     np.testing.assert_array_equal(run["median"], np.asarray(reference.median))
     for got, want in zip(run["dq"], reference.dq, strict=True):
@@ -217,3 +217,16 @@ def test_budget_shrinks_only_the_median_tile_as_groups_are_added():
     for p in plans:
         assert p.tile % p.median_tile == 0
         assert p.tile >= plans[0].tile - p.median_tile  # the drizzle tile barely moves
+
+
+def test_a_derived_tile_splits_the_frame_evenly():
+    # A 2134 px frame in tiles of at most 2048: two of 1088, not 2048 and a sliver of 86
+    # (whose tasks leave a worker idle); an explicit tile_size is kept.
+    from daskod.engine._budget import plan_budget
+
+    facts = {"memory_limit": 4 * 2**30, "n_groups": 8, "max_group_members": 1,
+             "num_workers": 2, "separate_processes": True}
+    assert plan_budget(tile_size=None, **facts).tile == 2048
+    assert plan_budget(tile_size=None, extent=2134, **facts).tile == 1088
+    assert plan_budget(tile_size=None, extent=2048, **facts).tile == 2048
+    assert plan_budget(tile_size=2048, extent=2134, **facts).tile == 2048

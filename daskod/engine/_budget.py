@@ -206,6 +206,16 @@ def _tile_edges(available_per_task: float, n_groups: int,
     return tile, median_tile, int(max(median_px * median_tile**2, tile_px * tile**2))
 
 
+def _balanced(tile: int, median_tile: int, extent: int) -> tuple[int, int]:
+    """The tile (and median tile, when they are equal) shrunk to the smallest multiple of 64
+    that covers ``extent`` in as many tiles as ``tile`` needs (never larger)."""
+    if extent <= 0 or median_tile != tile:
+        return tile, median_tile
+    n = math.ceil(extent / tile)
+    even = max(MIN_TILE, math.ceil(extent / n / 64) * 64)
+    return min(tile, even), min(tile, even)
+
+
 def largest_group_pixels(shapes: list[tuple[int, ...]], groups: list[list[int]] | None) -> int:
     """Detector pixels of the largest group (of the largest exposure when ``groups`` is None:
     no resampling, each exposure's own weights are thresholded)."""
@@ -272,6 +282,7 @@ def plan_budget(
     separate_processes: bool,
     workers: WorkerFacts | None = None,
     group_pixels: int = 0,
+    extent: int = 0,
 ) -> Budget:
     """Choose tile size and worker count so the run fits ``memory_limit``.
 
@@ -293,6 +304,10 @@ def plan_budget(
     group_pixels : int, optional
         Detector pixels of the largest group: its weight-threshold task gathers the group's
         weights whole (phases run one after another, so it competes with no tile task).
+    extent : int, optional
+        Longest edge of the arrays tiled (output frame, detectors). A derived tile is then
+        shrunk to split it evenly (a 2134 px frame: 2 tiles of 1088, not 2048 + 86, whose
+        sliver tasks leave a worker idle).
     """
     limit = _limit(memory_limit, workers)
     per_px = bytes_per_tile_pixel(n_groups, max_group_members)
@@ -312,7 +327,7 @@ def plan_budget(
         what = f"one {tile_size}x{tile_size} tile (tile_size) of {n_groups} groups"
     if workers is not None:
         return _plan_on_cluster(limit, per_px, whole, tile_size, workers, what,
-                                (n_groups, max_group_members))
+                                (n_groups, max_group_members), extent)
     baseline = process_rss()
     available = limit - baseline - OVERHEAD
     n = max(1, num_workers)
@@ -331,6 +346,7 @@ def plan_budget(
         raise MemoryBudgetError(msg)
     if tile_size is None:
         tile, median_tile, per_task = _tile_edges(available / n, n_groups, max_group_members)
+        tile, median_tile = _balanced(tile, median_tile, extent)
     else:
         tile = median_tile = tile_size
         while n > 1 and per_px * tile**2 * n > available:
@@ -345,7 +361,8 @@ def plan_budget(
 
 
 def _plan_on_cluster(limit: int, per_px: float, whole: float, tile_size: int | None,
-                     workers: WorkerFacts, what: str, stack: tuple[int, int]) -> Budget:
+                     workers: WorkerFacts, what: str, stack: tuple[int, int],
+                     extent: int) -> Budget:
     share = _worker_share(limit, workers)
     threads = workers.threads_per_worker
     available = share - workers.baseline - WORKER_OVERHEAD
@@ -357,6 +374,7 @@ def _plan_on_cluster(limit: int, per_px: float, whole: float, tile_size: int | N
         raise MemoryBudgetError(msg)
     if tile_size is None:
         tile, median_tile, per_task = _tile_edges(available / threads, *stack)
+        tile, median_tile = _balanced(tile, median_tile, extent)
     else:
         tile = median_tile = tile_size
         per_task = int(per_px * tile**2)

@@ -66,7 +66,7 @@ def resampled_median_with_error(plan: Any, ctx: Context, sources: list[dict[str,
                           p.bad_mask, tile, planes)
     resampled = ctx.stored("resampled", (n_groups, len(planes), *frame.shape), np.float32,
                            (1, len(planes), tile, tile), np.nan, fingerprint=driz_fp,
-                           chunks=(1, len(planes), mtile, mtile),
+                           chunks=(1, 1, mtile, mtile),
                            attributes={"kind": f"drizzled {', '.join(planes)} per group"})
     pixmaps = plan._pixmaps = [ctx.graph.data("pixmap", pm, k)
                                for k, pm in enumerate(plan.pixel_maps)]

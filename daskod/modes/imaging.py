@@ -123,6 +123,8 @@ class ImagingPlan:
             memory_limit=memory_limit, n_groups=n_units,
             max_group_members=members, tile_size=tile_size,
             group_pixels=largest_group_pixels([e.shape for e in self.exposures], groups),
+            extent=max([*(n for e in self.exposures for n in e.shape),
+                        *(self.frame.shape if self.frame else ())]),
             **scheduler_facts(sched))
         if sched.client is None:
             sched.num_workers = budget.num_workers
@@ -201,7 +203,7 @@ class ImagingPlan:
         # One drizzle task writes one whole shard (group, tile); median tasks read its chunks.
         resampled = ctx.stored("resampled", (n_groups, 2, *frame.shape), np.float32,
                                (1, 2, tile, tile), np.nan, fingerprint=driz_fp,
-                               chunks=(1, 2, mtile, mtile),
+                               chunks=(1, 1, mtile, mtile),
                                attributes={"kind": "drizzled image and weight per group"})
         pixmaps = self._pixmaps = [ctx.graph.data("pixmap", pm, k)
                                    for k, pm in enumerate(self.pixel_maps)]
