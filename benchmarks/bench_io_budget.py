@@ -271,7 +271,8 @@ def run_daskod(label: str, inputs: dict, spec: dict, out: str, checkout: str,
     # ``python -m`` puts the working folder first on sys.path: run from the output's parent
     # so that PYTHONPATH alone says which daskod is imported.
     env = dict(os.environ, PYTHONPATH=checkout)
-    cmd = [sys.executable, "-m", "daskod.cli", "run", *inputs["daskod"], "-o", out,
+    # -v: the phase lines are INFO (the console shows warnings only by default).
+    cmd = [sys.executable, "-m", "daskod.cli", "-v", "run", *inputs["daskod"], "-o", out,
            "--memory-limit", spec["limit"], "--no-progress", *spec["args"]]
     run = measure(label, cmd, env, DASKOD_MARKS, cwd=os.path.dirname(out), interval=interval)
     if run.returncode == 0:

@@ -125,7 +125,7 @@ _PHASE = re.compile(r"Phase (\S+?):.*? in ([0-9.]+) s")
 
 
 def run_daskod(asn: str, outdir: str, args: argparse.Namespace) -> tuple[float, int, dict]:
-    cmd = [sys.executable, "-m", "daskod.cli", "run", asn, "-o", outdir, "--no-progress"]
+    cmd = [sys.executable, "-m", "daskod.cli", "run", asn, "-o", outdir, "--no-progress", "-v"]
     if args.memory_limit:
         cmd += ["--memory-limit", args.memory_limit]
     if args.scheduler:
