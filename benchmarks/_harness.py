@@ -71,12 +71,14 @@ class TreePeak:
         return self.peak
 
 
-def run_measured(args: list[str], *, env: dict | None = None, timeout: float = 3600
-                 ) -> Measurement:
-    """Run ``python args...`` in a new process; the child prints one JSON line last."""
+def run_measured(args: list[str], *, env: dict | None = None, timeout: float = 3600,
+                 cwd: str | None = None) -> Measurement:
+    """Run ``python args...`` in a new process (in ``cwd``); the child prints one JSON line
+    last."""
     start = time.perf_counter()
     proc = subprocess.Popen([sys.executable, *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})})
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})},
+                            cwd=cwd)
     watcher = TreePeak(proc.pid)
     out, err = proc.communicate(timeout=timeout)
     wall = time.perf_counter() - start

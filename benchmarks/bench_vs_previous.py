@@ -109,7 +109,9 @@ def main() -> None:
                 for _ in range(args.repeats):
                     for name, path in (("previous", previous), ("current", ROOT)):
                         env = {**os.environ, "PYTHONPATH": path}
-                        m = run_measured([CHILD, *cmd, "--tmp", tmp], env=env)
+                        # Not in a checkout: a forkserver started with "-c" imports from
+                        # its working folder first, whatever PYTHONPATH says.
+                        m = run_measured([CHILD, *cmd, "--tmp", tmp], env=env, cwd=tmp)
                         if m.returncode != 0:
                             raise SystemExit(f"{label} ({name}) failed")
                         walls[name].append(m.output["wall_s"])
