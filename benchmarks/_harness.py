@@ -36,7 +36,8 @@ def fmt_mib(n: int | float) -> str:
     return f"{n / 2**20:8.1f} MiB"
 
 
-def _tree_rss(proc: psutil.Process) -> int:
+def tree_rss(proc: psutil.Process) -> int:
+    """Summed RSS of a process and all its descendants (0 once it is gone)."""
     total = 0
     try:
         procs = [proc, *proc.children(recursive=True)]
@@ -51,9 +52,10 @@ def _tree_rss(proc: psutil.Process) -> int:
 
 
 class TreePeak:
-    """Samples the summed RSS of a process and all its descendants every 20 ms."""
+    """Samples the summed RSS of a process and all its descendants every ``interval`` s."""
 
-    def __init__(self, pid: int) -> None:
+    def __init__(self, pid: int, interval: float = 0.02) -> None:
+        self._interval = interval
         self._ps = psutil.Process(pid)
         self.peak = 0
         self._done = threading.Event()
@@ -62,8 +64,8 @@ class TreePeak:
 
     def _sample(self) -> None:
         while not self._done.is_set():
-            self.peak = max(self.peak, _tree_rss(self._ps))
-            time.sleep(0.02)
+            self.peak = max(self.peak, tree_rss(self._ps))
+            time.sleep(self._interval)
 
     def stop(self) -> int:
         self._done.set()

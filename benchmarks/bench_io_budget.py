@@ -45,7 +45,12 @@ import psutil
 HERE = os.path.dirname(os.path.abspath(__file__))
 # The daskod of this checkout simulates the inputs (and is the one measured).
 sys.path.insert(0, os.path.dirname(HERE))
-REFERENCE_PYTHON = "/work/jwst-venv/bin/python"
+sys.path.insert(0, HERE)
+
+from _harness import tree_rss  # noqa: E402
+
+from daskod.datasets._reference import reference_python  # noqa: E402
+
 MiB = 2**20
 OUTLIER = 16
 
@@ -83,20 +88,6 @@ class Run:
         return max([rss for _, rss in self.samples] + [self.kernel_max])
 
 
-def _tree_rss(proc: psutil.Process) -> int:
-    total = 0
-    try:
-        procs = [proc, *proc.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return 0
-    for p in procs:
-        try:
-            total += p.memory_info().rss
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            pass
-    return total
-
-
 def measure(label: str, cmd: list[str], env: dict[str, str], marks: list[tuple[str, str]],
             cwd: str, interval: float = 0.1) -> Run:
     """Run ``cmd`` in ``cwd``; sample the tree's RSS every ``interval`` s; time-stamp output
@@ -111,7 +102,7 @@ def measure(label: str, cmd: list[str], env: dict[str, str], marks: list[tuple[s
 
     def sample() -> None:
         while not done.is_set():
-            samples.append((time.perf_counter() - start, _tree_rss(ps)))
+            samples.append((time.perf_counter() - start, tree_rss(ps)))
             done.wait(interval)
 
     def read() -> None:
@@ -255,7 +246,7 @@ def prepare(case: str, spec: dict, data: str, reference: bool) -> dict:
     marker = os.path.join(root, "wcsinfo")
     if reference and not os.path.exists(marker):
         # The reference's imaging mode needs meta.wcsinfo, computed with its own functions.
-        subprocess.run([REFERENCE_PYTHON, os.path.join(HERE, "_reference_step.py"), "wcsinfo",
+        subprocess.run([reference_python(), os.path.join(HERE, "_reference_step.py"), "wcsinfo",
                         *files], check=True, capture_output=True)
         open(marker, "w").close()
     return {"daskod": [asn], "reference": asn, "files": files}
@@ -284,7 +275,7 @@ def run_reference(inputs: dict, spec: dict, out: str) -> Run:
     params = []
     if spec["kind"] == "tso":
         params = [f"rolling_window_width={spec['args'][1]}"]
-    cmd = [REFERENCE_PYTHON, os.path.join(HERE, "_reference_step.py"), "run",
+    cmd = [reference_python(), os.path.join(HERE, "_reference_step.py"), "run",
            inputs["reference"], out, *params]
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     run = measure("reference (jwst 3.0.0)", cmd, env, REFERENCE_MARKS, cwd=out)
@@ -338,7 +329,7 @@ def main() -> None:
     args = parser.parse_args()
     from dask.utils import parse_bytes
 
-    reference = not args.no_reference and os.path.exists(REFERENCE_PYTHON)
+    reference = not args.no_reference  # reference_python() finds or builds it, or says why not
     for case in args.cases.split(","):
         spec = CASES[case]
         what = (f"TSO {' x '.join(map(str, spec['shape']))} calints" if spec["kind"] == "tso"

@@ -30,43 +30,13 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
-import psutil
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from _harness import TreePeak
 
 SAMPLE_S = 0.1
-
-
-class TreePeak:
-    """Peak of the summed RSS of a process and all its descendants, sampled every 0.1 s."""
-
-    def __init__(self, pid: int) -> None:
-        self._ps = psutil.Process(pid)
-        self.peak = 0
-        self._done = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._done.is_set():
-            total = 0
-            try:
-                procs = [self._ps, *self._ps.children(recursive=True)]
-            except psutil.NoSuchProcess:
-                procs = []
-            for p in procs:
-                try:
-                    total += p.memory_info().rss
-                except (psutil.NoSuchProcess, psutil.AccessDenied):
-                    pass
-            self.peak = max(self.peak, total)
-            time.sleep(SAMPLE_S)
-
-    def stop(self) -> int:
-        self._done.set()
-        self._thread.join()
-        return self.peak
 
 
 def measure(cmd: list[str], *, env: dict | None = None, cwd: str | None = None
@@ -75,7 +45,7 @@ def measure(cmd: list[str], *, env: dict | None = None, cwd: str | None = None
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env=env, cwd=cwd)
-    watcher = TreePeak(proc.pid)
+    watcher = TreePeak(proc.pid, SAMPLE_S)
     out, _ = proc.communicate()
     wall = time.perf_counter() - start
     return wall, watcher.stop(), proc.returncode, out

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import warnings
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 from astropy import coordinates as coord
@@ -91,8 +92,6 @@ def make_detector_wcs(
         With an analytic inverse everywhere (``invert`` needs no numerical iteration); it
         round-trips through ASDF and pickle.
     """
-    from gwcs import WCS
-    from gwcs import coordinate_frames as cf
 
     ny, nx = shape
     cx, cy = crpix if crpix is not None else ((nx - 1) / 2.0, (ny - 1) / 2.0)
@@ -105,13 +104,7 @@ def make_detector_wcs(
         transform = transform | _distortion(nx, ny)
     transform = (transform | models.AffineTransformation2D(matrix=matrix)
                  | models.Pix2Sky_TAN() | models.RotateNative2Celestial(ra, dec, 180.0))
-    detector = cf.Frame2D(name="detector", axes_order=(0, 1), unit=(u.pix, u.pix))
-    sky = cf.CelestialFrame(reference_frame=coord.ICRS(), name="world", unit=(u.deg, u.deg),
-                            axes_names=("lon", "lat"))
-    wcs = WCS([(detector, transform), (sky, None)])
-    wcs.bounding_box = ((-0.5, nx - 0.5), (-0.5, ny - 0.5))
-    wcs.array_shape = (ny, nx)
-    return wcs
+    return _detector_wcs(transform, nx, ny)
 
 
 def make_simple_wcs(*, shape: tuple[int, int] = (21, 20), ra: float = 5.0, dec: float = 5.0,
@@ -206,8 +199,6 @@ def make_telescope_wcs(
     gwcs.WCS
         With an analytic inverse; it round-trips through ASDF.
     """
-    from gwcs import WCS
-    from gwcs import coordinate_frames as cf
 
     ny, nx = shape
     cx, cy = crpix if crpix is not None else ((nx - 1) / 2.0, (ny - 1) / 2.0)
@@ -217,6 +208,14 @@ def make_telescope_wcs(
     transform = (transform
                  | (models.Scale(pixel_scale_arcsec) & models.Scale(pixel_scale_arcsec))
                  | ideal_to_v2v3(wcsinfo) | _v23_to_sky(wcsinfo))
+    return _detector_wcs(transform, nx, ny)
+
+
+def _detector_wcs(transform: Any, nx: int, ny: int) -> Any:
+    """A detector -> ICRS gwcs through ``transform``, bounded by the detector's pixel edges."""
+    from gwcs import WCS
+    from gwcs import coordinate_frames as cf
+
     detector = cf.Frame2D(name="detector", axes_order=(0, 1), unit=(u.pix, u.pix))
     sky = cf.CelestialFrame(reference_frame=coord.ICRS(), name="world", unit=(u.deg, u.deg),
                             axes_names=("lon", "lat"))

@@ -209,6 +209,20 @@ def _bounds(key: Any, shape: tuple[int, ...]) -> list[tuple[int, int]] | None:
 _SPAN_FACTOR = 4
 
 
+def _pread_into(fd: int, target: np.ndarray, offset: int, path: str,
+                layout: dict[str, Any]) -> None:
+    """Fill the contiguous array ``target`` from byte ``offset`` of the open file ``fd``
+    (positioned reads until it is full)."""
+    view = memoryview(target).cast("B")
+    done = 0
+    while done < len(view):
+        got = os.preadv(fd, [view[done:]], offset + done)
+        if not got:
+            msg = f"{path}: the file ends inside its {layout.get('extname')} data."
+            raise OSError(msg)
+        done += got
+
+
 def _span_read(path: str, layout: dict[str, Any], shape: tuple[int, ...],
                bounds: list[tuple[int, int]], dtype: np.dtype) -> np.ndarray | None:
     """The box ``bounds`` read as one contiguous span of the file and cut out of it (None
@@ -220,16 +234,9 @@ def _span_read(path: str, layout: dict[str, Any], shape: tuple[int, ...],
     if count > _SPAN_FACTOR * size:
         return None
     buf = np.empty(count, dtype=dtype)
-    view = memoryview(buf).cast("B")
     fd = os.open(path, os.O_RDONLY)
     try:
-        done = 0
-        while done < len(view):
-            got = os.preadv(fd, [view[done:]], layout["offset"] + first * dtype.itemsize + done)
-            if not got:
-                msg = f"{path}: the file ends inside its {layout.get('extname')} data."
-                raise OSError(msg)
-            done += got
+        _pread_into(fd, buf, layout["offset"] + first * dtype.itemsize, path, layout)
     finally:
         os.close(fd)
     if count == size:  # a contiguous box: the buffer is the block
@@ -267,15 +274,8 @@ def read_block(path: str, storage_options: dict[str, Any] | None, layout: dict[s
         fd = os.open(path, os.O_RDONLY)
         try:
             for first, n, offset in box_runs(bounds, tuple(shape), flat.size):
-                view = memoryview(flat[offset:offset + n]).cast("B")
-                done = 0
-                while done < len(view):
-                    got = os.preadv(fd, [view[done:]],
-                                    layout["offset"] + first * dtype.itemsize + done)
-                    if not got:
-                        msg = f"{path}: the file ends inside its {layout.get('extname')} data."
-                        raise OSError(msg)
-                    done += got
+                _pread_into(fd, flat[offset:offset + n],
+                            layout["offset"] + first * dtype.itemsize, path, layout)
         finally:
             os.close(fd)
         return out

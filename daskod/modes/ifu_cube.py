@@ -37,16 +37,17 @@ log = logging.getLogger(__name__)
 PREFIX = "ifu_cube"
 
 
-def _coordinates(ctx: Context, plan: Any, ra0: float, dec0: float, rows: int, fp: str
+def _coordinates(ctx: Context, plan: Any, blobs: list[bytes], ra0: float, dec0: float,
+                 rows: int, fp: str
                  ) -> tuple[list[dict[str, Any]], list[list[dict[str, Any]]]]:
     """Every exposure's (xi, eta, wavelength) per pixel, stored band by band now; and the
-    bands' extents and sampling (the grid is built from them)."""
+    bands' extents and sampling (the grid is built from them). ``blobs``: each exposure's
+    pickled WCS (each task unpickles its own copy)."""
     import dask
 
     coords, tasks, owners = [], [], []
-    for k, exp in enumerate(plan.items):
+    for k, (exp, blob) in enumerate(zip(plan.items, blobs, strict=True)):
         ny, nx = exp.shape
-        blob = pickle.dumps(exp.wcs)  # each task unpickles its own copy of the WCS
         arrays = {key: ctx.stored(f"{PREFIX}/coords/{k}/{key}", (ny, nx), np.float64,
                                   (min(rows, ny), nx), np.nan, fingerprint=fingerprint(fp, k))
                   for key in ("xi", "eta", "wave")}
@@ -70,7 +71,8 @@ def build_cube_method(ctx: Context, plan: Any) -> Outputs:
     fp = fingerprint(inputs, plan.fingerprints()[1])
     ra0, dec0 = reference_point(items[0])
     rows = int(ctx.layout.get("side") or ctx.layout.get("planes") or 64)
-    coords, stats = _coordinates(ctx, plan, ra0, dec0, rows, fp)
+    blobs = [pickle.dumps(e.wcs) for e in items]  # pickled once, used by both phases
+    coords, stats = _coordinates(ctx, plan, blobs, ra0, dec0, rows, fp)
     grid = build_grid(stats, ra0, dec0, spatial_scale=params.cube_spatial_scale,
                       spectral_scale=params.cube_spectral_scale, roi=params.roi,
                       weighting=params.cube_weighting)
@@ -86,7 +88,7 @@ def build_cube_method(ctx: Context, plan: Any) -> Outputs:
     fp = fingerprint(fp, planes, side)
     sources = [ctx.sources(e, f"{PREFIX}/inputs/{k}", (side, side), inputs[e.name])
                for k, e in enumerate(items)]
-    payloads = [ctx.graph.data("ifuwcs", pickle.dumps(e.wcs), k) for k, e in enumerate(items)]
+    payloads = [ctx.graph.data("ifuwcs", blob, k) for k, blob in enumerate(blobs)]
     nw, cy, cx = grid.shape
     n = len(items)
     chunks = [(p, min(p + planes, nw)) for p in range(0, nw, planes)]
