@@ -23,7 +23,7 @@ from daskod.flag._graph import FLAG_HALO, halo_box
 from daskod.flag._with_options import blot_and_flag_tile_with_options
 from daskod.geometry._tiles import Tiling
 from daskod.median._with_error import median_of_resampled_planes
-from daskod.resample._graph import group_weight_threshold, plan_group_tiles
+from daskod.resample._graph import plan_group_tiles
 from daskod.resample._kernels import pad_for_kernel
 from daskod.resample._with_error import PLANES, resample_group_tile_planes
 
@@ -81,15 +81,7 @@ def resampled_median_with_error(plan: Any, ctx: Context, sources: list[dict[str,
             kernel=p.kernel,
             pixfrac=p.pixfrac, fillval=p.fillval, weight_type=p.weight_type,
             bad_mask=p.bad_mask)
-    thr_fp = fingerprint(driz_fp, p.maskpt)
-    thresholds = ctx.stored("thresholds", (n_groups,), np.float64, (1,), np.nan,
-                            fingerprint=thr_fp)
-    thr_refs = []
-    for g in range(n_groups):
-        tiles = [t for (gg, t) in drizzled if gg == g]
-        thr_refs.append(ctx.fill("threshold", (g,), (thresholds,), group_weight_threshold,
-                                 [drizzled[(g, t)] for t in tiles] or [resampled], g,
-                                 p.maskpt))
+    thr_refs, thr_fp = plan._group_thresholds(ctx, drizzled, resampled, driz_fp)
     median_fp = fingerprint(thr_fp, mtile, options.combine)
     median = ctx.stored("median", frame.shape, np.float32, (mtile, mtile), np.nan,
                         fingerprint=median_fp, attributes={"kind": "median frame"})

@@ -191,6 +191,20 @@ class ImagingPlan:
                 **{name: src.reads(region) for name, src in sources.items()
                    if name in ("sci", "dq", "var_rnoise")}}
 
+    def _group_thresholds(self, ctx: Context, drizzled: dict[tuple[int, Any], Any],
+                          resampled: Any, driz_fp: str) -> tuple[list[Any], str]:
+        """One weight-threshold task per group, after that group's drizzle tasks (``drizzled``:
+        (group, tile) -> task); returns the tasks and the thresholds' fingerprint."""
+        thr_fp = fingerprint(driz_fp, self.params.maskpt)
+        thresholds = ctx.stored("thresholds", (len(self.groups),), np.float64, (1,), np.nan,
+                                fingerprint=thr_fp)
+        refs = []
+        for g in range(len(self.groups)):
+            writes = [ref for (gg, _), ref in drizzled.items() if gg == g]
+            refs.append(ctx.fill("threshold", (g,), (thresholds,), group_weight_threshold,
+                                 writes or [resampled], g, self.params.maskpt))
+        return refs, thr_fp
+
     def _resampled_median(self, ctx: Context, sources: list[dict[str, Any]], geometry: str
                           ) -> tuple[Any, dict, str]:
         p, frame = self.params, self.frame
@@ -217,15 +231,7 @@ class ImagingPlan:
                 [pixmaps[k] for k, _ in entries], t, pad=pad, kernel=p.kernel,
                 pixfrac=p.pixfrac, fillval=p.fillval, weight_type=p.weight_type,
                 bad_mask=p.bad_mask)
-        thr_fp = fingerprint(driz_fp, p.maskpt)
-        thresholds = ctx.stored("thresholds", (n_groups,), np.float64, (1,), np.nan,
-                                fingerprint=thr_fp)
-        thr_refs = []
-        for g in range(n_groups):
-            tiles = [t for (gg, t) in drizzled if gg == g]
-            thr_refs.append(ctx.fill("threshold", (g,), (thresholds,), group_weight_threshold,
-                                     [drizzled[(g, t)] for t in tiles] or [resampled], g,
-                                     p.maskpt))
+        thr_refs, thr_fp = self._group_thresholds(ctx, drizzled, resampled, driz_fp)
         median_fp = fingerprint(thr_fp, mtile)
         median = ctx.stored("median", frame.shape, np.float32, (mtile, mtile), np.nan,
                             fingerprint=median_fp, attributes={"kind": "median frame"})
