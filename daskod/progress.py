@@ -40,7 +40,8 @@ OTHER = "other"
 #: carry the detector after the prefix) and the phase each belongs to. A prefix also labels
 #: longer names that start with it.
 DEFAULT_PHASES = {
-    "src": "ingest", "usable": "checks", "drizzle": "resample", "cube": "single cubes",
+    "src": "ingest", "check": "checks", "usable": "results", "drizzle": "resample",
+    "cube": "single cubes",
     "threshold": "threshold", "median": "median", "difference": "differences",
     "floor": "normalise", "normalise": "normalise", "percentile": "normalise",
     "flag": "blot + flag", "medianframe": "results", "dq": "results", "count": "results",

@@ -230,3 +230,67 @@ def test_a_derived_tile_splits_the_frame_evenly():
     assert plan_budget(tile_size=None, extent=2134, **facts).tile == 1088
     assert plan_budget(tile_size=None, extent=2048, **facts).tile == 2048
     assert plan_budget(tile_size=2048, extent=2134, **facts).tile == 2048
+
+
+@pytest.mark.parametrize(("tile_size", "resample_data"), [(48, True), (4096, True),
+                                                           (48, False)])
+def test_flag_tasks_count_the_usable_pixels(small_observation, monkeypatch, tile_size,
+                                            resample_data):
+    """The usable pixels the flag-fraction check gets (counted by the flag tasks, tile by
+    tile) are each exposure's finite SCI with a non-zero ivm weight, on any tile size."""
+    import daskod._flag_fractions as fractions
+
+    seen = {}
+
+    def record(names, n_flagged, n_usable, **kwargs):
+        seen["usable"] = list(n_usable)
+        return []
+
+    monkeypatch.setattr(fractions, "check_flag_fractions", record)
+    exps = [e.copy_with(sci=np.where(np.arange(e.shape[1]) % 7 == 0, np.nan,
+                                     np.asarray(e.sci[...])))
+            for e in small_observation.exposures]
+    daskod.detect_outliers(exps, tile_size=tile_size, resample_data=resample_data,
+                           scheduler="threads")
+    expected = []
+    for e in exps:
+        var = np.asarray(e.var_rnoise[...])
+        good = (np.asarray(e.dq[...]) & 1) == 0  # good_bits="~DO_NOT_USE"
+        with np.errstate(divide="ignore"):
+            weight = np.where(np.isfinite(1 / var), 1 / var, 0)
+        expected.append(int(np.count_nonzero(good & np.isfinite(np.asarray(e.sci[...]))
+                                             & (weight > 0))))
+    assert seen["usable"] == expected
+    assert min(expected) < exps[0].shape[0] * exps[0].shape[1] * 6 // 7 + 1
+
+
+def test_usable_pixel_check_stops_at_the_first_usable_strip():
+    """The check before the heavy phases reads a few rows of a healthy exposure, and all of
+    an exposure with no usable pixel (then refused)."""
+    from daskod.flag._graph import UsableRule
+    from daskod.median._graph import has_usable_pixel
+
+    class Rows:
+        def __init__(self, a):
+            self.a, self.shape, self.dtype, self.rows = a, a.shape, a.dtype, set()
+
+        def __getitem__(self, key):
+            self.rows.update(range(*key[0].indices(self.shape[0])))
+            return self.a[key]
+
+        def __array__(self, dtype=None, copy=None):
+            return self.a
+
+    rule = UsableRule("exptime", 1, 10.0)
+    sci = np.ones((300, 40), np.float32)
+    dq = np.zeros((300, 40), np.uint32)
+    sources = {"sci": Rows(sci), "dq": Rows(dq)}
+    assert has_usable_pixel(sources, rule) == 1
+    assert sources["dq"].rows == set(range(16))
+    dq[:] = 1
+    dq[-1, -1] = 0
+    sources = {"sci": Rows(sci), "dq": Rows(dq)}
+    assert has_usable_pixel(sources, rule) == 1
+    assert sources["dq"].rows == set(range(300))
+    dq[-1, -1] = 1
+    assert has_usable_pixel({"sci": Rows(sci), "dq": Rows(dq)}, rule) == 0

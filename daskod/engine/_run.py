@@ -57,6 +57,9 @@ class Outputs:
     #: Computed before the main graph in eager runs; ``check(values)`` raises on bad input.
     precheck: Any = None
     check: Any = None
+    #: Usable input pixels per exposure (set by :func:`flag_outputs` when the flag tasks count
+    #: them), computed with the graph in eager runs for the flag-fraction check.
+    usable: Any = None
     #: Computed with the graph in eager runs that keep results in memory.
     extras: dict[str, Any] = field(default_factory=dict)
     #: Small values computed with the graph in every eager run.
@@ -183,15 +186,22 @@ class _PhaseTimer:
 
 
 def flag_outputs(ctx: Context, refs: list[dict[tuple[int, ...], Ref]],
-                 stores: list[tuple[StoredArray, StoredArray]]) -> Outputs:
+                 stores: list[tuple[StoredArray, ...]]) -> Outputs:
     """DQ arrays and outlier counts per exposure from its flag tasks (each writes a block of
-    ``stores[k][0]``, the new DQ, and of ``stores[k][1]``, its outlier count)."""
-    dq = [ctx.output(f"dq{k}", refs[k], stores[k][0]) for k in range(len(stores))]
-    for k in range(len(stores)):
+    ``stores[k][0]``, the new DQ, and of ``stores[k][1]``, its outlier count; and of
+    ``stores[k][2]``, when there is one, its usable input pixels)."""
+    n = len(stores)
+    dq = [ctx.output(f"dq{k}", refs[k], stores[k][0]) for k in range(n)]
+    for k in range(n):
         ctx.graph.task("count", (k,), _total, stores[k][1], list(refs[k].values()))
-    return Outputs(dq=dq, counts=ctx.graph.array("count", ((1,) * len(stores),), np.int64),
-                   dq_stored=[(stores[k][0], list(refs[k].values()))
-                              for k in range(len(stores))])
+    usable = None
+    if n and all(len(s) > 2 for s in stores):
+        for k in range(n):
+            ctx.graph.task("usable", (k,), _total, stores[k][2], list(refs[k].values()))
+        usable = ctx.graph.array("usable", ((1,) * n,), np.int64)
+    return Outputs(dq=dq, counts=ctx.graph.array("count", ((1,) * n,), np.int64),
+                   dq_stored=[(stores[k][0], list(refs[k].values())) for k in range(n)],
+                   usable=usable)
 
 
 #: Set by ``daskod run``: ``writer(k, dq)`` writes exposure ``k``'s product from its stored
@@ -206,8 +216,8 @@ def _write_product(writer: Any, k: int, dq: StoredArray, _written: list[Any]) ->
 
 
 def _total(counts: StoredArray, _written: list[Any]) -> np.ndarray:
-    """Outliers of one exposure: the sum of its blocks' counts, read after they were
-    written."""
+    """Outliers (or usable pixels) of one exposure: the sum of its blocks' counts, read after
+    they were written."""
     return np.array([int(np.asarray(counts[...]).sum())], dtype=np.int64)
 
 
@@ -255,6 +265,7 @@ def _budget(plan: Any, sched: Scheduler, memory_limit: Any, tile_size: int | Non
             budget = None
         if budget is not None and budget.num_workers >= 2:
             sched.name, sched.num_workers = pool.name, pool.num_workers
+            sched.warm_up()
             return budget
     return plan.budget(sched, memory_limit, tile_size)
 
@@ -303,9 +314,10 @@ def run_mode(plan: Any, *, scheduler: Any, memory_limit: Any, tile_size: int | N
 
                 kwargs = sched.compute_kwargs()
                 if out.precheck is not None:
-                    result["usable"] = dask.compute(out.precheck, **kwargs)[0]
-                    out.check(result["usable"])
+                    out.check(dask.compute(out.precheck, **kwargs)[0])
                 wanted = {"counts": out.counts, "scalars": out.scalars}
+                if out.usable is not None:
+                    wanted["usable"] = out.usable
                 writer = PRODUCT_WRITER.get()
                 if writer is not None and out.dq_stored:
                     for k, (dq, refs) in enumerate(out.dq_stored):
@@ -320,6 +332,8 @@ def run_mode(plan: Any, *, scheduler: Any, memory_limit: Any, tile_size: int | N
                 log.debug("Computed the graph in %.2f s", time.perf_counter() - start)
                 result.update(values)
                 result["counts"] = [int(n) for n in values["counts"]]
+                if "usable" in values:
+                    result["usable"] = [int(n) for n in values["usable"]]
                 _merge(result["extras"], _unwrap(values["scalars"]))
                 work.complete()
     except BaseException:

@@ -71,10 +71,7 @@ class Scheduler:
             if self.name == "threads":
                 pool: Any = ThreadPoolExecutor(max_workers=self.num_workers)
             else:
-                import multiprocessing
-
-                ctx = multiprocessing.get_context("forkserver")
-                ctx.set_forkserver_preload(["daskod._worker_imports"])
+                ctx = _worker_server()
                 # The forkserver keeps the environment of the moment it started; workers take
                 # this run's (credentials, endpoints and settings set since then).
                 pool = ProcessPoolExecutor(max_workers=self.num_workers, mp_context=ctx,
@@ -88,6 +85,26 @@ class Scheduler:
                     self.pool = None
         finally:
             self.close()
+
+    def warm_up(self) -> None:
+        """Start what the workers of a ``processes`` scheduler are forked from now, so that
+        its imports (~2 s) run while this process still builds the run (nothing for other
+        schedulers)."""
+        if self.name == "processes" and self.pool is None:
+            import multiprocessing.forkserver
+
+            _worker_server()
+            multiprocessing.forkserver.ensure_running()
+
+
+def _worker_server() -> Any:
+    """The multiprocessing context of the ``processes`` scheduler: workers forked from a
+    server that imported the task modules once."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["daskod._worker_imports"])
+    return ctx
 
 
 def _adopt_environment(environ: dict[str, str]) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from daskod.blot._kernels import median_window_for
-from daskod.flag._graph import FLAG_HALO, blot_region, halo_box, update_dq_block
+from daskod.flag._graph import FLAG_HALO, UsableRule, blot_region, halo_box, update_dq_block
 from daskod.flag._kernels import flag_resampled_crs, local_error, with_source_noise
 from daskod.geometry._pixel_map import PixelMap
 from daskod.geometry._tiles import Tile
@@ -59,7 +59,8 @@ def blot_and_flag_tile_with_options(
     backg: float,
     noise_model: str,
     source_noise: float,
-) -> tuple[np.ndarray, np.ndarray]:
+    usable: UsableRule | None = None,
+) -> tuple[np.ndarray, ...]:
     """The resampled flag rule on one detector tile with another noise term:
     ``"exposure"`` the exposure's ERR (the reference), ``"median"`` the blotted median error
     (``median`` then holds the median frame and the median error), ``"local"``
@@ -71,6 +72,8 @@ def blot_and_flag_tile_with_options(
     dq : ndarray of uint32
         The tile's new DQ.
     count : ndarray of int64, shape (1,)
+    usable : ndarray of int64, shape (1,)
+        Only with ``usable`` (:func:`~daskod.flag._graph.update_dq_block`).
     """
     box = halo_box(tile, shape, FLAG_HALO)
     y0, y1, x0, x1 = box
@@ -91,4 +94,4 @@ def blot_and_flag_tile_with_options(
                             scale2=scale[1], backg=backg)
     crop = np.s_[tile.y0 - y0:tile.y1 - y0, tile.x0 - x0:tile.x1 - x0]
     return update_dq_block(sources, tile.slices, cr[crop],
-                           {"sci": sci[crop], "err": err[crop]})
+                           {"sci": sci[crop], "err": err[crop]}, usable)

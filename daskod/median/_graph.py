@@ -12,7 +12,7 @@ from daskod.median._kernels import nanmedian_stack
 from daskod.resample._weights import build_driz_weight, weight_threshold
 
 __all__ = ["median_of_resampled_tile", "median_of_exposures_tile", "exposure_weight_threshold",
-           "count_usable_pixels"]
+           "has_usable_pixel", "usable_pixel_block"]
 
 
 def median_of_resampled_tile(tile: Tile, groups: list[int], thresholds: Any,
@@ -70,15 +70,31 @@ def exposure_weight_threshold(sources: dict[str, Any], *, maskpt: float, weight_
     return np.array([weight_threshold(weights, maskpt)])
 
 
-def count_usable_pixels(sources: dict[str, Any], tiles: list[Tile], *, weight_type: str,
-                        bad_mask: int, exposure_time: float) -> int:
-    """Pixels of one exposure with a finite SCI value and a non-zero weight."""
-    n = 0
-    for tile in tiles:
-        weight = _tile_weight(sources, tile.slices, weight_type, bad_mask, exposure_time)
-        sci = np.asarray(array_of(sources["sci"])[tile.slices])
-        n += int(np.count_nonzero(np.isfinite(sci) & (weight > 0)))
-    return n
+def has_usable_pixel(sources: dict[str, Any], rule: Any, *, first_rows: int = 16) -> int:
+    """1 when one exposure has a usable pixel (finite SCI and a non-zero weight, as
+    ``rule``, a :class:`~daskod.flag._graph.UsableRule`, counts them), else 0.
+
+    Reads strips of rows from the top, each twice as tall as the one before, and stops at the
+    first strip with a usable pixel: a few rows for any real exposure, the whole exposure
+    (in a logarithmic number of reads) only when none is usable.
+    """
+    dq = array_of(sources["dq"])
+    ny, nx = (int(n) for n in np.shape(dq))
+    var = sources.get("var_rnoise")
+    y, rows = 0, max(1, int(first_rows))
+    while y < ny:
+        region = (slice(y, min(ny, y + rows)), slice(0, nx))
+        sci = np.asarray(array_of(sources["sci"])[region])
+        if rule.count(sci, np.asarray(dq[region]),
+                      None if var is None else np.asarray(array_of(var)[region])):
+            return 1
+        y, rows = y + rows, rows * 2
+    return 0
+
+
+def usable_pixel_block(sources: dict[str, Any], rule: Any) -> np.ndarray:
+    """Task: :func:`has_usable_pixel` as a one-element block."""
+    return np.array([has_usable_pixel(sources, rule)], dtype=np.int64)
 
 
 def median_of_exposures_tile(tile: Tile, all_sources: list[dict[str, Any]], thresholds: Any,

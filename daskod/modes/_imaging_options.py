@@ -130,7 +130,7 @@ def flag_resampled_with_options(plan: Any, ctx: Context, sources: list[dict[str,
                 plan._pixmaps[k], t, deps, shape=exp.shape, window=window or (0, 0, 0, 0),
                 median_shape=frame.shape, snr=p.snr_pair, scale=p.scale_pair, backg=backg,
                 noise_model=options.noise_model, source_noise=float(options.source_noise),
-                block=(t.i, t.j))
+                usable=plan._usable_rule(k), block=(t.i, t.j))
         tasks.append(refs)
     return flag_outputs(ctx, tasks, stores)
 

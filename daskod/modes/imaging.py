@@ -23,16 +23,22 @@ from daskod.engine._fingerprint import container_token
 from daskod.engine._run import Context, Outputs, flag_outputs
 from daskod.engine._store import fingerprint
 from daskod.exposure import Exposure
-from daskod.flag._graph import FLAG_HALO, blot_and_flag_tile, flag_tile_against_median, halo_box
+from daskod.flag._graph import (
+    FLAG_HALO,
+    UsableRule,
+    blot_and_flag_tile,
+    flag_tile_against_median,
+    halo_box,
+)
 from daskod.geometry._frame import OutputFrame, compute_output_frame
 from daskod.geometry._pixel_map import PixelMap, compute_pixel_map
 from daskod.geometry._tiles import Tiling
 from daskod.io._store import store_bytes
 from daskod.median._graph import (
-    count_usable_pixels,
     exposure_weight_threshold,
     median_of_exposures_tile,
     median_of_resampled_tile,
+    usable_pixel_block,
 )
 from daskod.modes._improved import ImprovedOptions
 from daskod.modes._params import ImagingParams
@@ -270,14 +276,23 @@ class ImagingPlan:
             for t in tiles}
         return median, refs, median_fp
 
-    def _flag_stores(self, ctx: Context, k: int, tile: int, flag_fp: str) -> tuple[Any, Any]:
+    def _flag_stores(self, ctx: Context, k: int, tile: int, flag_fp: str
+                     ) -> tuple[Any, Any, Any]:
+        """Exposure ``k``'s new DQ, and per tile its outlier count and usable input pixels."""
         shape = self.exposures[k].shape
         grid = tuple(-(-n // tile) for n in shape)
         dq = ctx.stored(f"outputs/{k}/dq", shape, np.uint32, (tile, tile), 0,
                         fingerprint=flag_fp, attributes={"exposure": self.exposures[k].name})
         count = ctx.stored(f"outputs/{k}/count", grid, np.int64, (1, 1), 0,
                            fingerprint=flag_fp)
-        return dq, count
+        usable = ctx.stored(f"outputs/{k}/usable", grid, np.int64, (1, 1), 0,
+                            fingerprint=flag_fp)
+        return dq, count, usable
+
+    def _usable_rule(self, k: int) -> UsableRule:
+        """How exposure ``k``'s flag tasks count its usable pixels."""
+        return UsableRule(self.params.weight_type, self.params.bad_mask,
+                          float(self.exposures[k].exposure_time or 1.0))
 
     def _flag_resampled(self, ctx: Context, sources: list[dict[str, Any]], median: Any,
                         median_refs: dict, median_fp: str) -> Outputs:
@@ -302,7 +317,8 @@ class ImagingPlan:
                      for name, s in sources[k].items()},
                     pixmap, t, deps, shape=exp.shape, window=window or (0, 0, 0, 0),
                     median_shape=frame.shape, snr=p.snr_pair, scale=p.scale_pair,
-                    backg=exp.background_for_flagging(p.backg), block=(t.i, t.j))
+                    backg=exp.background_for_flagging(p.backg), usable=self._usable_rule(k),
+                    block=(t.i, t.j))
             tasks.append(refs)
         return flag_outputs(ctx, tasks, stores)
 
@@ -315,25 +331,26 @@ class ImagingPlan:
             tasks.append({(t.i, t.j): ctx.fill(
                 "flag", (k, t.i, t.j), stores[-1], flag_tile_against_median,
                 {name: s.reads(t.slices) for name, s in sources[k].items()}, t,
-                median_refs[(t.i, t.j)], snr1=snr1, block=(t.i, t.j))
+                median_refs[(t.i, t.j)], snr1=snr1, usable=self._usable_rule(k),
+                block=(t.i, t.j))
                 for t in Tiling(exp.shape, (tile, tile))})
         return flag_outputs(ctx, tasks, stores)
 
     def _usable(self, ctx: Context, sources: list[dict[str, Any]]) -> tuple[Any, Any]:
         """A cheap pass before the heavy phases: exposures with no usable pixel (all NaN,
-        all flagged or zero weight) are refused by name."""
-        p, tile = self.params, int(ctx.layout["tile"])
+        all flagged or zero weight) are refused by name. Each check stops at the first usable
+        pixel (the flag tasks count them all, for the flag-fraction check)."""
         for k, (exp, src) in enumerate(zip(self.exposures, sources, strict=True)):
             whole = (slice(0, exp.shape[0]), slice(0, exp.shape[1]))
-            ctx.graph.task("usable", (k,), _as_block, count_usable_pixels,
+            ctx.graph.task("check", (k,), usable_pixel_block,
                            {name: s.reads(whole) for name, s in src.items()},
-                           list(Tiling(exp.shape, (tile, tile))), weight_type=p.weight_type,
-                           bad_mask=p.bad_mask, exposure_time=float(exp.exposure_time or 1.0))
-        counts = ctx.graph.array("usable", ((1,) * len(self.exposures),), np.int64)
+                           self._usable_rule(k))
+        counts = ctx.graph.array("check", ((1,) * len(self.exposures),), np.int64)
 
         def check(values: np.ndarray) -> None:
             empty = [e.name for e, n in zip(self.exposures, values, strict=True) if n == 0]
             if empty:
+                p = self.params
                 what = "weight" if p.weight_type == "ivm" else "exposure time"
                 msg = (f"Exposure(s) {empty} have no usable pixel (SCI all NaN, every pixel "
                        f"flagged by good_bits={p.good_bits!r}, or zero {what}); remove them "
@@ -348,7 +365,3 @@ def _window_refs(refs: dict[tuple[int, int], Any], window: tuple[int, int, int, 
     y0, y1, x0, x1 = window
     return [refs[(i, j)] for i in range(y0 // mtile, (y1 - 1) // mtile + 1)
             for j in range(x0 // mtile, (x1 - 1) // mtile + 1) if (i, j) in refs]
-
-
-def _as_block(func: Any, *args: Any, **kwargs: Any) -> np.ndarray:
-    return np.array([func(*args, **kwargs)], dtype=np.int64)
