@@ -23,6 +23,11 @@ from daskod.engine._fingerprint import container_token
 from daskod.engine._run import Context, flag_outputs
 from daskod.engine._store import fingerprint
 from daskod.flag._cube import (
+    FLAG_BYTES_PER_PIXEL,
+    MEDIAN_BYTES_PER_PIXEL,
+    ROLLING_BYTES_PER_OUTPUT_PIXEL,
+    ROLLING_BYTES_PER_SPAN_PIXEL,
+    SLAB_TEMPORARY_BYTES,
     cube_threshold,
     flag_against_median,
     median_rows,
@@ -33,7 +38,8 @@ from daskod.flag._kernels import parse_pair
 from daskod.io._store import is_zarr_array, store_bytes
 from daskod.median._kernels import rolling_window_span
 
-__all__ = ["CubeParams", "CubePlan", "plan_cube_chunks"]
+__all__ = ["CubeParams", "CubePlan", "plan_cube_chunks", "rolling_task_bytes",
+           "median_task_bytes", "flag_task_bytes", "smallest_cube_task"]
 
 log = logging.getLogger(__name__)
 
@@ -76,26 +82,55 @@ class CubeParams:
         return interpret_good_bits(self.good_bits)
 
 
+def rolling_task_bytes(integrations: int, span: int, rows: int, nx: int) -> int:
+    """What one rolling-median flag task holds at its peak: it reads ``span`` integrations
+    (its own ``integrations`` and the window's halo) of ``rows`` x ``nx`` pixels."""
+    px = rows * nx
+    return int(ROLLING_BYTES_PER_SPAN_PIXEL * span * px
+               + ROLLING_BYTES_PER_OUTPUT_PIXEL * integrations * px + SLAB_TEMPORARY_BYTES)
+
+
+def median_task_bytes(nints: int, rows: int, nx: int) -> int:
+    """What one median-over-all-integrations task of ``rows`` rows holds at its peak."""
+    return int(MEDIAN_BYTES_PER_PIXEL * nints * rows * nx + SLAB_TEMPORARY_BYTES)
+
+
+def flag_task_bytes(integrations: int, rows: int, nx: int) -> int:
+    """What one flag-against-a-median-frame task holds at its peak (with its median rows)."""
+    return int((FLAG_BYTES_PER_PIXEL * integrations + 4) * rows * nx + SLAB_TEMPORARY_BYTES)
+
+
+def smallest_cube_task(shape: tuple[int, int, int], window: int, *, rolling: bool) -> int:
+    """Bytes of the smallest task the cube modes can split a cube into: one row of the
+    window's integrations (rolling median), or one row of every integration (the median over
+    all integrations)."""
+    nints, _, nx = shape
+    if rolling:
+        return rolling_task_bytes(1, min(nints, window), 1, nx)
+    return max(median_task_bytes(nints, 1, nx), flag_task_bytes(1, 1, nx))
+
+
 def plan_cube_chunks(shape: tuple[int, int, int], window: int, budget_bytes: int, *,
                      block_rows: int | None = None) -> tuple[int, int, int]:
     """Work units of the cube modes: ``(integrations, rows)`` per flag task, rows per median task.
 
-    A flag task holds ~16 bytes per pixel over its integrations plus the window's halo
-    (SCI, DQ, the masked copy, the rolling median) and ~24 more over its own integrations
-    (ERR, DQ, variances); rows follow the input's chunking when it has one, so no chunk is
-    read twice. A median task holds all integrations of its rows (~12 bytes per pixel).
+    Each task's peak (:func:`rolling_task_bytes`, :func:`flag_task_bytes`,
+    :func:`median_task_bytes`) stays within ``budget_bytes``: rows follow the input's
+    chunking when it has one (so no chunk is read twice) and are halved until a task holds
+    at least four windows of integrations (the halo then costs at most a quarter more reads).
     """
     nints, ny, nx = shape
     halo = max(window, 1) - 1
     rows = ny if block_rows is None else max(1, min(ny, int(block_rows)))
+    per_px = ROLLING_BYTES_PER_SPAN_PIXEL + ROLLING_BYTES_PER_OUTPUT_PIXEL
+    free = budget_bytes - SLAB_TEMPORARY_BYTES
     while True:
-        row_px = rows * nx
-        nt = int((budget_bytes / row_px - 16 * halo) // 40)
+        nt = int((free / (rows * nx) - ROLLING_BYTES_PER_SPAN_PIXEL * halo) // per_px)
         if nt >= min(nints, 4 * max(halo, 1)) or rows == 1:
             break
         rows = max(1, rows // 2)
     nt = max(1, min(nints, nt))
-    median_rows = int(budget_bytes // (12 * nints * nx))
+    median_rows = int(free // (MEDIAN_BYTES_PER_PIXEL * nints * nx))
     median_rows = max(1, min(ny, median_rows))
     return nt, rows, median_rows
 
@@ -124,7 +159,12 @@ class CubePlan:
     skip_reason = None
 
     def budget(self, sched: Any, memory_limit: Any, tile_size: int | None) -> Any:
-        budget = task_budget(memory_limit=memory_limit, **scheduler_facts(sched))
+        least = smallest_cube_task(self.cube.shape, self.window, rolling=self.rolling)
+        what = (f"one row of {min(self.window, self.cube.shape[0])} integrations (the rolling "
+                "window)" if self.rolling else
+                f"one row of all {self.cube.shape[0]} integrations (their median)")
+        budget = task_budget(memory_limit=memory_limit, least=least, what=what,
+                             **scheduler_facts(sched))
         if sched.client is None:
             sched.num_workers = budget.num_workers
         return budget
