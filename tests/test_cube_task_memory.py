@@ -150,3 +150,29 @@ def test_smallest_task_sets_the_refusal_floor():
     result = daskod.detect_outliers(cube, mode="coron", memory_limit=f"{floor + 16}MiB",
                                     scheduler="threads", compute=False)
     assert result is not None
+
+
+def test_planned_blocks_read_from_a_calints_file_stay_within_the_estimate(tmp_path):
+    """Blocks read from a ``*_calints.fits`` (positioned reads): a block of a quarter of the
+    rows or more would be read through a buffer of the whole frames it spans (measured:
+    45 MiB against an estimate of 38 for 16 of 64 rows here), which the planner avoids
+    (whole frames, or blocks thin enough to be read row run by row run)."""
+    from daskod.io._jwst import _fits_arrays
+
+    nints, ny, nx, window = 160, 64, 1024, 25
+    sim = daskod.datasets.make_tso_cube(nints=nints, shape=(ny, nx), seed=1,
+                                        with_variance=False)
+    path = daskod.datasets.write_cube_file(sim.cube, tmp_path / "jw00001001001_01101_00001"
+                                           "_nrca3_calints.fits")
+    src = _fits_arrays(str(path))
+    for budget in (40 * 2**20, 20 * 2**20):
+        nt, rows, _ = plan_cube_chunks((nints, ny, nx), window, budget)
+        assert rows < ny
+        t0 = 40
+        t1 = min(nints, t0 + nt)
+        a, b = rolling_window_span(t0, t1, window, nints)
+        _, peak = _peak(rolling_flag_chunk, src, 0.7, t0, t1, 0, rows, nints=nints,
+                        window=window, bad_mask=1, snr1=5.0, nan_policy="propagate",
+                        save_median=False)
+        estimate = rolling_task_bytes(t1 - t0, b - a, rows, nx)
+        assert peak <= estimate <= budget, (rows, peak, estimate)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -35,6 +36,7 @@ from daskod.flag._cube import (
 )
 from daskod.flag._dq import interpret_good_bits
 from daskod.flag._kernels import parse_pair
+from daskod.io._fits_url import _SPAN_FACTOR
 from daskod.io._store import is_zarr_array, store_bytes
 from daskod.median._kernels import rolling_window_span
 
@@ -110,28 +112,58 @@ def smallest_cube_task(shape: tuple[int, int, int], window: int, *, rolling: boo
     return max(median_task_bytes(nints, 1, nx), flag_task_bytes(1, 1, nx))
 
 
+def _row_blocks(ny: int, block_rows: int | None) -> Iterator[int]:
+    """Rows per task to try, largest first.
+
+    A Zarr input's row chunking, then halvings of it. Otherwise whole frames (one contiguous
+    read per block), then blocks of fewer than ``1 / _SPAN_FACTOR`` of the rows, split
+    evenly: a lazy FITS array reads a box spanning at most that many times its size as one
+    contiguous buffer cut afterwards, which a task of a quarter to all of the rows would hold
+    on top of its estimate (~4x the block it reads); thinner boxes are read run by run into
+    the block itself.
+    """
+    if block_rows is not None:
+        rows = max(1, min(ny, int(block_rows)))
+        while rows > 1:
+            yield rows
+            rows = max(1, rows // 2)
+        yield 1
+        return
+    yield ny
+    k = _SPAN_FACTOR + 1
+    while True:
+        rows = -(-ny // k)
+        if rows == 1:
+            break
+        if _SPAN_FACTOR * rows < ny:
+            yield rows
+        k *= 2
+    yield 1
+
+
 def plan_cube_chunks(shape: tuple[int, int, int], window: int, budget_bytes: int, *,
                      block_rows: int | None = None) -> tuple[int, int, int]:
     """Work units of the cube modes: ``(integrations, rows)`` per flag task, rows per median task.
 
     Each task's peak (:func:`rolling_task_bytes`, :func:`flag_task_bytes`,
     :func:`median_task_bytes`) stays within ``budget_bytes``: rows follow the input's
-    chunking when it has one (so no chunk is read twice) and are halved until a task holds
-    at least four windows of integrations (the halo then costs at most a quarter more reads).
+    chunking when it has one (so no chunk is read twice) and shrink (:func:`_row_blocks`)
+    until a task holds at least four windows of integrations (the halo then costs at most a
+    quarter more reads).
     """
     nints, ny, nx = shape
     halo = max(window, 1) - 1
-    rows = ny if block_rows is None else max(1, min(ny, int(block_rows)))
     per_px = ROLLING_BYTES_PER_SPAN_PIXEL + ROLLING_BYTES_PER_OUTPUT_PIXEL
     free = budget_bytes - SLAB_TEMPORARY_BYTES
-    while True:
+    for rows in _row_blocks(ny, block_rows):
         nt = int((free / (rows * nx) - ROLLING_BYTES_PER_SPAN_PIXEL * halo) // per_px)
-        if nt >= min(nints, 4 * max(halo, 1)) or rows == 1:
+        if nt >= min(nints, 4 * max(halo, 1)):
             break
-        rows = max(1, rows // 2)
     nt = max(1, min(nints, nt))
     median_rows = int(free // (MEDIAN_BYTES_PER_PIXEL * nints * nx))
     median_rows = max(1, min(ny, median_rows))
+    if block_rows is None and median_rows < ny:
+        median_rows = next(r for r in _row_blocks(ny, None) if r <= median_rows)
     return nt, rows, median_rows
 
 
