@@ -41,7 +41,8 @@ from daskod.io._store import is_zarr_array, store_bytes
 from daskod.median._kernels import rolling_window_span
 
 __all__ = ["CubeParams", "CubePlan", "plan_cube_chunks", "rolling_task_bytes",
-           "median_task_bytes", "flag_task_bytes", "smallest_cube_task"]
+           "median_task_bytes", "flag_task_bytes", "smallest_cube_task",
+           "dq_chunk_integrations"]
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +142,18 @@ def _row_blocks(ny: int, block_rows: int | None) -> Iterator[int]:
     yield 1
 
 
+#: Bytes of one storage chunk of the new DQ (a task's block is a shard of such chunks): the
+#: product writer reads the store a chunk at a time, so this bounds what it decodes at once.
+DQ_CHUNK_BYTES = 4 * 2**20
+
+
+def dq_chunk_integrations(nt: int, rows: int, nx: int) -> int:
+    """Integrations per storage chunk of the new DQ: the largest divisor of ``nt`` (chunks
+    tile a task's shard exactly) whose chunk holds at most :data:`DQ_CHUNK_BYTES`."""
+    most = max(1, DQ_CHUNK_BYTES // (4 * rows * nx))
+    return max(d for d in range(1, min(nt, most) + 1) if nt % d == 0)
+
+
 def plan_cube_chunks(shape: tuple[int, int, int], window: int, budget_bytes: int, *,
                      block_rows: int | None = None) -> tuple[int, int, int]:
     """Work units of the cube modes: ``(integrations, rows)`` per flag task, rows per median task.
@@ -164,6 +177,9 @@ def plan_cube_chunks(shape: tuple[int, int, int], window: int, budget_bytes: int
     median_rows = max(1, min(ny, median_rows))
     if block_rows is None and median_rows < ny:
         median_rows = next(r for r in _row_blocks(ny, None) if r <= median_rows)
+    most = max(1, DQ_CHUNK_BYTES // (4 * rows * nx))
+    if nt > most:  # a whole number of DQ storage chunks per task
+        nt = nt // most * most
     return nt, rows, median_rows
 
 
@@ -243,7 +259,8 @@ class CubePlan:
         flag_fp = fingerprint(base_fp, p.snr1)
         grid = (-(-nints // nt), -(-ny // rows))
         dq = ctx.stored("outputs/dq", cube.shape, np.uint32, (nt, rows, nx), 0,
-                        fingerprint=flag_fp)
+                        fingerprint=flag_fp,
+                        chunks=(dq_chunk_integrations(nt, rows, nx), rows, nx))
         count = ctx.stored("outputs/count", (*grid, 1), np.int64, (1, 1, 1), 0,
                            fingerprint=flag_fp)
         targets, median, median_refs = (dq, count), None, {}
