@@ -19,6 +19,8 @@ from daskod.flag._cube import flag_against_median, median_rows, rolling_flag_chu
 from daskod.flag._graph import update_dq_block
 from daskod.median._kernels import rolling_median, rolling_window_span
 from daskod.modes.cube import (
+    DQ_CHUNK_BYTES,
+    dq_chunk_integrations,
     flag_task_bytes,
     median_task_bytes,
     plan_cube_chunks,
@@ -176,3 +178,16 @@ def test_planned_blocks_read_from_a_calints_file_stay_within_the_estimate(tmp_pa
                         save_median=False)
         estimate = rolling_task_bytes(t1 - t0, b - a, rows, nx)
         assert peak <= estimate <= budget, (rows, peak, estimate)
+
+
+def test_new_dq_is_stored_in_small_chunks_that_tile_each_task():
+    """The product writer reads the stored DQ a chunk at a time: chunks stay small and tile
+    each task's block exactly (one task writes one whole shard)."""
+    for shape, budget in [((4000, 256, 1024), 259 * 2**20), ((1500, 256, 256), 99 * 2**20),
+                          ((4000, 64, 1024), 14 * 2**20), ((30, 2048, 2048), 300 * 2**20)]:
+        nt, rows, _ = plan_cube_chunks(shape, 25, budget)
+        ct = dq_chunk_integrations(nt, rows, shape[2])
+        assert nt % ct == 0
+        assert ct == 1 or 4 * ct * rows * shape[2] <= DQ_CHUNK_BYTES
+        if nt >= DQ_CHUNK_BYTES // (4 * rows * shape[2]) > 1:
+            assert 2 * 4 * ct * rows * shape[2] > DQ_CHUNK_BYTES  # not needlessly tiny
