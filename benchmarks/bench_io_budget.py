@@ -29,6 +29,7 @@ products are counted (pixels whose DQ gained OUTLIER), for daskod and the refere
 from __future__ import annotations
 
 import argparse
+import glob
 import itertools
 import os
 import re
@@ -63,11 +64,15 @@ CASES = {
           "reference": True},
 }
 #: daskod log messages that end each phase (the first line matching each).
+#: The engine logs its phase lines when the graph is done, and products are written by the
+#: graph as soon as their flags are stored: the first product file being written (seen by
+#: the sampler, :data:`FIRST_PRODUCT`) ends the computing phase, the write runs to "Wrote".
+FIRST_PRODUCT = "[bench] first product file started"
 DASKOD_MARKS = [("imports", r"daskod\.run INFO: Versions"),
                 ("read", r"Read \d+ member"),
+                ("compute", re.escape(FIRST_PRODUCT) + r"|Writing \d+ product|daskod-product-"),
                 ("engine phase", r"Phase (\w+):"),  # each engine phase, by its name
-                ("compute", r"Writing \d+ product|daskod-product-"),
-                ("write", r"Done in ")]
+                ("write", r"Wrote |Done in ")]
 REFERENCE_MARKS = [("imports+open", r"OutlierDetectionStep instance created"),
                    ("step+save", r"Step OutlierDetectionStep done")]
 
@@ -89,9 +94,11 @@ class Run:
 
 
 def measure(label: str, cmd: list[str], env: dict[str, str], marks: list[tuple[str, str]],
-            cwd: str, interval: float = 0.1) -> Run:
+            cwd: str, interval: float = 0.1, staged: str | None = None) -> Run:
     """Run ``cmd`` in ``cwd``; sample the tree's RSS every ``interval`` s; time-stamp output
-    lines."""
+    lines. ``staged``: a glob pattern with ``{pid}`` (the child's) of the files the run
+    stages its products in; their first appearance is added as a :data:`FIRST_PRODUCT`
+    line."""
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env=env, cwd=cwd)
@@ -101,8 +108,12 @@ def measure(label: str, cmd: list[str], env: dict[str, str], marks: list[tuple[s
     done = threading.Event()
 
     def sample() -> None:
+        pattern = None if staged is None else staged.format(pid=proc.pid)
         while not done.is_set():
             samples.append((time.perf_counter() - start, tree_rss(ps)))
+            if pattern is not None and glob.glob(pattern):
+                lines.append((time.perf_counter() - start, FIRST_PRODUCT))
+                pattern = None
             done.wait(interval)
 
     def read() -> None:
@@ -119,6 +130,7 @@ def measure(label: str, cmd: list[str], env: dict[str, str], marks: list[tuple[s
     done.set()
     for t in threads:
         t.join()
+    lines.sort(key=lambda item: item[0])
     run = Run(label, wall, proc.returncode, samples, lines, int(usage.ru_maxrss) * 1024)
     run.phases = phases(run, marks)
     return run
@@ -265,7 +277,10 @@ def run_daskod(label: str, inputs: dict, spec: dict, out: str, checkout: str,
     # -v: the phase lines are INFO (the console shows warnings only by default).
     cmd = [sys.executable, "-m", "daskod.cli", "-v", "run", *inputs["daskod"], "-o", out,
            "--memory-limit", spec["limit"], "--no-progress", *spec["args"]]
-    run = measure(label, cmd, env, DASKOD_MARKS, cwd=os.path.dirname(out), interval=interval)
+    # write_product writes under daskod-product-<pid>@..., then renames into the staging folder.
+    staged = os.path.join(tempfile.gettempdir(), "daskod-product-{pid}@*", "*")
+    run = measure(label, cmd, env, DASKOD_MARKS, cwd=os.path.dirname(out), interval=interval,
+                  staged=staged)
     if run.returncode == 0:
         run.flags = new_outliers(inputs["files"], daskod_products(inputs, out))
     return run
@@ -305,8 +320,9 @@ def report(run: Run, limit: int | None) -> None:
     print(f"  {run.label:28s} wall {run.wall:7.1f} s  peak RSS tree {run.peak / MiB:7.0f} MiB "
           f"({gib:.2f} GiB; largest process {run.kernel_max / MiB:.0f} MiB){verdict}{status}"
           f"{flags}", flush=True)
+    # (Phases logged after the fact, with no sample inside, are left out.)
     print("      phases: " + ", ".join(f"{name} {sec:.1f} s (peak {rss / MiB:.0f} MiB)"
-                                      for name, sec, rss in run.phases), flush=True)
+                                      for name, sec, rss in run.phases if rss), flush=True)
     if run.returncode != 0:
         tail = [line for _, line in run.lines[-5:]]
         print("      " + "\n      ".join(tail), flush=True)

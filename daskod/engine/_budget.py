@@ -388,17 +388,24 @@ def _plan_on_cluster(limit: int, per_px: float, whole: float, tile_size: int | N
 
 
 def task_budget(*, memory_limit: int | str | None, num_workers: int,
-                separate_processes: bool, workers: WorkerFacts | None = None) -> Budget:
+                separate_processes: bool, workers: WorkerFacts | None = None,
+                least: int = MIN_TASK, what: str | None = None) -> Budget:
     """The budget of modes sized by bytes, not tiles (``tile`` is 0, ``per_task_bytes`` is
-    what one task may hold before the safety factor)."""
+    what one task may hold before the safety factor).
+
+    ``least`` is what the smallest task of the mode holds (``what`` names it in the
+    refusal): local workers are dropped until each task gets at least that much, and a
+    budget that cannot give it to one task is refused with the smallest one that can.
+    """
+    least = max(int(least), MIN_TASK)
+    what = what or f"{_mib(least)} each"
     limit = _limit(memory_limit, workers)
     if workers is not None:
         share = _worker_share(limit, workers)
         threads = workers.threads_per_worker
         per_task = int((share - workers.baseline - WORKER_OVERHEAD) / threads / SAFETY)
-        if per_task < MIN_TASK:
-            raise MemoryBudgetError(_cluster_refusal(limit, workers, SAFETY * MIN_TASK,
-                                                     f"{_mib(MIN_TASK)} each"))
+        if per_task < least:
+            raise MemoryBudgetError(_cluster_refusal(limit, workers, SAFETY * least, what))
         per_worker = workers.baseline + WORKER_OVERHEAD + threads * per_task * SAFETY
         budget = Budget(memory_limit=limit, tile=0, num_workers=workers.n_workers * threads,
                         per_task_bytes=per_task, baseline=workers.baseline,
@@ -411,12 +418,15 @@ def task_budget(*, memory_limit: int | str | None, num_workers: int,
         if separate_processes:
             while n > 1 and available - n * worker_base < n * 32 * 2**20:
                 n -= 1
-            available -= n * worker_base
+        while n > 1 and (available - n * worker_base) / n / SAFETY < least:
+            n -= 1
+        available -= n * worker_base
         per_task = int(available / n / SAFETY)
-        if per_task < MIN_TASK:
+        if per_task < least:
+            need = baseline + OVERHEAD + worker_base + SAFETY * least
             msg = (f"memory_limit={_mib(limit)} leaves {max(per_task, 0) / 2**20:.1f} MiB "
-                   f"per task on top of the {_mib(baseline)} this process uses; give at "
-                   f"least {math.ceil((baseline + OVERHEAD + SAFETY * MIN_TASK) / 2**20)} MiB.")
+                   f"per task on top of the {_mib(baseline)} this process uses, and "
+                   f"{what} needs {_mib(least)}; give at least {math.ceil(need / 2**20)} MiB.")
             raise MemoryBudgetError(msg)
         budget = Budget(memory_limit=limit, tile=0, num_workers=n, per_task_bytes=per_task,
                         baseline=baseline, predicted_peak=int(

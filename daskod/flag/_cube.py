@@ -8,29 +8,90 @@ from typing import Any
 
 import numpy as np
 
-from daskod.flag._graph import update_dq_block
+from daskod.flag._dq import DO_NOT_USE, OUTLIER_FLAGS
 from daskod.io._store import array_of
 from daskod.median._kernels import nanmedian_stack, rolling_median, rolling_window_span
 
-__all__ = ["cube_threshold", "rolling_flag_chunk", "median_rows", "flag_against_median"]
+__all__ = ["cube_threshold", "rolling_flag_chunk", "median_rows", "flag_against_median",
+           "ROLLING_BYTES_PER_SPAN_PIXEL", "ROLLING_BYTES_PER_OUTPUT_PIXEL",
+           "MEDIAN_BYTES_PER_PIXEL", "FLAG_BYTES_PER_PIXEL", "SLAB_TEMPORARY_BYTES"]
+
+# What one task holds at its peak (tracemalloc, blocks read from lazy file arrays, which
+# return new arrays; tests/test_cube_task_memory.py checks these against the kernels): bytes
+# per pixel of the arrays it holds, plus the temporaries of the element-wise steps, which
+# run over slabs of at most _SLAB_BYTES so that they do not grow with the block.
+#: Rolling-median task, per pixel of the integrations it reads (window halo included): SCI,
+#: DQ and the masked copy (12 B), then the masked copy, the moving median and its rows.
+ROLLING_BYTES_PER_SPAN_PIXEL = 12
+#: ... plus per pixel of the integrations it flags: with the span's 12 this covers the
+#: flag step's median rows, SCI, ERR, the outlier and NaN masks and the DQ read and copied
+#: (~15 B per flagged pixel, measured).
+ROLLING_BYTES_PER_OUTPUT_PIXEL = 8
+#: Median-over-integrations task, per pixel of its rows x all integrations: SCI, DQ and the
+#: masked copy (coronagraphy), or SCI and the median's working copy.
+MEDIAN_BYTES_PER_PIXEL = 12
+#: Flag-against-a-median-frame task, per pixel flagged (its median rows are extra).
+FLAG_BYTES_PER_PIXEL = 16
+_SLAB_BYTES = 2**20
+#: The slab temporaries of any task (a difference, a product, masks of one slab).
+SLAB_TEMPORARY_BYTES = 4 * _SLAB_BYTES
+_VARIANCES = ("var_rnoise", "var_poisson", "var_flat")
+
+
+def _slabs(shape: tuple[int, ...]) -> list[slice]:
+    """Slabs along axis 0 of about :data:`_SLAB_BYTES` of float32 each."""
+    step = max(1, _SLAB_BYTES // max(4 * math.prod(shape[1:]), 1))
+    return [slice(a, a + step) for a in range(0, shape[0], step)]
 
 
 def _masked(sci: np.ndarray, dq: np.ndarray, bad_mask: int, thr: float) -> np.ndarray:
-    """``sci`` with NaN where the 0/1 weight is below ``thr`` (as the reference masks)."""
-    weight = ((dq & np.uint32(bad_mask)) == 0).astype(np.float32)
+    """``sci`` with NaN where the 0/1 weight is below ``thr`` (as the reference masks), as a
+    new float32 array; the weights are formed a slab at a time."""
     out = np.array(sci, dtype=np.float32, copy=True)
-    with np.errstate(invalid="ignore"):
-        out[weight < thr] = np.nan
+    for s in _slabs(out.shape):
+        weight = ((dq[s] & np.uint32(bad_mask)) == 0).astype(np.float32)
+        with np.errstate(invalid="ignore"):
+            out[s][weight < thr] = np.nan
     return out
+
+
+def _outliers(sci: np.ndarray, err: np.ndarray, median: np.ndarray,
+              snr1: float) -> np.ndarray:
+    """``|sci - median| > snr1 * err`` (NaN err as 0), a slab at a time."""
+    cr = np.empty(sci.shape, dtype=bool)
+    if median.ndim < sci.ndim:  # one frame for every integration
+        median = np.broadcast_to(median, sci.shape)
+    with np.errstate(invalid="ignore"):
+        for s in _slabs(sci.shape):
+            cr[s] = np.abs(sci[s] - median[s]) > snr1 * np.nan_to_num(err[s])
+    return cr
+
+
+def _or_nan(invalid: np.ndarray, values: np.ndarray) -> None:
+    """``invalid |= isnan(values)`` in place, a slab at a time."""
+    for s in _slabs(values.shape):
+        invalid[s] |= np.isnan(values[s])
 
 
 def _flag_block(sources: dict[str, Any], region: tuple[slice, ...], median: np.ndarray,
                 snr1: float) -> tuple[np.ndarray, np.ndarray]:
+    """New DQ of one block and its outlier count: ``|= 17`` where ``|S - M| > snr1 * err``,
+    then DO_NOT_USE wherever SCI, ERR or a variance is NaN (the reference's NaN matching;
+    the same DQ as ``flag._graph.update_dq_block``, holding one input array at a time)."""
     sci = np.asarray(array_of(sources["sci"])[region], dtype=np.float32)
     err = np.asarray(array_of(sources["err"])[region])
-    with np.errstate(invalid="ignore"):
-        cr = np.abs(sci - median) > snr1 * np.nan_to_num(err)
-    return update_dq_block(sources, region, cr, {"sci": sci, "err": err})
+    cr = _outliers(sci, err, median, snr1)
+    invalid = np.isnan(sci)
+    del sci
+    _or_nan(invalid, err)
+    del err
+    for key in _VARIANCES:
+        if sources.get(key) is not None:
+            _or_nan(invalid, np.asarray(array_of(sources[key])[region]))
+    dq = np.asarray(array_of(sources["dq"])[region]).astype(np.uint32)  # a new array
+    dq[cr] |= np.uint32(OUTLIER_FLAGS)
+    dq[invalid] |= np.uint32(DO_NOT_USE)
+    return dq, np.array([np.count_nonzero(cr)], dtype=np.int64)
 
 
 def cube_threshold(dq: Any, bad_mask: int, maskpt: float) -> float:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -23,6 +24,11 @@ from daskod.engine._fingerprint import container_token
 from daskod.engine._run import Context, flag_outputs
 from daskod.engine._store import fingerprint
 from daskod.flag._cube import (
+    FLAG_BYTES_PER_PIXEL,
+    MEDIAN_BYTES_PER_PIXEL,
+    ROLLING_BYTES_PER_OUTPUT_PIXEL,
+    ROLLING_BYTES_PER_SPAN_PIXEL,
+    SLAB_TEMPORARY_BYTES,
     cube_threshold,
     flag_against_median,
     median_rows,
@@ -30,10 +36,13 @@ from daskod.flag._cube import (
 )
 from daskod.flag._dq import interpret_good_bits
 from daskod.flag._kernels import parse_pair
+from daskod.io._fits_url import _SPAN_FACTOR
 from daskod.io._store import is_zarr_array, store_bytes
 from daskod.median._kernels import rolling_window_span
 
-__all__ = ["CubeParams", "CubePlan", "plan_cube_chunks"]
+__all__ = ["CubeParams", "CubePlan", "plan_cube_chunks", "rolling_task_bytes",
+           "median_task_bytes", "flag_task_bytes", "smallest_cube_task",
+           "dq_chunk_integrations"]
 
 log = logging.getLogger(__name__)
 
@@ -76,27 +85,101 @@ class CubeParams:
         return interpret_good_bits(self.good_bits)
 
 
+def rolling_task_bytes(integrations: int, span: int, rows: int, nx: int) -> int:
+    """What one rolling-median flag task holds at its peak: it reads ``span`` integrations
+    (its own ``integrations`` and the window's halo) of ``rows`` x ``nx`` pixels."""
+    px = rows * nx
+    return int(ROLLING_BYTES_PER_SPAN_PIXEL * span * px
+               + ROLLING_BYTES_PER_OUTPUT_PIXEL * integrations * px + SLAB_TEMPORARY_BYTES)
+
+
+def median_task_bytes(nints: int, rows: int, nx: int) -> int:
+    """What one median-over-all-integrations task of ``rows`` rows holds at its peak."""
+    return int(MEDIAN_BYTES_PER_PIXEL * nints * rows * nx + SLAB_TEMPORARY_BYTES)
+
+
+def flag_task_bytes(integrations: int, rows: int, nx: int) -> int:
+    """What one flag-against-a-median-frame task holds at its peak (with its median rows)."""
+    return int((FLAG_BYTES_PER_PIXEL * integrations + 4) * rows * nx + SLAB_TEMPORARY_BYTES)
+
+
+def smallest_cube_task(shape: tuple[int, int, int], window: int, *, rolling: bool) -> int:
+    """Bytes of the smallest task the cube modes can split a cube into: one row of the
+    window's integrations (rolling median), or one row of every integration (the median over
+    all integrations)."""
+    nints, _, nx = shape
+    if rolling:
+        return rolling_task_bytes(1, min(nints, window), 1, nx)
+    return max(median_task_bytes(nints, 1, nx), flag_task_bytes(1, 1, nx))
+
+
+def _row_blocks(ny: int, block_rows: int | None) -> Iterator[int]:
+    """Rows per task to try, largest first.
+
+    A Zarr input's row chunking, then halvings of it. Otherwise whole frames (one contiguous
+    read per block), then blocks of fewer than ``1 / _SPAN_FACTOR`` of the rows, split
+    evenly: a lazy FITS array reads a box spanning at most that many times its size as one
+    contiguous buffer cut afterwards, which a task of a quarter to all of the rows would hold
+    on top of its estimate (~4x the block it reads); thinner boxes are read run by run into
+    the block itself.
+    """
+    if block_rows is not None:
+        rows = max(1, min(ny, int(block_rows)))
+        while rows > 1:
+            yield rows
+            rows = max(1, rows // 2)
+        yield 1
+        return
+    yield ny
+    k = _SPAN_FACTOR + 1
+    while True:
+        rows = -(-ny // k)
+        if rows == 1:
+            break
+        if _SPAN_FACTOR * rows < ny:
+            yield rows
+        k *= 2
+    yield 1
+
+
+#: Bytes of one storage chunk of the new DQ (a task's block is a shard of such chunks): the
+#: product writer reads the store a chunk at a time, so this bounds what it decodes at once.
+DQ_CHUNK_BYTES = 4 * 2**20
+
+
+def dq_chunk_integrations(nt: int, rows: int, nx: int) -> int:
+    """Integrations per storage chunk of the new DQ: the largest divisor of ``nt`` (chunks
+    tile a task's shard exactly) whose chunk holds at most :data:`DQ_CHUNK_BYTES`."""
+    most = max(1, DQ_CHUNK_BYTES // (4 * rows * nx))
+    return max(d for d in range(1, min(nt, most) + 1) if nt % d == 0)
+
+
 def plan_cube_chunks(shape: tuple[int, int, int], window: int, budget_bytes: int, *,
                      block_rows: int | None = None) -> tuple[int, int, int]:
     """Work units of the cube modes: ``(integrations, rows)`` per flag task, rows per median task.
 
-    A flag task holds ~16 bytes per pixel over its integrations plus the window's halo
-    (SCI, DQ, the masked copy, the rolling median) and ~24 more over its own integrations
-    (ERR, DQ, variances); rows follow the input's chunking when it has one, so no chunk is
-    read twice. A median task holds all integrations of its rows (~12 bytes per pixel).
+    Each task's peak (:func:`rolling_task_bytes`, :func:`flag_task_bytes`,
+    :func:`median_task_bytes`) stays within ``budget_bytes``: rows follow the input's
+    chunking when it has one (so no chunk is read twice) and shrink (:func:`_row_blocks`)
+    until a task holds at least four windows of integrations (the halo then costs at most a
+    quarter more reads).
     """
     nints, ny, nx = shape
     halo = max(window, 1) - 1
-    rows = ny if block_rows is None else max(1, min(ny, int(block_rows)))
-    while True:
-        row_px = rows * nx
-        nt = int((budget_bytes / row_px - 16 * halo) // 40)
-        if nt >= min(nints, 4 * max(halo, 1)) or rows == 1:
+    per_px = ROLLING_BYTES_PER_SPAN_PIXEL + ROLLING_BYTES_PER_OUTPUT_PIXEL
+    free = budget_bytes - SLAB_TEMPORARY_BYTES
+    for rows in _row_blocks(ny, block_rows):
+        nt = int((free / (rows * nx) - ROLLING_BYTES_PER_SPAN_PIXEL * halo) // per_px)
+        if nt >= min(nints, 4 * max(halo, 1)):
             break
-        rows = max(1, rows // 2)
     nt = max(1, min(nints, nt))
-    median_rows = int(budget_bytes // (12 * nints * nx))
+    median_rows = int(free // (MEDIAN_BYTES_PER_PIXEL * nints * nx))
     median_rows = max(1, min(ny, median_rows))
+    if block_rows is None and median_rows < ny:
+        median_rows = next(r for r in _row_blocks(ny, None) if r <= median_rows)
+    most = max(1, DQ_CHUNK_BYTES // (4 * rows * nx))
+    if nt > most:  # a whole number of DQ storage chunks per task
+        nt = nt // most * most
     return nt, rows, median_rows
 
 
@@ -124,7 +207,12 @@ class CubePlan:
     skip_reason = None
 
     def budget(self, sched: Any, memory_limit: Any, tile_size: int | None) -> Any:
-        budget = task_budget(memory_limit=memory_limit, **scheduler_facts(sched))
+        least = smallest_cube_task(self.cube.shape, self.window, rolling=self.rolling)
+        what = (f"one row of {min(self.window, self.cube.shape[0])} integrations (the rolling "
+                "window)" if self.rolling else
+                f"one row of all {self.cube.shape[0]} integrations (their median)")
+        budget = task_budget(memory_limit=memory_limit, least=least, what=what,
+                             **scheduler_facts(sched))
         if sched.client is None:
             sched.num_workers = budget.num_workers
         return budget
@@ -171,7 +259,8 @@ class CubePlan:
         flag_fp = fingerprint(base_fp, p.snr1)
         grid = (-(-nints // nt), -(-ny // rows))
         dq = ctx.stored("outputs/dq", cube.shape, np.uint32, (nt, rows, nx), 0,
-                        fingerprint=flag_fp)
+                        fingerprint=flag_fp,
+                        chunks=(dq_chunk_integrations(nt, rows, nx), rows, nx))
         count = ctx.stored("outputs/count", (*grid, 1), np.int64, (1, 1, 1), 0,
                            fingerprint=flag_fp)
         targets, median, median_refs = (dq, count), None, {}
