@@ -17,6 +17,7 @@ def estimate_memory(
     scheduler: Any = None,
     resample_data: bool = True,
     mode: str | None = None,
+    rolling_window_width: int = 25,
 ) -> dict[str, Any]:
     """Predict tile size, concurrency and peak memory of :func:`daskod.detect_outliers`.
 
@@ -26,8 +27,9 @@ def estimate_memory(
     ----------
     inputs : list of Exposure or Cube
         As for :func:`daskod.detect_outliers`.
-    memory_limit, tile_size, scheduler, resample_data, mode
-        As for :func:`daskod.detect_outliers`.
+    memory_limit, tile_size, scheduler, resample_data, mode, rolling_window_width
+        As for :func:`daskod.detect_outliers` (the window sizes a time-series cube's
+        smallest task, below which the budget is refused).
 
     Returns
     -------
@@ -51,6 +53,7 @@ def estimate_memory(
     The run itself budgets through the same functions, so the estimate is what it uses. On a
     cluster the workers are asked for their resident memory and limits.
     """
+    from daskod._api import _guess_mode
     from daskod.cube import Cube
     from daskod.engine._budget import (
         largest_group_pixels,
@@ -68,7 +71,16 @@ def estimate_memory(
     try:
         facts = scheduler_facts(sched)
         shares = sched.shares_memory
-        if isinstance(inputs, Cube) or mode in ("tso", "coron", "ifu"):
+        if isinstance(inputs, Cube) and _guess_mode(inputs, mode) in ("tso", "coron"):
+            from daskod.modes.cube import cube_task_budget
+
+            window = int(rolling_window_width)
+            budget = cube_task_budget(tuple(inputs.shape), window, facts=facts,
+                                      rolling=_guess_mode(inputs, mode) == "tso"
+                                      and 1 < window < inputs.shape[0],
+                                      memory_limit=memory_limit)
+            written = store_bytes([inputs], shares_memory=shares)
+        elif isinstance(inputs, Cube) or mode in ("tso", "coron", "ifu"):
             budget = task_budget(memory_limit=memory_limit, **facts)
             containers = [inputs] if isinstance(inputs, Cube) else validate_exposures(
                 inputs, need_wcs=False)

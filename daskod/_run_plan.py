@@ -242,7 +242,8 @@ def describe_plan(plan: RunPlan, *, memory_limit: Any, scheduler: Any, tile_size
                      "metadata.")
     est = daskod.estimate_memory(plan.target, memory_limit=memory_limit, tile_size=tile_size,
                                  scheduler=scheduler, mode=mode,
-                                 resample_data=params.get("resample_data", True))
+                                 resample_data=params.get("resample_data", True),
+                                 rolling_window_width=params.get("rolling_window_width", 25))
     workers = est["workers"]
     what = (f"tile {est['tile']} px (median tile {est['median_tile']} px)" if "tile" in est
             else f"{_size(est['budget_per_task'])} per task")

@@ -152,6 +152,13 @@ def test_smallest_task_sets_the_refusal_floor():
     result = daskod.detect_outliers(cube, mode="coron", memory_limit=f"{floor + 16}MiB",
                                     scheduler="threads", compute=False)
     assert result is not None
+    # The dry-run estimate budgets through the same floor: refused alike, then planned.
+    with pytest.raises(daskod.MemoryBudgetError, match="3000 integrations") as info:
+        daskod.estimate_memory(cube, mode="coron", memory_limit="160MiB", scheduler="threads")
+    floor = int(re.search(r"give at least (\d+) MiB", str(info.value)).group(1))
+    est = daskod.estimate_memory(cube, mode="coron", memory_limit=f"{floor + 64}MiB",
+                                 scheduler="threads")
+    assert est["budget_per_task"] >= least
 
 
 def test_planned_blocks_read_from_a_calints_file_stay_within_the_estimate(tmp_path):

@@ -41,7 +41,7 @@ from daskod.io._store import is_zarr_array, store_bytes
 from daskod.median._kernels import rolling_window_span
 
 __all__ = ["CubeParams", "CubePlan", "plan_cube_chunks", "rolling_task_bytes",
-           "median_task_bytes", "flag_task_bytes", "smallest_cube_task",
+           "median_task_bytes", "flag_task_bytes", "smallest_cube_task", "cube_task_budget",
            "dq_chunk_integrations"]
 
 log = logging.getLogger(__name__)
@@ -183,6 +183,16 @@ def plan_cube_chunks(shape: tuple[int, int, int], window: int, budget_bytes: int
     return nt, rows, median_rows
 
 
+def cube_task_budget(shape: tuple[int, int, int], window: int, *, rolling: bool,
+                     memory_limit: Any, facts: dict[str, Any]) -> Any:
+    """The budget of a cube run (:func:`~daskod.engine._budget.task_budget` with the cube's
+    smallest task as its floor); the run and :func:`daskod.estimate_memory` both use it."""
+    least = smallest_cube_task(shape, window, rolling=rolling)
+    what = (f"one row of {min(window, shape[0])} integrations (the rolling window)" if rolling
+            else f"one row of all {shape[0]} integrations (their median)")
+    return task_budget(memory_limit=memory_limit, least=least, what=what, **facts)
+
+
 @dataclass
 class CubePlan:
     """A validated cube: everything the TSO/coronagraphic graph needs, before any pixel."""
@@ -207,12 +217,8 @@ class CubePlan:
     skip_reason = None
 
     def budget(self, sched: Any, memory_limit: Any, tile_size: int | None) -> Any:
-        least = smallest_cube_task(self.cube.shape, self.window, rolling=self.rolling)
-        what = (f"one row of {min(self.window, self.cube.shape[0])} integrations (the rolling "
-                "window)" if self.rolling else
-                f"one row of all {self.cube.shape[0]} integrations (their median)")
-        budget = task_budget(memory_limit=memory_limit, least=least, what=what,
-                             **scheduler_facts(sched))
+        budget = cube_task_budget(self.cube.shape, self.window, rolling=self.rolling,
+                                  memory_limit=memory_limit, facts=scheduler_facts(sched))
         if sched.client is None:
             sched.num_workers = budget.num_workers
         return budget
