@@ -32,6 +32,42 @@ def _versions() -> str:
             f"stdatamodels {sdm}")
 
 
+def _warm_up_workers(inputs: list[str], params: dict[str, Any], *, scheduler: Any,
+                     memory_limit: Any, storage_options: dict[str, Any] | None) -> None:
+    """Start the server the ``processes`` scheduler forks its workers from now, when the run
+    will most likely use it: daskod's default scheduler and memory budget, two cores or more,
+    imaging with resampling on local files (the first input's primary header says imaging).
+    Its imports (~1.5 s) then overlap the reading of the inputs' metadata instead of
+    following it. A wrong guess leaves one idle process (~150 MiB) until the run ends, so
+    never with an explicit ``memory_limit``, which it would count against."""
+    from daskod.engine._scheduler import Scheduler, resolve_scheduler
+    from daskod.io._datamodel import guess_mode
+    from daskod.io._jwst import gather_members
+    from daskod.io._location import is_url
+    from daskod.options import get_option
+
+    if scheduler is not None or memory_limit is not None or (
+            get_option("memory_limit") is not None) or (os.cpu_count() or 1) < 2 or (
+            params.get("resample_data") is False) or params.get("mode") not in (None,
+                                                                                 "imaging"):
+        return
+    try:
+        first = gather_members(inputs, storage_options=storage_options)[0].path
+        if is_url(first):
+            return
+        from astropy.io import fits
+
+        header = fits.getheader(first, 0)
+        if guess_mode(header.get("EXP_TYPE", ""), tso=bool(header.get("TSOVISIT", False)),
+                      nints=int(header.get("NINTS", 1) or 1)) != "imaging":
+            return
+    except Exception:  # a guess only: plan_run reports unusable inputs
+        return
+    sched = resolve_scheduler(None)
+    if sched.by_default and sched.num_workers >= 2:
+        Scheduler("processes", sched.num_workers).warm_up()
+
+
 def run_files(inputs: list[str], outdir: str, *, params: dict[str, Any],
               memory_limit: Any = None, scheduler: Any = None, tile_size: int | None = None,
               save_intermediate_results: bool = False, progress: bool = True,
@@ -59,6 +95,8 @@ def run_files(inputs: list[str], outdir: str, *, params: dict[str, Any],
     from daskod.io._location import ensure_free_space, publish, store_location, temp_folder
     from daskod.io._products import write_product
 
+    _warm_up_workers(inputs, params, scheduler=scheduler, memory_limit=memory_limit,
+                     storage_options=storage_options)
     log.info("Versions: %s", _versions())
     params = dict(params)
     plan = plan_run(inputs, outdir, params=params, store=store,

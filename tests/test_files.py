@@ -244,3 +244,37 @@ def test_run_calints_time_series(tmp_path):
         bright = crs["snr"] > 10
         assert new[crs["t"][bright], crs["y"][bright], crs["x"][bright]].mean() >= 0.95
         np.testing.assert_array_equal(np.isnan(b.data), (b.dq & 1) != 0)
+
+
+def test_worker_server_starts_early_only_for_default_imaging_runs(cal_files, tmp_path,
+                                                                  monkeypatch):
+    """``daskod run`` starts the processes scheduler's worker server before reading the
+    metadata only when the run will use it: default scheduler and budget, imaging with
+    resampling (from the first input's EXP_TYPE); never for time series or a given budget."""
+    from daskod._run_files import _warm_up_workers
+    from daskod.engine._scheduler import Scheduler
+
+    started = []
+    monkeypatch.setattr(Scheduler, "warm_up", lambda self: started.append(self.name))
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    _sim, files = cal_files
+
+    def guess(inputs, **kwargs):
+        started.clear()
+        options = {"params": {}, "scheduler": None, "memory_limit": None,
+                   "storage_options": None, **kwargs}
+        _warm_up_workers(inputs, options.pop("params"), **options)
+        return started == ["processes"]
+
+    assert guess([files["asn"]])
+    assert guess(files["files"][:2])
+    assert not guess([files["asn"]], memory_limit="1GiB")
+    assert not guess([files["asn"]], scheduler="threads")
+    assert not guess([files["asn"]], params={"resample_data": False})
+    model = dm.CubeModel(data=np.zeros((4, 8, 8), np.float32))
+    model.meta.exposure.type = "NRC_TSIMAGE"
+    model.meta.exposure.nints = 4
+    model.meta.visit.tsovisit = True
+    model.save(str(tmp_path / "x_calints.fits"))
+    assert not guess([str(tmp_path / "x_calints.fits")])
+    assert not guess([str(tmp_path / "missing_cal.fits")])

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -114,6 +115,8 @@ def _adopt_environment(environ: dict[str, str]) -> None:
 
 
 def _active_client() -> Any:
+    if "distributed" not in sys.modules:  # no client without it (and its import costs ~0.8 s)
+        return None
     try:
         from distributed import get_client
     except ImportError:  # pragma: no cover - distributed is a dependency
