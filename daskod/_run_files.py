@@ -51,6 +51,8 @@ def _warm_up_workers(inputs: list[str], params: dict[str, Any], *, scheduler: An
             params.get("resample_data") is False) or params.get("mode") not in (None,
                                                                                  "imaging"):
         return
+    if any(is_url(os.fspath(item)) for item in inputs):
+        return
     try:
         first = gather_members(inputs, storage_options=storage_options)[0].path
         if is_url(first):

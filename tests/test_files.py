@@ -278,3 +278,4 @@ def test_worker_server_starts_early_only_for_default_imaging_runs(cal_files, tmp
     model.save(str(tmp_path / "x_calints.fits"))
     assert not guess([str(tmp_path / "x_calints.fits")])
     assert not guess([str(tmp_path / "missing_cal.fits")])
+    assert not guess(["s3://bucket/jw01234-o001_image3_asn.json"])  # not even read
