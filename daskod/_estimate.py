@@ -71,14 +71,12 @@ def estimate_memory(
     try:
         facts = scheduler_facts(sched)
         shares = sched.shares_memory
-        if isinstance(inputs, Cube) and _guess_mode(inputs, mode) in ("tso", "coron"):
+        cube_mode = _guess_mode(inputs, mode) if isinstance(inputs, Cube) else None
+        if cube_mode in ("tso", "coron"):
             from daskod.modes.cube import cube_task_budget
 
-            window = int(rolling_window_width)
-            budget = cube_task_budget(tuple(inputs.shape), window, facts=facts,
-                                      rolling=_guess_mode(inputs, mode) == "tso"
-                                      and 1 < window < inputs.shape[0],
-                                      memory_limit=memory_limit)
+            budget = cube_task_budget(tuple(inputs.shape), int(rolling_window_width),
+                                      mode=cube_mode, memory_limit=memory_limit, facts=facts)
             written = store_bytes([inputs], shares_memory=shares)
         elif isinstance(inputs, Cube) or mode in ("tso", "coron", "ifu"):
             budget = task_budget(memory_limit=memory_limit, **facts)

@@ -32,17 +32,16 @@ def _versions() -> str:
             f"stdatamodels {sdm}")
 
 
-def _warm_up_workers(inputs: list[str], params: dict[str, Any], *, scheduler: Any,
-                     memory_limit: Any, storage_options: dict[str, Any] | None) -> None:
+def _warm_up_workers(members: list[Any], params: dict[str, Any], *, scheduler: Any,
+                     memory_limit: Any) -> None:
     """Start the server the ``processes`` scheduler forks its workers from now, when the run
     will most likely use it: daskod's default scheduler and memory budget, two cores or more,
-    imaging with resampling on local files (the first input's primary header says imaging).
+    imaging with resampling on local files (the first member's primary header says imaging).
     Its imports (~1.5 s) then overlap the reading of the inputs' metadata instead of
     following it. A wrong guess leaves one idle process (~150 MiB) until the run ends, so
     never with an explicit ``memory_limit``, which it would count against."""
     from daskod.engine._scheduler import Scheduler, resolve_scheduler
     from daskod.io._datamodel import guess_mode
-    from daskod.io._jwst import gather_members
     from daskod.io._location import is_url
     from daskod.options import get_option
 
@@ -51,19 +50,17 @@ def _warm_up_workers(inputs: list[str], params: dict[str, Any], *, scheduler: An
             params.get("resample_data") is False) or params.get("mode") not in (None,
                                                                                  "imaging"):
         return
-    if any(is_url(os.fspath(item)) for item in inputs):
+    first = members[0].path
+    if is_url(first):
         return
     try:
-        first = gather_members(inputs, storage_options=storage_options)[0].path
-        if is_url(first):
-            return
         from astropy.io import fits
 
         header = fits.getheader(first, 0)
-        if guess_mode(header.get("EXP_TYPE", ""), tso=bool(header.get("TSOVISIT", False)),
-                      nints=int(header.get("NINTS", 1) or 1)) != "imaging":
-            return
     except Exception:  # a guess only: plan_run reports unusable inputs
+        return
+    if guess_mode(header.get("EXP_TYPE", ""), tso=bool(header.get("TSOVISIT", False)),
+                  nints=int(header.get("NINTS", 1) or 1)) != "imaging":
         return
     sched = resolve_scheduler(None)
     if sched.by_default and sched.num_workers >= 2:
@@ -94,16 +91,17 @@ def run_files(inputs: list[str], outdir: str, *, params: dict[str, Any],
     from daskod._heap import return_freed_memory
     from daskod._run_plan import describe_plan, plan_run, record_products
     from daskod.engine._run import PRODUCT_WRITER
+    from daskod.io._jwst import gather_members
     from daskod.io._location import ensure_free_space, publish, store_location, temp_folder
     from daskod.io._products import write_product
 
-    _warm_up_workers(inputs, params, scheduler=scheduler, memory_limit=memory_limit,
-                     storage_options=storage_options)
+    members = gather_members(inputs, storage_options=storage_options)
+    _warm_up_workers(members, params, scheduler=scheduler, memory_limit=memory_limit)
     log.info("Versions: %s", _versions())
     params = dict(params)
     plan = plan_run(inputs, outdir, params=params, store=store,
                     storage_options=storage_options, memory_limit=memory_limit,
-                    save_intermediate_results=save_intermediate_results)
+                    save_intermediate_results=save_intermediate_results, members=members)
     params.pop("mode", None)
     mode, items, paths, outputs = plan.mode, plan.items, plan.paths, plan.outputs
     need = sum(_size(p, storage_options) for p in paths)

@@ -161,8 +161,10 @@ def record_products(root: Any, outputs: list[str]) -> None:
 
 def plan_run(inputs: list[str], outdir: str, *, params: dict[str, Any], store: str | None,
              storage_options: dict[str, Any] | None, save_intermediate_results: bool,
-             memory_limit: Any = None) -> RunPlan:
-    """Check a run of ``daskod run`` and return its plan; reads no pixel.
+             memory_limit: Any = None, members: list[Any] | None = None) -> RunPlan:
+    """Check a run of ``daskod run`` and return its plan; reads no pixel. ``members``: the
+    inputs' science members when the caller gathered them already
+    (:func:`daskod.io._jwst.gather_members`).
 
     Raises
     ------
@@ -174,7 +176,8 @@ def plan_run(inputs: list[str], outdir: str, *, params: dict[str, Any], store: s
     from daskod.io._jwst import gather_members, read_members
     from daskod.io._products import join, plan_outputs, stem_of
 
-    members = gather_members(inputs, storage_options=storage_options)
+    if members is None:
+        members = gather_members(inputs, storage_options=storage_options)
     paths = [m.path for m in members]
     for path in paths:  # names first: they fail a run at its very end otherwise
         check_name(f"{stem_of(path)}_crf.fits", f"{path!r}: its output name")

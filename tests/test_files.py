@@ -260,10 +260,14 @@ def test_worker_server_starts_early_only_for_default_imaging_runs(cal_files, tmp
     _sim, files = cal_files
 
     def guess(inputs, **kwargs):
+        from daskod.io._jwst import Member, gather_members
+        from daskod.io._location import is_url
+
         started.clear()
-        options = {"params": {}, "scheduler": None, "memory_limit": None,
-                   "storage_options": None, **kwargs}
-        _warm_up_workers(inputs, options.pop("params"), **options)
+        options = {"params": {}, "scheduler": None, "memory_limit": None, **kwargs}
+        members = ([Member(path=p) for p in inputs] if any(map(is_url, inputs))
+                   else gather_members(inputs))
+        _warm_up_workers(members, options.pop("params"), **options)
         return started == ["processes"]
 
     assert guess([files["asn"]])

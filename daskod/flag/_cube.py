@@ -8,7 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from daskod.flag._dq import DO_NOT_USE, OUTLIER_FLAGS
+from daskod.flag._dq import DO_NOT_USE
+from daskod.flag._kernels import apply_outlier_flags, flag_crs
 from daskod.io._store import array_of
 from daskod.median._kernels import nanmedian_stack, rolling_median, rolling_window_span
 
@@ -57,13 +58,12 @@ def _masked(sci: np.ndarray, dq: np.ndarray, bad_mask: int, thr: float) -> np.nd
 
 def _outliers(sci: np.ndarray, err: np.ndarray, median: np.ndarray,
               snr1: float) -> np.ndarray:
-    """``|sci - median| > snr1 * err`` (NaN err as 0), a slab at a time."""
+    """:func:`~daskod.flag._kernels.flag_crs` a slab at a time (its temporaries stay small)."""
     cr = np.empty(sci.shape, dtype=bool)
     if median.ndim < sci.ndim:  # one frame for every integration
         median = np.broadcast_to(median, sci.shape)
-    with np.errstate(invalid="ignore"):
-        for s in _slabs(sci.shape):
-            cr[s] = np.abs(sci[s] - median[s]) > snr1 * np.nan_to_num(err[s])
+    for s in _slabs(sci.shape):
+        cr[s] = flag_crs(sci[s], err[s], median[s], snr1=snr1)
     return cr
 
 
@@ -88,8 +88,7 @@ def _flag_block(sources: dict[str, Any], region: tuple[slice, ...], median: np.n
     for key in _VARIANCES:
         if sources.get(key) is not None:
             _or_nan(invalid, np.asarray(array_of(sources[key])[region]))
-    dq = np.asarray(array_of(sources["dq"])[region]).astype(np.uint32)  # a new array
-    dq[cr] |= np.uint32(OUTLIER_FLAGS)
+    dq = apply_outlier_flags(np.asarray(array_of(sources["dq"])[region]), cr)
     dq[invalid] |= np.uint32(DO_NOT_USE)
     return dq, np.array([np.count_nonzero(cr)], dtype=np.int64)
 

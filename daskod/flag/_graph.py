@@ -91,7 +91,7 @@ def update_dq_block(sources: dict[str, Any], region: tuple[slice, ...], cr: np.n
         Only with ``usable``: the block's usable pixels before flagging (:class:`UsableRule`).
     """
     dq_in = np.asarray(array_of(sources["dq"])[region])
-    dq = apply_outlier_flags(dq_in.astype(np.uint32), cr)
+    dq = apply_outlier_flags(dq_in, cr)  # a new uint32 array
     for key in _VARIANCES:
         if sources.get(key) is not None:
             arrays[key] = np.asarray(array_of(sources[key])[region])

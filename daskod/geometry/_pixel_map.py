@@ -131,7 +131,7 @@ class PixelMap:
         from scipy.interpolate import BSpline
 
         sx, sy = self._get_splines()
-        ty, tx = sx.get_knots()
+        ty, tx = sx.get_knots()  # sy's too: both fit the same nodes with the same degree
         k = self._degree
         rows = BSpline.design_matrix(np.arange(y0, y1, dtype=np.float64), ty, k).tocsr()
         cols = BSpline.design_matrix(np.arange(x0, x1, dtype=np.float64), tx, k).tocsr()

@@ -42,6 +42,7 @@ from daskod.median._kernels import rolling_window_span
 
 __all__ = ["CubeParams", "CubePlan", "plan_cube_chunks", "rolling_task_bytes",
            "median_task_bytes", "flag_task_bytes", "smallest_cube_task", "cube_task_budget",
+           "uses_rolling_median",
            "dq_chunk_integrations"]
 
 log = logging.getLogger(__name__)
@@ -183,10 +184,17 @@ def plan_cube_chunks(shape: tuple[int, int, int], window: int, budget_bytes: int
     return nt, rows, median_rows
 
 
-def cube_task_budget(shape: tuple[int, int, int], window: int, *, rolling: bool,
+def uses_rolling_median(mode: str, window: int, nints: int) -> bool:
+    """Time series with a window shorter than the cube (else the median over all
+    integrations, as the reference)."""
+    return mode == "tso" and 1 < window < nints
+
+
+def cube_task_budget(shape: tuple[int, int, int], window: int, *, mode: str,
                      memory_limit: Any, facts: dict[str, Any]) -> Any:
     """The budget of a cube run (:func:`~daskod.engine._budget.task_budget` with the cube's
     smallest task as its floor); the run and :func:`daskod.estimate_memory` both use it."""
+    rolling = uses_rolling_median(mode, window, shape[0])
     least = smallest_cube_task(shape, window, rolling=rolling)
     what = (f"one row of {min(window, shape[0])} integrations (the rolling window)" if rolling
             else f"one row of all {shape[0]} integrations (their median)")
@@ -208,7 +216,7 @@ class CubePlan:
         self.cube = validate_cube(self.cube, mode=self.mode)
         nints = self.cube.shape[0]
         self.window = int(self.params.rolling_window_width)
-        self.rolling = self.mode == "tso" and 1 < self.window < nints
+        self.rolling = uses_rolling_median(self.mode, self.window, nints)
 
     @property
     def items(self) -> list[Cube]:
@@ -217,7 +225,7 @@ class CubePlan:
     skip_reason = None
 
     def budget(self, sched: Any, memory_limit: Any, tile_size: int | None) -> Any:
-        budget = cube_task_budget(self.cube.shape, self.window, rolling=self.rolling,
+        budget = cube_task_budget(self.cube.shape, self.window, mode=self.mode,
                                   memory_limit=memory_limit, facts=scheduler_facts(sched))
         if sched.client is None:
             sched.num_workers = budget.num_workers
