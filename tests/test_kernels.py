@@ -265,3 +265,17 @@ class TestBlot:
         y0, y1, x0, x1 = median_window_for(sub, med.shape)
         part = blot_tile(med[y0:y1, x0:x1], sub, (y0, x0), med.shape)
         np.testing.assert_array_equal(part, whole[40:90, 70:150])
+
+    def test_median_window_skips_coordinates_that_are_not_finite(self):
+        yy, xx = np.mgrid[0:60, 0:80].astype(float)
+        pm = np.dstack([xx * 1.5 + 10.25, yy * 0.5 + 30.75])
+        assert median_window_for(pm, (200, 200)) == (28, 64, 8, 132)
+        pm[0, 0] = [np.nan, np.nan]   # outside the WCS domain: both NaN
+        pm[59, 79, 0] = np.inf        # one coordinate only
+        pm[59, 78, 1] = np.nan
+        # the other rows still reach x = 128.75 and row 59 y = 60.25: the same window
+        assert median_window_for(pm, (200, 200)) == (28, 64, 8, 132)
+        pm[:, 40:, 0] = np.nan       # the right half: x now ends at col 39
+        assert median_window_for(pm, (200, 200)) == (28, 64, 8, 72)
+        pm[:, :, 0] = np.nan
+        assert median_window_for(pm, (200, 200)) is None

@@ -27,14 +27,21 @@ def median_window_for(pixmap: np.ndarray, median_shape: tuple[int, int]
     """Half-open ``(y0, y1, x0, x1)`` window of the median frame that a pixel map samples."""
     xs = pixmap[..., 0]
     ys = pixmap[..., 1]
-    finite = np.isfinite(xs) & np.isfinite(ys)
-    if not finite.any():
-        return None
+    # min/max skip NaN only through a mask; most tiles have none (the sums are NaN or inf
+    # exactly when some coordinate is not finite), so mask only when needed.
+    if np.isfinite(xs.sum()) and np.isfinite(ys.sum()):
+        xlo, xhi, ylo, yhi = xs.min(), xs.max(), ys.min(), ys.max()
+    else:
+        finite = np.isfinite(xs) & np.isfinite(ys)
+        if not finite.any():
+            return None
+        xlo, xhi = xs[finite].min(), xs[finite].max()
+        ylo, yhi = ys[finite].min(), ys[finite].max()
     ny, nx = median_shape
-    x0 = max(math.floor(xs[finite].min()) - BLOT_HALO, 0)
-    x1 = min(math.ceil(xs[finite].max()) + BLOT_HALO + 1, nx)
-    y0 = max(math.floor(ys[finite].min()) - BLOT_HALO, 0)
-    y1 = min(math.ceil(ys[finite].max()) + BLOT_HALO + 1, ny)
+    x0 = max(math.floor(xlo) - BLOT_HALO, 0)
+    x1 = min(math.ceil(xhi) + BLOT_HALO + 1, nx)
+    y0 = max(math.floor(ylo) - BLOT_HALO, 0)
+    y1 = min(math.ceil(yhi) + BLOT_HALO + 1, ny)
     if x0 >= x1 or y0 >= y1:
         return None
     return y0, y1, x0, x1
