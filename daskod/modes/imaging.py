@@ -18,7 +18,12 @@ from typing import Any
 import numpy as np
 
 from daskod._exceptions import InputError
-from daskod.engine._budget import largest_group_pixels, plan_budget, scheduler_facts
+from daskod.engine._budget import (
+    largest_group_pixels,
+    plan_budget,
+    scheduler_facts,
+    threshold_may_sort,
+)
 from daskod.engine._fingerprint import container_token
 from daskod.engine._run import Context, Outputs, flag_outputs
 from daskod.engine._store import fingerprint
@@ -205,10 +210,12 @@ class ImagingPlan:
         thresholds = ctx.stored("thresholds", (len(self.groups),), np.float64, (1,), np.nan,
                                 fingerprint=thr_fp)
         refs = []
-        for g in range(len(self.groups)):
+        for g, members in enumerate(self.groups):
             writes = [ref for (gg, _), ref in drizzled.items() if gg == g]
+            pixels = sum(math.prod(self.exposures[k].shape) for k in members)
             refs.append(ctx.fill("threshold", (g,), (thresholds,), group_weight_threshold,
-                                 writes or [resampled], g, self.params.maskpt))
+                                 writes or [resampled], g, self.params.maskpt,
+                                 ordered=threshold_may_sort(ctx.budget, pixels)))
         return refs, thr_fp
 
     def _resampled_median(self, ctx: Context, sources: list[dict[str, Any]], geometry: str

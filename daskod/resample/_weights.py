@@ -111,7 +111,7 @@ def gather_weight_values(strips: Iterable[np.ndarray], *, capacity: int) -> np.n
 
 
 def weight_threshold(weights: Any, maskpt: float, *, plane: int | None = None,
-                     block_bytes: int = 2 * 2**20) -> float:
+                     block_bytes: int = 2 * 2**20, ordered: bool = False) -> float:
     """The reference's weight threshold of one resampled weight image, exactly, read in row
     strips of about ``block_bytes`` (numpy, Zarr, Dask or any array-like of float32).
 
@@ -130,6 +130,10 @@ def weight_threshold(weights: Any, maskpt: float, *, plane: int | None = None,
         Which image of a stack.
     block_bytes : int
         Bytes of weights read per strip (whole storage chunks of rows when chunked).
+    ordered : bool
+        Also hold a sorted copy of the values (4 more bytes per weighted pixel), from which
+        every iteration's median is read directly instead of selected again (~5x faster).
+        The same bits either way.
     """
     shape = tuple(int(n) for n in np.shape(weights))
     if plane is not None:
@@ -146,14 +150,16 @@ def weight_threshold(weights: Any, maskpt: float, *, plane: int | None = None,
     lead = () if plane is None else (int(plane),)
     strips = (weights[(*lead, slice(a, a + rows))] for a in range(0, shape[0], rows))
     values = gather_weight_values(strips, capacity=shape[0] * shape[1])
-    return clipped_weight_threshold(values, maskpt)
+    return clipped_weight_threshold(values, maskpt, ordered=ordered)
 
 
-def clipped_weight_threshold(values: np.ndarray, maskpt: float) -> float:
+def clipped_weight_threshold(values: np.ndarray, maskpt: float, *,
+                             ordered: bool = False) -> float:
     """``maskpt`` times the float64 mean of ``values`` sigma-clipped as the reference does.
 
     ``values``: the finite non-zero float32 weights in the reference's order (raster order of
-    the frame); they are clipped in place (the array is overwritten).
+    the frame); they are clipped in place (the array is overwritten). ``ordered``: take the
+    medians from a sorted copy (see :func:`weight_threshold`).
     """
     values = np.asarray(values)
     if values.dtype != np.float32 or values.ndim != 1 or not values.flags.c_contiguous:
@@ -163,11 +169,26 @@ def clipped_weight_threshold(values: np.ndarray, maskpt: float) -> float:
     if n == 0:
         return math.nan
     positive = bool(values.min() > 0)  # drizzle weights are; clipping keeps it so
+    # The values kept after any number of iterations are those of the first ones inside every
+    # [low, high] so far: a contiguous run [first, first + n) of the sorted values.
+    in_order = np.sort(values) if ordered else None
+    first = 0
     for _ in range(_MAXITERS):
-        center = _median(values[:n], positive=positive)
+        if in_order is None:
+            center = _median(values[:n], positive=positive)
+        else:
+            center = _middle(in_order[first:first + n])
         std = _nanstd(values[:n])
         low, high = center - std * _SIGMA, center + std * _SIGMA
         kept = _keep_between(values, n, low, high)
+        if in_order is not None:
+            run = in_order[first:first + n]
+            start = int(np.searchsorted(run, low, side="left"))
+            stop = int(np.searchsorted(run, high, side="right"))
+            if stop - start != kept:  # pragma: no cover - a broken invariant, not data
+                msg = f"sorted clipping kept {stop - start} values, compaction {kept}."
+                raise RuntimeError(msg)
+            first += start
         changed, n = n - kept, kept
         if changed == 0 or n == 0:
             break
@@ -256,6 +277,14 @@ def _select(values: np.ndarray, ranks: list[int], positive: bool) -> list[np.flo
         lo16 = int(np.searchsorted(np.cumsum(low[b]), within, side="right"))
         out.append(_from_key((b << 16) | lo16, positive))
     return out
+
+
+def _middle(ordered: np.ndarray) -> np.float32:
+    """``np.nanmedian`` of sorted NaN-free float32 values, the same bits."""
+    n = ordered.size
+    if n % 2:
+        return ordered[n // 2]
+    return np.float32((ordered[n // 2 - 1] + ordered[n // 2]) / np.float32(2))
 
 
 def _median(values: np.ndarray, *, positive: bool = False) -> np.float32:
