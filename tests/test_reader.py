@@ -45,6 +45,31 @@ def test_read_jwst_carries_what_the_run_needs(products):
     assert len({e.group_id for e in exps}) == 4
 
 
+def test_members_share_one_asdf_configuration(products, monkeypatch):
+    """A new asdf configuration costs ~75 ms: the reader makes at most one for all members
+    (none when reading without validation is asdf's default already, as in asdf 6)."""
+    import asdf
+
+    made = []
+    original = asdf.config_context
+
+    def counting():
+        made.append(1)
+        return original()
+
+    monkeypatch.setattr(asdf, "config_context", counting)
+    before = asdf.get_config().validate_on_read
+    for validating in (False, True):
+        made.clear()
+        with original() as config:
+            config.validate_on_read = validating
+            exps = daskod.read_jwst(products[1]["asn"])
+            assert asdf.get_config().validate_on_read is validating  # left as it was
+        assert len(exps) == 4 and all(e.wcs is not None for e in exps)
+        assert len(made) == int(validating)
+    assert asdf.get_config().validate_on_read is before
+
+
 def test_the_command_line_reads_the_same_way(products, tmp_path):
     """``daskod run`` and detect_outliers(read_jwst(...)) give the same flags."""
     _sim, written = products

@@ -155,8 +155,7 @@ class TreeModel:
         import asdf
         from asdf.exceptions import AsdfConversionWarning
 
-        with asdf.config_context() as config, warnings.catch_warnings(record=True) as caught:
-            config.validate_on_read = False  # stdatamodels validated it when it was written
+        with trusted_asdf(), warnings.catch_warnings(record=True) as caught:
             # A WCS whose transforms need the jwst package stays raw (IFU files).
             warnings.simplefilter("always", AsdfConversionWarning)
             with asdf.open(io.BytesIO(asdf_bytes), lazy_load=False, memmap=False) as af:
@@ -170,6 +169,21 @@ class TreeModel:
         meta["filename"] = filename
         self.meta = MetaNode(meta)
         self.model_type = str(primary.get("DATAMODL", "JwstDataModel"))
+
+
+@contextlib.contextmanager
+def trusted_asdf() -> Iterator[None]:
+    """ASDF trees read without schema validation (stdatamodels validated them when it wrote
+    them). A new asdf configuration costs ~75 ms (it rebuilds its converter index), so one
+    context serves every file read inside it: wrap a loop over files in it."""
+    import asdf
+
+    if not asdf.get_config().validate_on_read:
+        yield
+        return
+    with asdf.config_context() as config:
+        config.validate_on_read = False
+        yield
 
 
 def image_layout(hdul: Any, extname: str) -> dict[str, Any] | None:
