@@ -64,7 +64,7 @@ def _warm_up_workers(members: list[Any], params: dict[str, Any], *, scheduler: A
         return
     sched = resolve_scheduler(None)
     if sched.by_default and sched.num_workers >= 2:
-        Scheduler("processes", sched.num_workers).warm_up()
+        Scheduler("processes", sched.num_workers).warm_up(writes_products=True)
 
 
 def run_files(inputs: list[str], outdir: str, *, params: dict[str, Any],

@@ -1,13 +1,9 @@
 """Imported once by the forkserver of the ``processes`` scheduler, so that its forked
 workers start with the task modules (and only those) already loaded. ``dask.array`` is one:
 the tasks that assemble an output array's blocks (``dask.compute`` of the run's counts) use
-it, and each worker importing it again costs ~0.7 s of CPU. The product writer's FITS and
-ASDF modules and the blot's ``scipy.ndimage`` are others (~0.5 s per worker, found with an
-import trace of the workers)."""
+it, and each worker importing it again costs ~0.7 s of CPU; the blot's ``scipy.ndimage`` is
+another. Runs that write JWST products preload :mod:`daskod._worker_imports_products` too."""
 
-import asdf
-import astropy.io.fits
-import astropy.io.fits.connect
 import astropy.stats
 import bottleneck
 import dask.array
@@ -22,7 +18,5 @@ import daskod.flag._cube
 import daskod.flag._graph
 import daskod.ifu._cube_tasks
 import daskod.ifu.difference
-import daskod.io._asdf_hdu
-import daskod.io._products
 import daskod.median._graph
 import daskod.resample._graph

@@ -255,7 +255,8 @@ def test_worker_server_starts_early_only_for_default_imaging_runs(cal_files, tmp
     from daskod.engine._scheduler import Scheduler
 
     started = []
-    monkeypatch.setattr(Scheduler, "warm_up", lambda self: started.append(self.name))
+    monkeypatch.setattr(Scheduler, "warm_up", lambda self, **kw: started.append(
+        (self.name, kw.get("writes_products"))))
     monkeypatch.setattr("os.cpu_count", lambda: 2)
     _sim, files = cal_files
 
@@ -268,7 +269,7 @@ def test_worker_server_starts_early_only_for_default_imaging_runs(cal_files, tmp
         members = ([Member(path=p) for p in inputs] if any(map(is_url, inputs))
                    else gather_members(inputs))
         _warm_up_workers(members, options.pop("params"), **options)
-        return started == ["processes"]
+        return started == [("processes", True)]
 
     assert guess([files["asn"]])
     assert guess(files["files"][:2])
@@ -283,3 +284,23 @@ def test_worker_server_starts_early_only_for_default_imaging_runs(cal_files, tmp
     assert not guess([str(tmp_path / "x_calints.fits")])
     assert not guess([str(tmp_path / "missing_cal.fits")])
     assert not guess(["s3://bucket/jw01234-o001_image3_asn.json"])  # not even read
+
+
+@pytest.mark.parametrize("writes_products", [False, True])
+def test_worker_server_preloads_the_product_writer_only_when_asked(writes_products):
+    """Workers of runs that write products start with the writer's modules (each worker
+    imported them, ~0.5 s); workers of other runs do not wait for them."""
+    code = f"""
+from concurrent.futures import ProcessPoolExecutor
+from daskod.engine._scheduler import Scheduler, _worker_server
+
+LOADED = "[m in __import__('sys').modules for m in ('daskod.io._products', 'daskod.median._graph')]"
+
+if __name__ == "__main__":
+    Scheduler("processes", 1).warm_up(writes_products={writes_products})
+    with ProcessPoolExecutor(1, mp_context=_worker_server()) as pool:
+        print(pool.submit(eval, LOADED).result())
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, timeout=120)
+    assert out.stdout.split() == [f"[{writes_products},", "True]"]

@@ -265,7 +265,7 @@ def _budget(plan: Any, sched: Scheduler, memory_limit: Any, tile_size: int | Non
             budget = None
         if budget is not None and budget.num_workers >= 2:
             sched.name, sched.num_workers = pool.name, pool.num_workers
-            sched.warm_up()
+            sched.warm_up(writes_products=PRODUCT_WRITER.get() is not None)
             return budget
     return plan.budget(sched, memory_limit, tile_size)
 

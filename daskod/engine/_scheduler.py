@@ -103,24 +103,30 @@ class Scheduler:
         finally:
             self.close()
 
-    def warm_up(self) -> None:
+    def warm_up(self, *, writes_products: bool = False) -> None:
         """Start what the workers of a ``processes`` scheduler are forked from now, so that
         its imports (~2 s) run while this process still builds the run (nothing for other
-        schedulers)."""
+        schedulers). ``writes_products``: the workers will write JWST products, so the
+        server imports the product writer's modules too. The server lives as long as this
+        process: what the first start imports is what every later run's workers get."""
         if self.name == "processes" and self.pool is None:
             import multiprocessing.forkserver
 
-            _worker_server()
+            _worker_server(writes_products=writes_products)
             multiprocessing.forkserver.ensure_running()
 
 
-def _worker_server() -> Any:
+def _worker_server(*, writes_products: bool = False) -> Any:
     """The multiprocessing context of the ``processes`` scheduler: workers forked from a
-    server that imported the task modules once."""
+    server that imported the task modules once (and the product writer's, when asked
+    before it starts; it is started once per process)."""
     import multiprocessing
 
     ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["daskod._worker_imports"])
+    if writes_products:
+        ctx.set_forkserver_preload(["daskod._worker_imports_products"])
+    else:
+        ctx.set_forkserver_preload(["daskod._worker_imports"])
     return ctx
 
 
