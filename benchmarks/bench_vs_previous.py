@@ -3,6 +3,7 @@
 
     python benchmarks/bench_vs_previous.py                      # against 8915289, 3 repeats
     python benchmarks/bench_vs_previous.py --previous HEAD~1 --repeats 5 --quick
+    python benchmarks/bench_vs_previous.py --only ifu,processes --repeats 7
 
 The earlier commit is checked out into a temporary folder (``git worktree add --detach``);
 each configuration runs in a fresh process (``_child.py``) with ``PYTHONPATH`` pointing at one
@@ -86,6 +87,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="small data, for a smoke test")
     parser.add_argument("--tmp", default=None, help="where data and checkouts go")
+    parser.add_argument("--only", default=None,
+                        help="comma-separated words: run the configurations naming one")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-vs-previous-", dir=args.tmp) as tmp:
         previous = checkout(args.previous, tmp)
@@ -104,6 +107,8 @@ def main() -> None:
             print(f"{'configuration':<38} {'previous':>16} {'current':>16} {'wall':>6} "
                   f"{'RSS':>6}")
             for label, cmd in configurations(data):
+                if args.only and not any(w in label for w in args.only.split(",")):
+                    continue
                 walls: dict[str, list[float]] = {"previous": [], "current": []}
                 peaks: dict[str, list[int]] = {"previous": [], "current": []}
                 for _ in range(args.repeats):
