@@ -21,8 +21,8 @@ from daskod._exceptions import MemoryBudgetError
 from daskod.options import get_option, parse_bytes
 
 __all__ = ["Budget", "WorkerFacts", "plan_budget", "task_budget", "scheduler_facts",
-           "ask_workers", "largest_group_pixels", "threshold_may_sort", "default_memory_limit",
-           "process_rss"]
+           "ask_workers", "group_pixels", "largest_group_pixels", "threshold_may_sort",
+           "default_memory_limit", "process_rss"]
 
 log = logging.getLogger(__name__)
 
@@ -220,13 +220,18 @@ def _balanced(tile: int, median_tile: int, extent: int) -> tuple[int, int]:
     return min(tile, even), min(tile, even)
 
 
-def largest_group_pixels(shapes: list[tuple[int, ...]], groups: list[list[int]] | None) -> int:
-    """Detector pixels of the largest group (of the largest exposure when ``groups`` is None:
-    no resampling, each exposure's own weights are thresholded)."""
+def group_pixels(shapes: list[tuple[int, ...]], groups: list[list[int]] | None) -> list[int]:
+    """Detector pixels of each group (of each exposure when ``groups`` is None: no
+    resampling, each exposure's own weights are thresholded)."""
     sizes = [math.prod(shape) for shape in shapes]
     if groups is None:
-        return max(sizes, default=0)
-    return max((sum(sizes[k] for k in g) for g in groups), default=0)
+        return sizes
+    return [sum(sizes[k] for k in g) for g in groups]
+
+
+def largest_group_pixels(shapes: list[tuple[int, ...]], groups: list[list[int]] | None) -> int:
+    """Detector pixels of the largest group (:func:`group_pixels`)."""
+    return max(group_pixels(shapes, groups), default=0)
 
 
 def threshold_may_sort(budget: Budget, group_pixels: int) -> bool:

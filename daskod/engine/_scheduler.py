@@ -123,10 +123,8 @@ def _worker_server(*, writes_products: bool = False) -> Any:
     import multiprocessing
 
     ctx = multiprocessing.get_context("forkserver")
-    if writes_products:
-        ctx.set_forkserver_preload(["daskod._worker_imports_products"])
-    else:
-        ctx.set_forkserver_preload(["daskod._worker_imports"])
+    ctx.set_forkserver_preload(["daskod._worker_imports_products" if writes_products
+                                else "daskod._worker_imports"])
     return ctx
 
 

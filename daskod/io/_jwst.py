@@ -307,6 +307,23 @@ def _read_spec(members: list[Member], storage_options: dict[str, Any] | None,
     return items, info, "spec"
 
 
+def _member_fields(m: Member, storage_options: dict[str, Any] | None) -> dict[str, Any]:
+    """:func:`model_fields` of one member's metadata; errors name its path."""
+    name = os.path.basename(m.path)
+    with contextlib.ExitStack() as stack:
+        try:
+            model = stack.enter_context(open_metadata(
+                m.path, storage_options=storage_options, lean=True))
+        except Exception as err:
+            msg = f"{m.path}: stdatamodels cannot open it ({type(err).__name__}: {err})."
+            raise InputError(msg) from err
+        try:
+            return model_fields(model, name=name, group_id=m.group_id)
+        except InputError as err:
+            msg = str(err).replace(f"{name}:", f"{m.path}:", 1)
+            raise type(err)(msg, exposure=err.exposure) from None
+
+
 def read_members(members: list[Member], *, storage_options: dict[str, Any] | None = None,
                  workers: int | None = None, memory_limit: Any = None
                  ) -> tuple[list[Any], list[dict[str, Any]], str]:
@@ -335,19 +352,7 @@ def read_members(members: list[Member], *, storage_options: dict[str, Any] | Non
     mode = None
     with trusted_asdf():  # one asdf configuration for every member (~75 ms each)
         for m in members:
-            name = os.path.basename(m.path)
-            with contextlib.ExitStack() as stack:
-                try:
-                    model = stack.enter_context(open_metadata(
-                        m.path, storage_options=storage_options, lean=True))
-                except Exception as err:
-                    msg = f"{m.path}: stdatamodels cannot open it ({type(err).__name__}: {err})."
-                    raise InputError(msg) from err
-                try:
-                    fields = model_fields(model, name=name, group_id=m.group_id)
-                except InputError as err:
-                    msg = str(err).replace(f"{name}:", f"{m.path}:", 1)
-                    raise type(err)(msg, exposure=err.exposure) from None
+            fields = _member_fields(m, storage_options)
             mode = mode or fields["mode"]
             if fields["mode"] != mode:
                 msg = (f"{m.path}: exposure type {fields['exp_type']!r} ({fields['mode']}) does "

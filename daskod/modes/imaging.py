@@ -19,6 +19,7 @@ import numpy as np
 
 from daskod._exceptions import InputError
 from daskod.engine._budget import (
+    group_pixels,
     largest_group_pixels,
     plan_budget,
     scheduler_facts,
@@ -210,9 +211,9 @@ class ImagingPlan:
         thresholds = ctx.stored("thresholds", (len(self.groups),), np.float64, (1,), np.nan,
                                 fingerprint=thr_fp)
         refs = []
-        for g, members in enumerate(self.groups):
+        sizes = group_pixels([e.shape for e in self.exposures], self.groups)
+        for g, pixels in enumerate(sizes):
             writes = [ref for (gg, _), ref in drizzled.items() if gg == g]
-            pixels = sum(math.prod(self.exposures[k].shape) for k in members)
             refs.append(ctx.fill("threshold", (g,), (thresholds,), group_weight_threshold,
                                  writes or [resampled], g, self.params.maskpt,
                                  ordered=threshold_may_sort(ctx.budget, pixels)))

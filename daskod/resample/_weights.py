@@ -3,6 +3,7 @@ and 2.5)."""
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from collections.abc import Iterable
@@ -175,20 +176,15 @@ def clipped_weight_threshold(values: np.ndarray, maskpt: float, *,
     first = 0
     for _ in range(_MAXITERS):
         if in_order is None:
-            center = _median(values[:n], positive=positive)
+            center = _median(n, functools.partial(_select, values[:n], positive=positive))
         else:
-            center = _middle(in_order[first:first + n])
+            run = in_order[first:first + n]
+            center = _median(n, run.take)
         std = _nanstd(values[:n])
         low, high = center - std * _SIGMA, center + std * _SIGMA
         kept = _keep_between(values, n, low, high)
-        if in_order is not None:
-            run = in_order[first:first + n]
-            start = int(np.searchsorted(run, low, side="left"))
-            stop = int(np.searchsorted(run, high, side="right"))
-            if stop - start != kept:  # pragma: no cover - a broken invariant, not data
-                msg = f"sorted clipping kept {stop - start} values, compaction {kept}."
-                raise RuntimeError(msg)
-            first += start
+        if in_order is not None:  # the kept values are run[start:start + kept]
+            first += int(np.searchsorted(run, low, side="left"))
         changed, n = n - kept, kept
         if changed == 0 or n == 0:
             break
@@ -279,19 +275,11 @@ def _select(values: np.ndarray, ranks: list[int], positive: bool) -> list[np.flo
     return out
 
 
-def _middle(ordered: np.ndarray) -> np.float32:
-    """``np.nanmedian`` of sorted NaN-free float32 values, the same bits."""
-    n = ordered.size
+def _median(n: int, pick: Any) -> np.float32:
+    """``np.nanmedian`` of ``n`` NaN-free float32 values, the same bits (an even count
+    averages the two middle values in float32); ``pick(ranks)`` gives the values of the
+    0-based ranks in sorted order."""
     if n % 2:
-        return ordered[n // 2]
-    return np.float32((ordered[n // 2 - 1] + ordered[n // 2]) / np.float32(2))
-
-
-def _median(values: np.ndarray, *, positive: bool = False) -> np.float32:
-    """``np.nanmedian`` of NaN-free float32 values, the same bits (an even count averages
-    the two middle values in float32). ``positive``: every value is > 0 (faster)."""
-    n = values.size
-    if n % 2:
-        return _select(values, [n // 2], positive)[0]
-    a, b = _select(values, [n // 2 - 1, n // 2], positive)
+        return pick([n // 2])[0]
+    a, b = pick([n // 2 - 1, n // 2])
     return np.float32((a + b) / np.float32(2))
