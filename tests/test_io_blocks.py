@@ -282,9 +282,8 @@ def _stcal_threshold(weights, maskpt):
                                   maxiters=5, masked=False, copy=False), dtype="f8") * maskpt
 
 
-@pytest.mark.parametrize("ordered", [False, True])
 @pytest.mark.parametrize("kind", ["gamma", "ties", "quantised", "signed", "tiny", "empty"])
-def test_weight_threshold_is_the_reference_bit_for_bit(kind, ordered):
+def test_weight_threshold_is_the_reference_bit_for_bit(kind):
     from daskod.resample._weights import weight_threshold
 
     rng = np.random.default_rng(len(kind))
@@ -308,7 +307,7 @@ def test_weight_threshold_is_the_reference_bit_for_bit(kind, ordered):
         w[rng.random(shape) < 0.3] = 0
         w[0, 0], w[-1, -1] = np.nan, np.inf
     want = _stcal_threshold(w.copy(), 0.7)
-    got = weight_threshold(w, 0.7, block_bytes=7000, ordered=ordered)
+    got = weight_threshold(w, 0.7, block_bytes=7000)
     assert got == want or (math.isnan(got) and math.isnan(want))
 
 
@@ -330,21 +329,6 @@ def test_weight_threshold_holds_about_four_bytes_per_pixel():
     old = peak_of(lambda: compute_weight_threshold(w, 0.7))
     assert lean < 4 * w.size + 10 * 2**20  # the values (4 B/px) and a few small blocks
     assert lean < old / 2
-    ordered = peak_of(lambda: weight_threshold(w, 0.7, block_bytes=256 * 1024, ordered=True))
-    assert 8 * w.size < ordered < 8 * w.size + 10 * 2**20  # and their sorted copy
-
-
-def test_threshold_sorts_only_within_what_a_tile_task_holds():
-    from daskod.engine import _budget
-
-    group = 4_000_000
-    held = _budget.SAFETY * ((_budget.THRESHOLD_BYTES_PER_PIXEL
-                              + _budget.THRESHOLD_SORTED_BYTES_PER_PIXEL) * group
-                             + _budget.THRESHOLD_FIXED_BYTES)
-    budget = _budget.Budget(memory_limit=2**30, tile=512, num_workers=2,
-                            per_task_bytes=math.ceil(held), baseline=0)
-    assert _budget.threshold_may_sort(budget, group)
-    assert not _budget.threshold_may_sort(budget, group + 1000)
 
 
 def test_compressed_input_falls_back_to_the_whole_model(tmp_path, caplog):

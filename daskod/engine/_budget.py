@@ -21,7 +21,7 @@ from daskod._exceptions import MemoryBudgetError
 from daskod.options import get_option, parse_bytes
 
 __all__ = ["Budget", "WorkerFacts", "plan_budget", "task_budget", "scheduler_facts",
-           "ask_workers", "group_pixels", "largest_group_pixels", "threshold_may_sort",
+           "ask_workers", "group_pixels", "largest_group_pixels",
            "default_memory_limit", "process_rss"]
 
 log = logging.getLogger(__name__)
@@ -35,9 +35,6 @@ FLAG_BYTES = 120
 #: plus strips; ``resample._weights.weight_threshold``), and the task's fixed part.
 THRESHOLD_BYTES_PER_PIXEL = 5
 THRESHOLD_FIXED_BYTES = 16 * 2**20
-#: What the threshold task holds besides, per pixel, when it sorts a copy of the values
-#: (``weight_threshold(ordered=True)``, ~5x faster): the copy.
-THRESHOLD_SORTED_BYTES_PER_PIXEL = 4
 #: Headroom for allocator fragmentation, zarr buffers and Dask bookkeeping.
 SAFETY = 1.6
 #: Resident memory of a fresh worker process after importing the task modules (measured
@@ -232,14 +229,6 @@ def group_pixels(shapes: list[tuple[int, ...]], groups: list[list[int]] | None) 
 def largest_group_pixels(shapes: list[tuple[int, ...]], groups: list[list[int]] | None) -> int:
     """Detector pixels of the largest group (:func:`group_pixels`)."""
     return max(group_pixels(shapes, groups), default=0)
-
-
-def threshold_may_sort(budget: Budget, group_pixels: int) -> bool:
-    """Whether a group's weight-threshold task may hold a sorted copy of the group's weights
-    too: when it then holds no more than a tile task of the same budget does."""
-    held = SAFETY * ((THRESHOLD_BYTES_PER_PIXEL + THRESHOLD_SORTED_BYTES_PER_PIXEL)
-                     * group_pixels + THRESHOLD_FIXED_BYTES)
-    return held <= budget.per_task_bytes
 
 
 def _limit(memory_limit: int | str | None, workers: WorkerFacts | None) -> int:

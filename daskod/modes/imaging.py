@@ -19,11 +19,9 @@ import numpy as np
 
 from daskod._exceptions import InputError
 from daskod.engine._budget import (
-    group_pixels,
     largest_group_pixels,
     plan_budget,
     scheduler_facts,
-    threshold_may_sort,
 )
 from daskod.engine._fingerprint import container_token
 from daskod.engine._run import Context, Outputs, flag_outputs
@@ -211,12 +209,10 @@ class ImagingPlan:
         thresholds = ctx.stored("thresholds", (len(self.groups),), np.float64, (1,), np.nan,
                                 fingerprint=thr_fp)
         refs = []
-        sizes = group_pixels([e.shape for e in self.exposures], self.groups)
-        for g, pixels in enumerate(sizes):
+        for g in range(len(self.groups)):
             writes = [ref for (gg, _), ref in drizzled.items() if gg == g]
             refs.append(ctx.fill("threshold", (g,), (thresholds,), group_weight_threshold,
-                                 writes or [resampled], g, self.params.maskpt,
-                                 ordered=threshold_may_sort(ctx.budget, pixels)))
+                                 writes or [resampled], g, self.params.maskpt))
         return refs, thr_fp
 
     def _resampled_median(self, ctx: Context, sources: list[dict[str, Any]], geometry: str

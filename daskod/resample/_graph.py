@@ -124,12 +124,10 @@ class _GroupWeights:
         return np.asarray(self.resampled[(self.group, 1, *key)])
 
 
-def group_weight_threshold(resampled: Any, group: int, maskpt: float, *,
-                           ordered: bool = False) -> np.ndarray:
+def group_weight_threshold(resampled: Any, group: int, maskpt: float) -> np.ndarray:
     """The reference's scalar weight threshold of one group (stcal
     ``compute_weight_threshold``, bit for bit): its whole weight image read in raster order,
-    a strip at a time, 4 bytes per weighted pixel held (8 with ``ordered``, faster: see
-    :func:`~daskod.resample._weights.weight_threshold`). Tiles the group does not reach were
+    a strip at a time, 4 bytes per weighted pixel held. Tiles the group does not reach were
     never written and read as NaN, which never counts."""
     weights = _GroupWeights(array_of(resampled), group)
-    return np.array([weight_threshold(weights, maskpt, ordered=ordered)])
+    return np.array([weight_threshold(weights, maskpt)])
