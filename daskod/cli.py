@@ -21,6 +21,7 @@ from typing import Any
 from daskod import _cli_values as value
 from daskod._cli_improved import add_improved_options, improved_params
 from daskod._console import LEVELS, console
+from daskod._heap import pause_collector, resume_collector
 
 __all__ = ["main", "parse_args"]
 
@@ -309,6 +310,8 @@ def main(argv: list[str] | None = None) -> int:
     # every object the run's imports made (~1 s after an 8 x 2048^2 run) to free nothing that
     # matters; products are renamed into place and logs closed by then.
     atexit.register(gc.freeze)
+    # Until the graph starts (daskod.engine._run resumes it), or this command returns.
+    pause_collector()
     try:
         screen = console(args.command, verbose=args.verbose, quiet=args.quiet,
                          log_level=args.log_level, log_file=args.log_file)
@@ -329,6 +332,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     finally:
         screen.__exit__(None, None, None)
+        resume_collector()
 
 
 def _echo(args: argparse.Namespace) -> Any:

@@ -312,6 +312,9 @@ def run_mode(plan: Any, *, scheduler: Any, memory_limit: Any, tile_size: int | N
             if compute:
                 import dask
 
+                from daskod._heap import resume_collector
+
+                resume_collector()  # paused by the command line for the run's start-up
                 kwargs = sched.compute_kwargs()
                 if out.precheck is not None:
                     out.check(dask.compute(out.precheck, **kwargs)[0])
