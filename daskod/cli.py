@@ -306,11 +306,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         target.print_help()
         return 2
-    # Registered first, run last: the interpreter's final garbage collections would walk
-    # every object the run's imports made (~1 s after an 8 x 2048^2 run) to free nothing that
-    # matters; products are renamed into place and logs closed by then.
+    # The collector is off for the start-up (imports, metadata) until the graph starts
+    # (daskod.engine._run resumes it) or this command returns; at exit (registered first,
+    # run last) what exists is frozen, so the interpreter's final collections do not walk
+    # it to free nothing that matters: products are renamed into place and logs closed by then.
     atexit.register(gc.freeze)
-    # Until the graph starts (daskod.engine._run resumes it), or this command returns.
     pause_collector()
     try:
         screen = console(args.command, verbose=args.verbose, quiet=args.quiet,

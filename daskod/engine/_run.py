@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from daskod._heap import resume_collector
 from daskod.engine._graph import Ref, RunGraph
 from daskod.engine._scheduler import Scheduler, resolve_scheduler
 from daskod.engine._store import StoredArray, WorkingStore, fill_block, read_block
@@ -311,8 +312,6 @@ def run_mode(plan: Any, *, scheduler: Any, memory_limit: Any, tile_size: int | N
                       "extras": out.extras}
             if compute:
                 import dask
-
-                from daskod._heap import resume_collector
 
                 resume_collector()  # paused by the command line for the run's start-up
                 kwargs = sched.compute_kwargs()
