@@ -11,7 +11,8 @@ import numpy as np
 from daskod._exceptions import InputError
 from daskod._result import OutlierResult
 from daskod.cube import Cube
-from daskod.engine._run import run_mode
+from daskod.engine._graph import as_dask
+from daskod.engine._run import GRAPH_OUTPUTS, run_mode
 from daskod.exposure import Exposure, validate_exposures
 from daskod.flag._dq import DO_NOT_USE
 from daskod.modes._improved import resolve_options
@@ -278,15 +279,16 @@ def detect_outliers(
                    in_memory=in_memory, keep_store=save_intermediate_results,
                    overwrite_store=overwrite_store, progress=progress)
     extras = run["extras"]
+    arrays = (lambda value: value) if GRAPH_OUTPUTS.get() else as_dask
     result = OutlierResult(status="COMPLETE", params=resolved, exposures=plan.items,
-                           dq=run["dq"], median=run["median"],
+                           dq=arrays(run["dq"]), median=arrays(run["median"]),
                            median_wcs=extras.get("median_wcs"),
-                           n_flagged=list(run["counts"]),
+                           n_flagged=list(arrays(run["counts"])),
                            store=run["store"], timings=run["timings"],
-                           groups=extras.get("groups", []), ifu=extras.get("ifu", {}),
+                           groups=extras.get("groups", []), ifu=arrays(extras.get("ifu", {})),
                            checkpoints=run["checkpoints"],
                            pixel_maps=extras.get("pixel_maps", []), work=run["work"],
-                           spec=extras.get("spec", {}))
+                           spec=arrays(extras.get("spec", {})))
     if compute:
         result.log_stats()
         if run.get("usable") is not None:

@@ -86,11 +86,16 @@ def run_files(inputs: list[str], outdir: str, *, params: dict[str, Any],
     Existing products are refused unless ``overwrite``, except those a resumed run (the same
     ``store``, which records the products its runs wrote) was writing. ``dry_run`` prints
     the plan (:func:`daskod._run_plan.describe_plan`) and stops.
+
+    The returned ``result`` keeps the run's lazy arrays as the graph's outputs
+    (:class:`~daskod.engine._graph.GraphArray`, computable with ``dask.compute``;
+    :func:`~daskod.engine._graph.as_dask` makes Dask arrays of them): a command-line run
+    never imports ``dask.array``.
     """
     import daskod
     from daskod._heap import return_freed_memory
     from daskod._run_plan import describe_plan, plan_run, record_products
-    from daskod.engine._run import PRODUCT_WRITER
+    from daskod.engine._run import GRAPH_OUTPUTS, PRODUCT_WRITER
     from daskod.io._jwst import gather_members
     from daskod.io._location import ensure_free_space, publish, store_location, temp_folder
     from daskod.io._products import write_product
@@ -140,7 +145,7 @@ def run_files(inputs: list[str], outdir: str, *, params: dict[str, Any],
                           block_bytes=block_bytes)
 
         start = time.perf_counter()
-        token = PRODUCT_WRITER.set(write)
+        token, graph_token = PRODUCT_WRITER.set(write), GRAPH_OUTPUTS.set(True)
         try:
             result = daskod.detect_outliers(
                 plan.target, mode=mode, memory_limit=memory_limit, scheduler=scheduler,
@@ -149,6 +154,7 @@ def run_files(inputs: list[str], outdir: str, *, params: dict[str, Any],
                 storage_options=storage_options, **params)
         finally:
             PRODUCT_WRITER.reset(token)
+            GRAPH_OUTPUTS.reset(graph_token)
         elapsed = time.perf_counter() - start
         if result.store is not None and plan.store is not None:
             record_products(result.store, outputs + plan.extras)
@@ -161,6 +167,7 @@ def run_files(inputs: list[str], outdir: str, *, params: dict[str, Any],
         if mode == "spec":  # slits of many sources per file: daskod/io/_spec_products.py
             from daskod.io._spec_products import write_spec_outputs
 
+            _dask_arrays(result)
             write_spec_outputs(result, items, paths, outputs, stage, outdir=outdir,
                                save_intermediate=save_intermediate_results,
                                memory_limit=memory_limit, storage_options=storage_options)
@@ -169,10 +176,11 @@ def run_files(inputs: list[str], outdir: str, *, params: dict[str, Any],
                 if os.path.exists(stage(outputs[k])):  # written by the run's graph
                     continue
                 # The new DQ is read a block at a time; a skipped step keeps the input's DQ.
-                dq = None if result.skipped else result.dq[k]
+                dq = None if result.skipped else _dask_arrays(result).dq[k]
                 write_product(src, staged[-1], dq, status=result.status,
                               storage_options=storage_options, block_bytes=block_bytes)
             if save_intermediate_results and not result.skipped:
+                _dask_arrays(result)
                 _stage_intermediates(result, mode, paths, items, outdir,
                                      plan.members[0].asn_id, stage)
         publish(staged, finals, storage_options=storage_options)
@@ -228,6 +236,16 @@ def _write_block_bytes(memory_limit: Any) -> int:
     if limit is None:
         return DEFAULT_BLOCK_BYTES
     return int(min(DEFAULT_BLOCK_BYTES, max(2 * 2**20, parse_bytes(limit) // 64)))
+
+
+def _dask_arrays(result: Any) -> Any:
+    """``result`` with its lazy arrays as Dask arrays, for the products and intermediates
+    ``daskod run`` writes itself (its run kept them as the graph's outputs)."""
+    from daskod.engine._graph import as_dask
+
+    result.dq, result.median = as_dask(result.dq), as_dask(result.median)
+    result.ifu, result.spec = as_dask(result.ifu), as_dask(result.spec)
+    return result
 
 
 def _rows_per_file(result: Any, mode: str, paths: list[str]) -> list[dict[str, Any]]:

@@ -171,3 +171,26 @@ def test_ifu_is_lazy_too(method):
         (det,) = eager.ifu
         np.testing.assert_array_equal(np.asarray(lazy.ifu[det]["minnorm"]),
                                       eager.ifu[det]["minnorm"])
+
+
+def test_graph_arrays_compute_as_their_dask_arrays():
+    """A run's output blocks (GraphArray) compute with ``dask.compute`` to the same array as
+    their ``dask.array`` form, blocks in place along every axis; as_dask converts them
+    inside lists and dicts and leaves other values alone."""
+    from daskod.engine._graph import GraphArray, RunGraph, as_dask
+
+    graph = RunGraph()
+    rows, cols = (2, 3, 1), (4, 2)
+    for i, ny in enumerate(rows):
+        for j, nx in enumerate(cols):
+            graph.task("part", (i, j), np.full, (ny, nx), 10 * i + j, dtype=np.int32)
+    blocks = graph.array("part", (rows, cols), np.int32)
+    assert isinstance(blocks, GraphArray) and blocks.shape == (6, 6) and blocks.ndim == 2
+    want = np.block([[np.full((ny, nx), 10 * i + j, np.int32) for j, nx in enumerate(cols)]
+                     for i, ny in enumerate(rows)])
+    (got,) = dask.compute(blocks, scheduler="synchronous")
+    np.testing.assert_array_equal(got, want)
+    assert got.dtype == np.int32
+    converted = as_dask({"x": [blocks], "n": 3})
+    assert converted["n"] == 3 and converted["x"][0] is blocks.to_dask()
+    np.testing.assert_array_equal(converted["x"][0][1:4, 3:5].compute(), want[1:4, 3:5])

@@ -4,9 +4,13 @@
 Every mode adds its tasks to one :class:`RunGraph`; a task names the tasks whose values it
 needs with :class:`Ref` placeholders anywhere inside plain lists, tuples and dicts of its
 arguments (nothing else is looked into, so zarr arrays and dataclasses pass untouched and
-graphs build in linear time). Output arrays (:meth:`RunGraph.array`) are ``dask.array``
-objects over the whole graph, so a user's ``compute`` of any of them runs exactly the tasks
-they depend on, and ``dask.compute(*outputs)`` shares every common task.
+graphs build in linear time). Output arrays (:meth:`RunGraph.array`) are
+:class:`GraphArray` s over the whole graph: Dask collections (Dask's public collection
+protocol) that ``dask.compute`` computes as they are, without ``dask.array`` (an import of
+~0.8 s, with the xarray it loads, at the start of every command-line run), and that become
+``dask.array`` objects (:func:`as_dask`) where a user or a mode needs one. Either way a
+``compute`` of any of them runs exactly the tasks they depend on, and
+``dask.compute(*outputs)`` shares every common task.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Ref", "RunGraph"]
+__all__ = ["GraphArray", "Ref", "RunGraph", "as_dask"]
 
 
 class Ref:
@@ -105,12 +109,94 @@ class RunGraph:
             self.collections.append(array)
         return Ref((array.name, *index))
 
-    def array(self, phase: str, chunks: tuple[tuple[int, ...], ...], dtype: Any) -> Any:
-        """The Dask array whose block ``index`` is the task ``(phase-token, *index)``."""
-        import dask.array as da
+    def array(self, phase: str, chunks: tuple[tuple[int, ...], ...], dtype: Any
+              ) -> GraphArray:
+        """The array whose block ``index`` is the task ``(phase-token, *index)``."""
+        return GraphArray(self, self.key(phase)[0], chunks, dtype)
+
+
+def _assemble(blocks: Any) -> np.ndarray:
+    """Computed blocks (nested lists, one level per axis) as one array."""
+    return np.block(blocks)
+
+
+class GraphArray:
+    """Blocks of a :class:`RunGraph` as an array: a Dask collection that ``dask.compute``
+    computes (to one numpy array) without importing ``dask.array``.
+
+    :meth:`to_dask` (or :func:`as_dask`) gives the equivalent ``dask.array.Array`` over the
+    same keys and graph, for users and for modes that slice their outputs.
+    """
+
+    def __init__(self, graph: RunGraph, name: str, chunks: tuple[tuple[int, ...], ...],
+                 dtype: Any) -> None:
+        self.graph, self.name, self.chunks = graph, name, chunks
+        self.dtype = np.dtype(dtype)
+        self._dask: Any = None
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(sum(c) for c in self.chunks)
+
+    @property
+    def ndim(self) -> int:
+        return len(self.chunks)
+
+    def __repr__(self) -> str:
+        return f"GraphArray<{self.name}, shape={self.shape}, dtype={self.dtype}>"
+
+    def to_dask(self) -> Any:
+        """This array as a ``dask.array.Array`` (made once, then the same object)."""
+        if self._dask is None:
+            import dask.array as da
+
+            meta = np.empty((0,) * self.ndim, dtype=self.dtype)
+            self._dask = da.Array(self.__dask_graph__(), self.name, self.chunks,
+                                  dtype=self.dtype, meta=meta)
+        return self._dask
+
+    # -- Dask's collection protocol ------------------------------------------------------
+    def __dask_graph__(self) -> Any:
         from dask.highlevelgraph import HighLevelGraph
 
-        name = self.key(phase)[0]
-        hlg = HighLevelGraph.from_collections(name, self.tasks, dependencies=self.collections)
-        meta = np.empty((0,) * len(chunks), dtype=dtype)
-        return da.Array(hlg, name, chunks, dtype=dtype, meta=meta)
+        return HighLevelGraph.from_collections(self.name, self.graph.tasks,
+                                               dependencies=self.graph.collections)
+
+    def __dask_keys__(self) -> list[Any]:
+        def keys(prefix: tuple[int, ...], axis: int) -> list[Any]:
+            if axis == self.ndim:
+                return (self.name, *prefix)  # type: ignore[return-value]
+            return [keys((*prefix, i), axis + 1) for i in range(len(self.chunks[axis]))]
+
+        return keys((), 0)
+
+    def __dask_layers__(self) -> tuple[str, ...]:
+        return (self.name,)
+
+    def __dask_tokenize__(self) -> str:
+        return self.name
+
+    def __dask_postcompute__(self) -> tuple[Any, tuple[()]]:
+        return _assemble, ()
+
+    @staticmethod
+    def __dask_optimize__(dsk: Any, keys: Any, **kwargs: Any) -> Any:
+        return dsk
+
+    @staticmethod
+    def __dask_scheduler__(dsk: Any, keys: Any, **kwargs: Any) -> Any:
+        from dask.threaded import get
+
+        return get(dsk, keys, **kwargs)
+
+
+def as_dask(value: Any) -> Any:
+    """``value`` with every :class:`GraphArray` in it (also inside lists, tuples and dicts)
+    replaced by its ``dask.array.Array``."""
+    if isinstance(value, GraphArray):
+        return value.to_dask()
+    if type(value) in (list, tuple):
+        return type(value)(as_dask(v) for v in value)
+    if type(value) is dict:
+        return {k: as_dask(v) for k, v in value.items()}
+    return value

@@ -211,6 +211,14 @@ PRODUCT_WRITER: contextvars.ContextVar[Any] = contextvars.ContextVar("daskod_pro
                                                                     default=None)
 
 
+#: Set (True) by ``daskod run``: the run's result keeps its lazy arrays as
+#: :class:`~daskod.engine._graph.GraphArray` s (``daskod run`` converts the few it reads with
+#: :func:`~daskod.engine._graph.as_dask`), so a command-line run never imports
+#: ``dask.array``; other callers get ``dask.array`` objects.
+GRAPH_OUTPUTS: contextvars.ContextVar[bool] = contextvars.ContextVar("daskod_graph_outputs",
+                                                                     default=False)
+
+
 def _write_product(writer: Any, k: int, dq: StoredArray, _written: list[Any]) -> np.ndarray:
     writer(k, dq)
     return np.zeros(1, dtype=np.int64)

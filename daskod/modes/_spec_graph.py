@@ -140,8 +140,9 @@ class SpecGraph:
     def _outputs(self, info: dict[str, Any], median_refs: dict, drizzled_refs: dict
                  ) -> Outputs:
         ctx = self.ctx
+        # Sliced per exposure and source: Dask arrays (a GraphArray is not sliceable).
         dq_all = ctx.output("dq", {(k, *i): r for k, refs in self.refs.items()
-                                   for i, r in refs.items()}, self.dq)
+                                   for i, r in refs.items()}, self.dq).to_dask()
         dq = [dq_all[k, :e.shape[0], :e.shape[1]] for k, e in enumerate(self.items)]
         for k in range(len(self.items)):
             ctx.graph.task("count", (k,), total_count, self.count, k,
@@ -150,13 +151,14 @@ class SpecGraph:
         outputs = Outputs(dq=dq, counts=counts)
         if not self.plan.active:
             return outputs
-        medians = ctx.output("smedian", median_refs, self.median[0], which=0)
-        errors = ctx.output("smedianerr", median_refs, self.median[1], which=1)
+        medians = ctx.output("smedian", median_refs, self.median[0], which=0).to_dask()
+        errors = ctx.output("smedianerr", median_refs, self.median[1], which=1).to_dask()
         drizzled = blots = None
         if self.plan.save and self.resample:
-            drizzled = ctx.output("sdrizzled", drizzled_refs, self.resampled)
+            drizzled = ctx.output("sdrizzled", drizzled_refs, self.resampled).to_dask()
             blots = ctx.output("blot", {(k, 0, *i): r for k, refs in self.refs.items()
-                                        for i, r in refs.items()}, self.blot, which=2)
+                                        for i, r in refs.items()}, self.blot,
+                               which=2).to_dask()
         for src in self.plan.active:
             fy, fx = self.median_shapes[src.index]
             entry = info[src.key]
