@@ -50,7 +50,8 @@ class Source:
 
 @dataclass
 class Outputs:
-    """What a mode's graph hands back (lazy Dask arrays over the run graph)."""
+    """What a mode's graph hands back (lazy arrays over the run graph: GraphArray, or Dask
+    arrays where a mode sliced them)."""
 
     dq: list[Any]
     counts: Any
@@ -102,8 +103,8 @@ class Context:
 
     def output(self, phase: str, refs: dict[tuple[int, ...], Ref], stored: StoredArray,
                which: int = 0) -> Any:
-        """The Dask array of a stored phase: block ``index`` reads what task ``refs[index]``
-        wrote (blocks without a task read the fill value)."""
+        """The lazy array (GraphArray) of a stored phase: block ``index`` reads what task
+        ``refs[index]`` wrote (blocks without a task read the fill value)."""
         grid = tuple(len(range(0, n, b)) for n, b in zip(stored.shape, stored.block,
                                                          strict=True))
         for index in np.ndindex(*grid):
@@ -292,8 +293,8 @@ def run_mode(plan: Any, *, scheduler: Any, memory_limit: Any, tile_size: int | N
     Returns
     -------
     dict
-        ``outputs`` (numpy when computed in memory, else Dask arrays), ``counts``,
-        ``timings``, ``store`` (the kept store's root or None), ``checkpoints``.
+        ``outputs`` (numpy when computed in memory, else GraphArray or Dask arrays),
+        ``counts``, ``timings``, ``store`` (the kept store's root or None), ``checkpoints``.
     """
     from daskod.io._location import ensure_free_space
 
