@@ -115,11 +115,6 @@ class RunGraph:
         return GraphArray(self, self.key(phase)[0], chunks, dtype)
 
 
-def _assemble(blocks: Any) -> np.ndarray:
-    """Computed blocks (nested lists, one level per axis) as one array."""
-    return np.block(blocks)
-
-
 class GraphArray:
     """Blocks of a :class:`RunGraph` as an array: a Dask collection that ``dask.compute``
     computes (to one numpy array) without importing ``dask.array``.
@@ -177,7 +172,7 @@ class GraphArray:
         return self.name
 
     def __dask_postcompute__(self) -> tuple[Any, tuple[()]]:
-        return _assemble, ()
+        return np.block, ()  # the computed blocks, nested one list level per axis
 
     @staticmethod
     def __dask_optimize__(dsk: Any, keys: Any, **kwargs: Any) -> Any:
@@ -193,10 +188,4 @@ class GraphArray:
 def as_dask(value: Any) -> Any:
     """``value`` with every :class:`GraphArray` in it (also inside lists, tuples and dicts)
     replaced by its ``dask.array.Array``."""
-    if isinstance(value, GraphArray):
-        return value.to_dask()
-    if type(value) in (list, tuple):
-        return type(value)(as_dask(v) for v in value)
-    if type(value) is dict:
-        return {k: as_dask(v) for k, v in value.items()}
-    return value
+    return _map_leaves(value, lambda v: v.to_dask() if isinstance(v, GraphArray) else v)
