@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -290,14 +291,16 @@ def test_worker_server_starts_early_only_for_default_imaging_runs(cal_files, tmp
 def test_worker_server_preloads_the_product_writer_only_when_asked(writes_products):
     """Workers of runs that write products start with the writer's modules (each worker
     imported them, ~0.5 s); workers of other runs do not wait for them. Either way the
-    server froze what its imports made (the workers' collections skip it)."""
+    server froze what its imports made (the workers' collections skip it) and, on glibc,
+    set the allocator to keep freed memory."""
     code = f"""
 from concurrent.futures import ProcessPoolExecutor
 from daskod.engine._scheduler import Scheduler, _worker_server
 
 LOADED = ("[m in __import__('sys').modules"
           " for m in ('daskod.io._products', 'daskod.median._graph')]"
-          " + [__import__('gc').get_freeze_count() > 100000]")
+          " + [__import__('gc').get_freeze_count() > 100000]"
+          " + [__import__('sys').modules['daskod._worker_memory'].APPLIED]")
 
 if __name__ == "__main__":
     Scheduler("processes", 1).warm_up(writes_products={writes_products})
@@ -306,7 +309,8 @@ if __name__ == "__main__":
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, timeout=120)
-    assert out.stdout.split() == [f"[{writes_products},", "True,", "True]"]
+    glibc = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
+    assert out.stdout.split() == [f"[{writes_products},", "True,", "True,", f"{glibc}]"]
 
 
 def test_command_line_run_never_imports_dask_array(cal_files, tmp_path):

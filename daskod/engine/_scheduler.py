@@ -124,7 +124,8 @@ def _worker_server(*, writes_products: bool = False) -> Any:
 
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(["daskod._worker_imports_products" if writes_products
-                                else "daskod._worker_imports", "daskod._worker_gc"])
+                                else "daskod._worker_imports", "daskod._worker_memory",
+                                "daskod._worker_gc"])
     return ctx
 
 
