@@ -1,5 +1,5 @@
-"""Preloaded by the worker server of the ``processes`` scheduler (never imported elsewhere):
-glibc's allocator in the workers keeps the memory tasks free for the next task.
+"""Preloaded by the worker server of the ``processes`` scheduler (nothing else in daskod imports
+it): glibc's allocator in the workers keeps the memory tasks free for the next task.
 
 By default glibc hands every freed block above a moving threshold back to the kernel (``munmap``,
 or trimming the heap's top), and the next task's arrays of the same size fault in new pages,
@@ -27,11 +27,11 @@ def keep_freed_memory() -> bool:
         return False
     try:
         libc = ctypes.CDLL(None)
-        gnu = libc.gnu_get_libc_version  # glibc only (musl's mallopt does nothing)
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
+    except OSError:
         return False
-    del gnu
+    if not hasattr(libc, "gnu_get_libc_version"):  # glibc only (musl's mallopt does nothing)
+        return False
+    mallopt = libc.mallopt
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
                 and mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
