@@ -47,8 +47,11 @@ def run_cluster(exposures, args) -> dict:
     per_worker = dask.utils.parse_bytes(args.memory_limit) // args.workers
     # distributed sets MALLOC_TRIM_THRESHOLD_=65536 in workers, which turns off glibc's
     # dynamic mmap threshold: every large numpy temporary is then mmapped and page-faulted
-    # afresh (numpy-heavy tasks measured 2-5x slower). A high mmap threshold restores reuse.
-    dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_MMAP_THRESHOLD_": 2**28})
+    # afresh (numpy-heavy tasks measured 2-5x slower). Both thresholds raised restore reuse
+    # (the values daskod's own process workers use, daskod/_worker_memory.py); the mmap one
+    # alone does not, as the trim threshold then keeps returning the heap's top.
+    dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_MMAP_THRESHOLD_": 2**25,
+                     "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": 2**28})
     with LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
                       memory_limit=per_worker, dashboard_address=None) as cluster, \
             Client(cluster) as client, tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
