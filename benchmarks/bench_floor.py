@@ -26,16 +26,17 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import bench_vs_reference as bvr
+from _harness import median_of
+
 START = """
-import sys, time
-t = time.perf_counter()
+import sys
 from stdatamodels.jwst import datamodels
 import gwcs, drizzle.resample
 with datamodels.open(sys.argv[1]) as m:
@@ -47,10 +48,11 @@ def serial_start(path: str, repeats: int = 3) -> float:
     """Median wall time of a fresh process importing the JWST stack and reading one WCS."""
     walls = []
     for _ in range(repeats):
-        t = time.perf_counter()
-        subprocess.run([sys.executable, "-c", START, path], check=True)
-        walls.append(time.perf_counter() - t)
-    return sorted(walls)[len(walls) // 2]
+        wall, _, code, out = bvr.measure([sys.executable, "-c", START, path])
+        if code != 0:
+            raise RuntimeError(f"the start-up probe failed:\n{out[-3000:]}")
+        walls.append(wall)
+    return median_of(walls)
 
 
 def per_exposure(files: list[str], outdir: str) -> tuple[dict[str, float], float]:
@@ -77,16 +79,17 @@ def per_exposure(files: list[str], outdir: str) -> tuple[dict[str, float], float
     t = time.perf_counter()
     plan = ImagingPlan(exposures, ImagingParams(), max_output_pixels=2**32)
     plan_s = time.perf_counter() - t
-    frame = plan.frame
+    frame, p = plan.frame, plan.params
     for path, exp, pm in zip(files, exposures, plan.pixel_maps, strict=True):
         sci, dq, var, _ = timed("read", lambda e=exp: [np.asarray(a) for a in (
             e.sci, e.dq, e.var_rnoise, e.err)])
         ny, nx = exp.shape
+        texp = float(exp.exposure_time or 1.0)
         pixmap = timed("pixel map", pm.evaluate, 0, ny, 0, nx)
-        weight = timed("drizzle", build_driz_weight, dq, weight_type="ivm", bad_mask=1,
-                       var_rnoise=var, exposure_time=float(exp.exposure_time or 1.0))
-        img, _ = timed("drizzle", drizzle_tile,
-                       [(sci, weight, pixmap, float(exp.exposure_time or 1.0))], frame.shape)
+        weight = timed("drizzle", build_driz_weight, dq, weight_type=p.weight_type,
+                       bad_mask=p.bad_mask, var_rnoise=var, exposure_time=texp)
+        img, _ = timed("drizzle", drizzle_tile, [(sci, weight, pixmap, texp)], frame.shape,
+                       kernel=p.kernel, pixfrac=p.pixfrac, fillval=p.fillval)
         timed("blot", blot_tile, img, pixmap, (0, 0), frame.shape)
         timed("write", shutil.copyfile, path, os.path.join(outdir, os.path.basename(path)))
     return cost, plan_s
@@ -102,8 +105,6 @@ def main() -> None:
                         help="measure the floor only, not the reference and daskod")
     parser.add_argument("--workdir", default=None, help="where inputs and products go")
     args = parser.parse_args()
-    import bench_vs_reference as bvr
-
     from daskod.datasets._reference import reference_python
 
     python = reference_python()
