@@ -50,6 +50,8 @@ class Scheduler:
         resolves a name by first importing ``distributed`` to look for an active client
         (~0.3 s of a short run), which daskod has already done (:func:`resolve_scheduler`).
         """
+        import dask
+
         if self.client is not None:
             return {"scheduler": self.client}
         if self.name == "synchronous":
@@ -64,9 +66,17 @@ class Scheduler:
             import dask.multiprocessing
 
             get = dask.multiprocessing.get
+        kwargs: dict[str, Any] = {"scheduler": get}
+        if self.name == "processes" and dask.config.get("chunksize", None) is None:
+            # dask batches a process pool's ready tasks six at a time unless told otherwise,
+            # so when a phase's few tasks become ready together (the median tiles after the
+            # last weight threshold) one worker runs them all while the others wait.
+            # Submitted one by one, they spread over the workers: 8 x 2048^2 files, 8 pairs,
+            # median 8.63 -> 8.21 s (7 of 8 faster). A "chunksize" the user set is kept.
+            kwargs["chunksize"] = 1
         if self.pool is not None:
-            return {"scheduler": get, "pool": self.pool}
-        return {"scheduler": get, "num_workers": self.num_workers}
+            return {**kwargs, "pool": self.pool}
+        return {**kwargs, "num_workers": self.num_workers}
 
     def close(self) -> None:
         """Close a client daskod opened from an address."""
