@@ -282,7 +282,8 @@ def _stcal_threshold(weights, maskpt):
                                   maxiters=5, masked=False, copy=False), dtype="f8") * maskpt
 
 
-@pytest.mark.parametrize("kind", ["gamma", "ties", "quantised", "signed", "tiny", "empty"])
+@pytest.mark.parametrize("kind", ["gamma", "low tail", "ties", "quantised", "signed", "tiny",
+                                  "empty"])
 def test_weight_threshold_is_the_reference_bit_for_bit(kind):
     from daskod.resample._weights import weight_threshold
 
@@ -290,6 +291,10 @@ def test_weight_threshold_is_the_reference_bit_for_bit(kind):
     shape = (257, 301)
     if kind == "gamma":
         w = rng.gamma(5, 20, shape).astype(np.float32)
+    elif kind == "low tail":  # partly covered pixels: iterations clip low weights
+        w = rng.gamma(20, 5, shape).astype(np.float32)
+        edge = rng.random(shape) < 0.08
+        w[edge] *= rng.random(int(edge.sum())).astype(np.float32) ** 3
     elif kind == "ties":  # exptime weights: ties everywhere but edge-partial pixels
         w = np.full(shape, 300.0, np.float32)
         w[:, :3] *= rng.random((shape[0], 3)).astype(np.float32)
