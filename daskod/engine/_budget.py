@@ -37,9 +37,16 @@ THRESHOLD_BYTES_PER_PIXEL = 5
 THRESHOLD_FIXED_BYTES = 16 * 2**20
 #: Headroom for allocator fragmentation, zarr buffers and Dask bookkeeping.
 SAFETY = 1.6
-#: Resident memory of a fresh worker process after importing the task modules (measured
-#: 102 MiB with Python 3.11, numpy 2.4, astropy 8, zarr 3.1, dask 2026.8; plus headroom).
-WORKER_BASELINE = 130 * 2**20
+#: Resident memory of a worker process besides its task's arrays: 131 MiB at its first task
+#: (forked from the server below with the task modules imported; Python 3.11, numpy 2.4,
+#: astropy 8, zarr 3.1, dask 2026.8), and the heap it keeps between tasks (the allocator
+#: settings of :mod:`daskod._worker_memory`): 8 x 2048^2 files at 768 MiB, tiles of 448 px,
+#: workers grew to 205-214 MiB after tasks of ~60 MiB.
+WORKER_BASELINE = 160 * 2**20
+#: Local worker processes are forked from a server holding the task modules' imports (its
+#: resident memory: measured 152 MiB, 169 MiB with the product writer's), beside
+#: multiprocessing's resource tracker (15 MiB); both count once, in the process tree.
+WORKER_SERVER_BASELINE = 200 * 2**20
 #: Per process: zarr buffers, Dask/distributed bookkeeping, task results in flight.
 OVERHEAD = 48 * 2**20
 #: The same for a cluster worker, whose graph state is small (measured: a worker's RSS grew
@@ -278,6 +285,10 @@ def _cluster_refusal(limit: int, workers: WorkerFacts, task_bytes: float, what: 
     return msg + "Either " + ", or ".join(fixes) + "."
 
 
+def _server_words(server: int) -> str:
+    return f" and the {_mib(server)} of the worker processes' server" if server else ""
+
+
 def plan_budget(
     *,
     memory_limit: int | str | None,
@@ -335,7 +346,8 @@ def plan_budget(
         return _plan_on_cluster(limit, per_px, whole, tile_size, workers, what,
                                 (n_groups, max_group_members), extent)
     baseline = process_rss()
-    available = limit - baseline - OVERHEAD
+    server = WORKER_SERVER_BASELINE if separate_processes else 0
+    available = limit - baseline - OVERHEAD - server
     n = max(1, num_workers)
     worker_base = WORKER_BASELINE if separate_processes else 0
     least = max(per_px * MIN_TILE**2, whole)
@@ -345,10 +357,10 @@ def plan_budget(
         n -= 1
     available -= n * worker_base
     if available <= least:
-        need = baseline + OVERHEAD + worker_base + least
+        need = baseline + OVERHEAD + server + worker_base + least
         msg = (f"memory_limit={_mib(limit)} cannot hold {what} on top of the "
-               f"{_mib(baseline)} this process already uses; give at least "
-               f"{math.ceil(need / 2**20)} MiB.")
+               f"{_mib(baseline)} this process already uses"
+               f"{_server_words(server)}; give at least {math.ceil(need / 2**20)} MiB.")
         raise MemoryBudgetError(msg)
     if tile_size is None:
         tile, median_tile, per_task = _tile_edges(available / n, n_groups, max_group_members)
@@ -360,7 +372,8 @@ def plan_budget(
         per_task = int(per_px * tile**2)
     budget = Budget(memory_limit=limit, tile=tile, num_workers=n, per_task_bytes=per_task,
                     baseline=baseline, predicted_peak=int(
-                        baseline + OVERHEAD + n * max(per_task, whole) + n * worker_base),
+                        baseline + OVERHEAD + server + n * max(per_task, whole)
+                        + n * worker_base),
                     median_tile=median_tile)
     log.info("Budget: %s", budget.describe())
     return budget
@@ -418,7 +431,8 @@ def task_budget(*, memory_limit: int | str | None, num_workers: int,
                         predicted_peak=int(workers.n_workers * per_worker), worker_share=share)
     else:
         baseline = process_rss()
-        available = limit - baseline - OVERHEAD
+        server = WORKER_SERVER_BASELINE if separate_processes else 0
+        available = limit - baseline - OVERHEAD - server
         n = max(1, num_workers)
         worker_base = WORKER_BASELINE if separate_processes else 0
         if separate_processes:
@@ -429,13 +443,15 @@ def task_budget(*, memory_limit: int | str | None, num_workers: int,
         available -= n * worker_base
         per_task = int(available / n / SAFETY)
         if per_task < least:
-            need = baseline + OVERHEAD + worker_base + SAFETY * least
+            need = baseline + OVERHEAD + server + worker_base + SAFETY * least
             msg = (f"memory_limit={_mib(limit)} leaves {max(per_task, 0) / 2**20:.1f} MiB "
-                   f"per task on top of the {_mib(baseline)} this process uses, and "
-                   f"{what} needs {_mib(least)}; give at least {math.ceil(need / 2**20)} MiB.")
+                   f"per task on top of the {_mib(baseline)} this process uses"
+                   f"{_server_words(server)}, and {what} needs {_mib(least)}; give at least "
+                   f"{math.ceil(need / 2**20)} MiB.")
             raise MemoryBudgetError(msg)
         budget = Budget(memory_limit=limit, tile=0, num_workers=n, per_task_bytes=per_task,
                         baseline=baseline, predicted_peak=int(
-                            baseline + OVERHEAD + n * (per_task * SAFETY + worker_base)))
+                            baseline + OVERHEAD + server
+                            + n * (per_task * SAFETY + worker_base)))
     log.info("Budget: %s", budget.describe())
     return budget
