@@ -285,6 +285,12 @@ def _cluster_refusal(limit: int, workers: WorkerFacts, task_bytes: float, what: 
     return msg + "Either " + ", or ".join(fixes) + "."
 
 
+def _local_processes(separate_processes: bool) -> tuple[int, int]:
+    """What the processes scheduler's own processes hold: its worker server and resource
+    tracker (counted once) and each worker besides its task; nothing for threads."""
+    return (WORKER_SERVER_BASELINE, WORKER_BASELINE) if separate_processes else (0, 0)
+
+
 def _server_words(server: int) -> str:
     return f" and the {_mib(server)} of the worker processes' server" if server else ""
 
@@ -346,10 +352,9 @@ def plan_budget(
         return _plan_on_cluster(limit, per_px, whole, tile_size, workers, what,
                                 (n_groups, max_group_members), extent)
     baseline = process_rss()
-    server = WORKER_SERVER_BASELINE if separate_processes else 0
+    server, worker_base = _local_processes(separate_processes)
     available = limit - baseline - OVERHEAD - server
     n = max(1, num_workers)
-    worker_base = WORKER_BASELINE if separate_processes else 0
     least = max(per_px * MIN_TILE**2, whole)
     # Each worker process carries roughly the same imports as this one; phases share one
     # graph, so any worker may be running a whole-group task while the others run tiles.
@@ -431,10 +436,9 @@ def task_budget(*, memory_limit: int | str | None, num_workers: int,
                         predicted_peak=int(workers.n_workers * per_worker), worker_share=share)
     else:
         baseline = process_rss()
-        server = WORKER_SERVER_BASELINE if separate_processes else 0
+        server, worker_base = _local_processes(separate_processes)
         available = limit - baseline - OVERHEAD - server
         n = max(1, num_workers)
-        worker_base = WORKER_BASELINE if separate_processes else 0
         if separate_processes:
             while n > 1 and available - n * worker_base < n * 32 * 2**20:
                 n -= 1

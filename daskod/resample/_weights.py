@@ -260,15 +260,14 @@ def _top_histogram(values: np.ndarray, positive: bool) -> np.ndarray:
 
 
 def _select(values: np.ndarray, ranks: list[int], positive: bool,
-            top: np.ndarray | None = None) -> list[np.float32]:
+            top: np.ndarray) -> list[np.float32]:
     """The values of the given 0-based ranks in sorted order (exact; 16-bit histograms over
-    the sortable bit patterns, nothing copied): the top bits' (``top``, the
-    :func:`_top_histogram` of ``values``, when known), then the low bits' within the bins
-    the ranks fall in."""
+    the sortable bit patterns, nothing copied): ``top`` (the :func:`_top_histogram` of
+    ``values``) finds the bin of each rank, the low bits' histogram within it the value."""
     n = values.size
-    high = _top_histogram(values, positive) if top is None else top
-    below = np.cumsum(high) - high  # values in lower bins
-    bins = [int(np.searchsorted(np.cumsum(high), r, side="right")) for r in ranks]
+    upto = np.cumsum(top)
+    below = upto - top  # values in lower bins
+    bins = [int(np.searchsorted(upto, r, side="right")) for r in ranks]
     low = {b: np.zeros(1 << 16, dtype=np.int64) for b in set(bins)}
     for a in range(0, n, _BLOCK):
         keys = _sortable_keys(values[a:a + _BLOCK], positive)
