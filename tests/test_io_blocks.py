@@ -379,3 +379,44 @@ def test_product_from_a_chunked_dq_reads_each_chunk_once(tmp_path):
     with dm.open(str(tmp_path / "k_crfints.fits")) as out:
         np.testing.assert_array_equal(out.dq, want_dq)
         np.testing.assert_array_equal(out.data, want["data"])
+
+
+@pytest.mark.parametrize("sharded", [False, True])
+def test_product_from_the_working_store_decodes_each_dq_chunk_once(tmp_path, monkeypatch,
+                                                                    sharded):
+    """The flag phase's DQ lives in the working store in compressed chunks (tiles): the
+    product writer reads them whole, once each, however its blocks fall (the store's array
+    exposes its chunks and shards as a zarr array does)."""
+    from daskod.engine._store import StoredArray, WorkingStore
+    from daskod.io._products import write_product
+
+    src = _cube_file(tmp_path / "jw01_calints.fits")
+    dq = _new_dq(src)
+    store = WorkingStore.create(str(tmp_path / "store"))
+    block = (16, 24, 40)  # tiles that do not divide the (48, 40, 64) cube
+    chunks = (16, 12, 40) if sharded else block
+    stored = store.phase_array("outputs/0/dq", dq.shape, np.uint32, block, 0,
+                               fingerprint="t", chunks=chunks)
+    for index in np.ndindex(*(-(-n // b) for n, b in zip(dq.shape, block, strict=True))):
+        stored.write(index, dq[stored.region(index)])
+    decoded = np.zeros(dq.shape, dtype=int)
+
+    def counting(self, key):
+        out = StoredArray.__getitem__.__wrapped__(self, key)
+        # Every chunk the read touches is decoded whole.
+        boxes = [range(s.start // c, -(-s.stop // c))
+                 for s, c in zip(key, chunks, strict=True)]
+        for index in np.ndindex(*(len(b) for b in boxes)):
+            corner = [b[i] for b, i in zip(boxes, index, strict=True)]
+            decoded[tuple(slice(i * c, (i + 1) * c)
+                          for i, c in zip(corner, chunks, strict=True))] += 1
+        return out
+
+    counting.__wrapped__ = StoredArray.__getitem__
+    monkeypatch.setattr(StoredArray, "__getitem__", counting)
+    dst = str(tmp_path / "out" / "jw01_crfints.fits")
+    write_product(src, dst, stored, block_bytes=40 * 64 * 13 * 8)  # ~8 rows per block
+    assert (decoded == 1).all(), f"chunks decoded {sorted(set(decoded.ravel()))} times"
+    want_dq, _ = _reference_product(src, dq)
+    with dm.open(dst) as out:
+        np.testing.assert_array_equal(out.dq, want_dq)

@@ -91,6 +91,18 @@ class StoredArray:
     def ndim(self) -> int:
         return len(self.array.shape)
 
+    @property
+    def chunks(self) -> tuple[int, ...]:
+        """Zarr's chunk shape (a sharded array's inner chunks): the least one read decodes.
+        Readers align their regions to it so that no chunk is decoded twice."""
+        return tuple(int(c) for c in self.array.chunks)
+
+    @property
+    def shards(self) -> tuple[int, ...] | None:
+        """Zarr's shard shape (what one task writes), or None for an unsharded array."""
+        shards = self.array.shards
+        return None if shards is None else tuple(int(c) for c in shards)
+
     def __getitem__(self, key: Any) -> np.ndarray:
         return self.array[key]
 
