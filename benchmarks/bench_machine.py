@@ -53,15 +53,11 @@ def _reported_kib() -> int | None:
         return None
 
 
-def _system_seconds() -> float:
-    return os.times().system
-
-
 def touch(mib: int) -> tuple[float, float]:
     """Wall and system seconds to allocate and fill ``mib`` MiB of new memory."""
-    s0, t0 = _system_seconds(), time.perf_counter()
+    s0, t0 = os.times().system, time.perf_counter()
     a = np.ones(mib * 2**17)  # float64: 2**17 per MiB
-    wall, system = time.perf_counter() - t0, _system_seconds() - s0
+    wall, system = time.perf_counter() - t0, os.times().system - s0
     del a
     return wall, system
 

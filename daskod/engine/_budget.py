@@ -353,7 +353,8 @@ def plan_budget(
                                 (n_groups, max_group_members), extent)
     baseline = process_rss()
     server, worker_base = _local_processes(separate_processes)
-    available = limit - baseline - OVERHEAD - server
+    fixed = baseline + OVERHEAD + server  # held whatever the tiles
+    available = limit - fixed
     n = max(1, num_workers)
     least = max(per_px * MIN_TILE**2, whole)
     # Each worker process carries roughly the same imports as this one; phases share one
@@ -362,7 +363,7 @@ def plan_budget(
         n -= 1
     available -= n * worker_base
     if available <= least:
-        need = baseline + OVERHEAD + server + worker_base + least
+        need = fixed + worker_base + least
         msg = (f"memory_limit={_mib(limit)} cannot hold {what} on top of the "
                f"{_mib(baseline)} this process already uses"
                f"{_server_words(server)}; give at least {math.ceil(need / 2**20)} MiB.")
@@ -377,8 +378,7 @@ def plan_budget(
         per_task = int(per_px * tile**2)
     budget = Budget(memory_limit=limit, tile=tile, num_workers=n, per_task_bytes=per_task,
                     baseline=baseline, predicted_peak=int(
-                        baseline + OVERHEAD + server + n * max(per_task, whole)
-                        + n * worker_base),
+                        fixed + n * (max(per_task, whole) + worker_base)),
                     median_tile=median_tile)
     log.info("Budget: %s", budget.describe())
     return budget
@@ -437,7 +437,8 @@ def task_budget(*, memory_limit: int | str | None, num_workers: int,
     else:
         baseline = process_rss()
         server, worker_base = _local_processes(separate_processes)
-        available = limit - baseline - OVERHEAD - server
+        fixed = baseline + OVERHEAD + server  # held whatever the tasks
+        available = limit - fixed
         n = max(1, num_workers)
         if separate_processes:
             while n > 1 and available - n * worker_base < n * 32 * 2**20:
@@ -447,7 +448,7 @@ def task_budget(*, memory_limit: int | str | None, num_workers: int,
         available -= n * worker_base
         per_task = int(available / n / SAFETY)
         if per_task < least:
-            need = baseline + OVERHEAD + server + worker_base + SAFETY * least
+            need = fixed + worker_base + SAFETY * least
             msg = (f"memory_limit={_mib(limit)} leaves {max(per_task, 0) / 2**20:.1f} MiB "
                    f"per task on top of the {_mib(baseline)} this process uses"
                    f"{_server_words(server)}, and {what} needs {_mib(least)}; give at least "
@@ -455,7 +456,6 @@ def task_budget(*, memory_limit: int | str | None, num_workers: int,
             raise MemoryBudgetError(msg)
         budget = Budget(memory_limit=limit, tile=0, num_workers=n, per_task_bytes=per_task,
                         baseline=baseline, predicted_peak=int(
-                            baseline + OVERHEAD + server
-                            + n * (per_task * SAFETY + worker_base)))
+                            fixed + n * (per_task * SAFETY + worker_base)))
     log.info("Budget: %s", budget.describe())
     return budget
